@@ -1,0 +1,795 @@
+"""Study-level effect sizes (the Python counterpart of metafor's ``escalc``).
+
+Every measure here reproduces R's ``metafor::escalc`` (version 3.8-1) with the
+same defaults (``add=1/2, to="only0", drop00=FALSE, vtype="LS"``) to about
+1e-12 relative; ``tests/test_effects.py`` checks this against stored R output.
+
+Inputs may be scalars, lists, NumPy arrays or pandas Series, shaped ``(k,)``
+(one data set of ``k`` studies) or ``(B, k)`` (a batch of ``B`` data sets that
+share the study axis).  A study whose fields are *all* NaN is a missing study
+in that analysis and gets ``yi = vi = NaN``; any other invalid input raises a
+``ValueError`` that names the field and the study.
+
+References
+----------
+Viechtbauer W (2010). Conducting meta-analyses in R with the metafor package.
+*Journal of Statistical Software* 36(3), 1-48 (function ``escalc``).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.special import gammaln
+
+__all__ = [
+    "EffectSizes",
+    "EffectSizeWarning",
+    "effect_sizes",
+    "MEASURES",
+    "RATIO_MEASURES",
+]
+
+
+class EffectSizeWarning(UserWarning):
+    """A study was dropped (``drop00``) or produced a non-finite outcome."""
+
+
+#: Required input fields for every supported measure.
+_REQUIRED: dict[str, tuple[str, ...]] = {
+    **{
+        m: ("events_treat", "n_treat", "events_ctrl", "n_ctrl")
+        for m in ("RR", "OR", "RD", "PETO", "AS")
+    },
+    **{
+        m: ("mean_treat", "sd_treat", "n_treat", "mean_ctrl", "sd_ctrl", "n_ctrl")
+        for m in ("MD", "SMD", "ROM")
+    },
+    **{m: ("events", "n") for m in ("PR", "PLO", "PAS", "PFT")},
+    "IR": ("events", "time"),
+    "IRR": ("events_treat", "time_treat", "events_ctrl", "time_ctrl"),
+}
+
+MEASURES: tuple[str, ...] = tuple(_REQUIRED)
+
+#: Measures on a log scale (back-transform with ``exp``).
+RATIO_MEASURES: frozenset[str] = frozenset({"RR", "OR", "PETO", "IRR", "ROM"})
+
+#: escalc uses ``add = 0`` for these unless ``add`` is given explicitly.
+_ADD_ZERO_DEFAULT = frozenset({"AS", "PAS", "PFT"})
+
+#: Variance types accepted per measure (as in escalc); default "LS".
+_VTYPES: dict[str, tuple[str, ...]] = {
+    "RD": ("LS", "UB", "AV"),
+    "PR": ("LS", "UB", "AV"),
+    "PLO": ("LS", "AV"),
+    "MD": ("LS", "UB", "HO"),
+    "SMD": ("LS", "UB", "LS2", "AV"),
+    "ROM": ("LS", "HO", "AV", "AVHO"),
+}
+
+_TO_OPTIONS = ("all", "only0", "if0all", "none")
+
+_ALL_FIELDS = (
+    "events_treat", "n_treat", "events_ctrl", "n_ctrl",
+    "mean_treat", "sd_treat", "mean_ctrl", "sd_ctrl",
+    "events", "n", "time", "time_treat", "time_ctrl",
+)
+
+
+# --------------------------------------------------------------------------
+# result object
+# --------------------------------------------------------------------------
+def _ro(a: np.ndarray | None) -> np.ndarray | None:
+    if a is None:
+        return None
+    a = np.array(a, dtype=float, copy=True)
+    a.flags.writeable = False
+    return a
+
+
+@dataclass(frozen=True)
+class EffectSizes:
+    """Study-level outcomes ``yi`` with sampling variances ``vi``.
+
+    Attributes
+    ----------
+    measure : str
+        One of :data:`MEASURES` (metafor ``escalc`` codes).
+    yi, vi : numpy.ndarray
+        Outcomes and sampling variances, shape ``(k,)`` or ``(B, k)``, on the
+        model scale (log scale for RR/OR/IRR/ROM; PETO is a log odds ratio).
+        Missing or dropped studies are NaN.
+    labels : tuple of str or None
+        Study labels (length ``k``).
+    ai, bi, ci, di : numpy.ndarray or None
+        Raw (uncorrected) 2x2 cells for binary two-group measures: events and
+        non-events in the treatment arm (``ai``, ``bi``) and in the control arm
+        (``ci``, ``di``).  Kept as given even for studies removed by ``drop00``.
+    x1i, t1i, x2i, t2i : numpy.ndarray or None
+        Raw event counts and person-times per arm for ``IRR``.
+    add, to, drop00, vtype
+        The zero-cell settings and variance type actually used.
+
+    Notes
+    -----
+    Arrays are read-only.  For ``PR`` with ``to="none"`` and 0 (or ``n``)
+    events metafor gives ``vi = 0`` and so does this class; a fixed/random
+    effects model (``meta_analysis``) needs ``vi > 0``.
+    """
+
+    measure: str
+    yi: np.ndarray
+    vi: np.ndarray
+    labels: tuple[str, ...] | None = None
+    ai: np.ndarray | None = None
+    bi: np.ndarray | None = None
+    ci: np.ndarray | None = None
+    di: np.ndarray | None = None
+    x1i: np.ndarray | None = None
+    t1i: np.ndarray | None = None
+    x2i: np.ndarray | None = None
+    t2i: np.ndarray | None = None
+    add: float = 0.5
+    to: str = "only0"
+    drop00: bool = False
+    vtype: str = "LS"
+
+    @property
+    def is_ratio(self) -> bool:
+        """True when ``yi`` is a log ratio (RR, OR, PETO, IRR, ROM)."""
+        return self.measure in RATIO_MEASURES
+
+    @property
+    def k(self) -> int:
+        """Number of studies (length of the study axis)."""
+        return int(self.yi.shape[-1])
+
+    @property
+    def is_batch(self) -> bool:
+        """True for a ``(B, k)`` batch of analyses."""
+        return self.yi.ndim == 2
+
+    def _raw(self) -> dict[str, np.ndarray]:
+        out = {}
+        for name in ("ai", "bi", "ci", "di", "x1i", "t1i", "x2i", "t2i"):
+            v = getattr(self, name)
+            if v is not None:
+                out[name] = v
+        return out
+
+    def to_frame(self) -> pd.DataFrame:
+        """Long data frame: ``label, yi, vi`` plus raw counts.
+
+        For a batch an ``analysis`` column (0..B-1) comes first.
+        """
+        labels = list(self.labels) if self.labels is not None else [str(i) for i in range(self.k)]
+        cols: dict[str, Any] = {}
+        if self.is_batch:
+            B = self.yi.shape[0]
+            cols["analysis"] = np.repeat(np.arange(B), self.k)
+            cols["label"] = labels * B
+        else:
+            cols["label"] = labels
+        cols["yi"] = self.yi.ravel()
+        cols["vi"] = self.vi.ravel()
+        for name, v in self._raw().items():
+            cols[name] = v.ravel()
+        return pd.DataFrame(cols)
+
+    def to_dict(self) -> dict:
+        """JSON-friendly dict (NaN kept as float NaN)."""
+        d: dict[str, Any] = {
+            "measure": self.measure,
+            "yi": self.yi.tolist(),
+            "vi": self.vi.tolist(),
+            "labels": list(self.labels) if self.labels is not None else None,
+            "add": self.add,
+            "to": self.to,
+            "drop00": self.drop00,
+            "vtype": self.vtype,
+            "is_ratio": self.is_ratio,
+        }
+        for name, v in self._raw().items():
+            d[name] = v.tolist()
+        return d
+
+    def summary(self) -> str:
+        """Short human-readable table of the outcomes."""
+        df = self.to_frame()
+        df["sei"] = np.sqrt(df["vi"])
+        head = (
+            f"EffectSizes: measure={self.measure}"
+            f"{' (log scale)' if self.is_ratio else ''}, k={self.k}"
+            f"{f', B={self.yi.shape[0]}' if self.is_batch else ''}; "
+            f"add={self.add}, to={self.to!r}, drop00={self.drop00}, vtype={self.vtype!r}"
+        )
+        return head + "\n" + df.to_string(index=False, float_format=lambda x: f"{x:.4f}")
+
+    def __repr__(self) -> str:  # compact
+        return (
+            f"EffectSizes(measure={self.measure!r}, shape={self.yi.shape}, "
+            f"add={self.add}, to={self.to!r}, drop00={self.drop00})"
+        )
+
+
+# --------------------------------------------------------------------------
+# input handling
+# --------------------------------------------------------------------------
+def _where(labels: Sequence[str] | None, idx: tuple[int, ...]) -> str:
+    """'study 'x' (index 3)' or, for a batch, '(analysis 1, index 3)'."""
+    i = idx[-1]
+    pos = f"index {i}" if len(idx) == 1 else f"analysis {idx[0]}, index {i}"
+    if labels is not None:
+        return f"study {labels[i]!r} ({pos})"
+    return f"study at {pos}"
+
+
+def _as_array(name: str, x: Any) -> np.ndarray:
+    if isinstance(x, (pd.Series, pd.DataFrame)):
+        x = x.to_numpy()
+    try:
+        arr = np.asarray(x, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be numeric; got non-numeric input ({exc})") from None
+    if arr.dtype.kind not in "f":
+        raise ValueError(f"{name} must be numeric")
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    if arr.ndim > 2:
+        raise ValueError(f"{name} must be 1-D (k,) or 2-D (B, k); got shape {arr.shape}")
+    if np.isinf(arr).any():
+        idx = tuple(int(j) for j in np.argwhere(np.isinf(arr))[0])
+        raise ValueError(f"{name} is infinite at {('index ' + str(idx[-1])) if len(idx) == 1 else idx}")
+    return arr
+
+
+def _prepare(
+    fields: dict[str, Any], required: Sequence[str], labels: Any, context: str
+) -> tuple[dict[str, np.ndarray], np.ndarray, tuple[str, ...] | None, bool]:
+    """Convert, check shapes and partial missingness.
+
+    Returns the arrays as 2-D ``(B, k)``, the ``present`` mask, labels, and
+    whether the input was 1-D.
+    """
+    arrs: dict[str, np.ndarray] = {}
+    for name in required:
+        if fields.get(name) is None:
+            raise ValueError(f"{context} requires field '{name}' (missing); required: {', '.join(required)}")
+        arrs[name] = _as_array(name, fields[name])
+    first = required[0]
+    shape = arrs[first].shape
+    for name in required[1:]:
+        if arrs[name].shape != shape:
+            a, b = arrs[first].shape, arrs[name].shape
+            la = a[-1] if len(a) == 1 else a
+            lb = b[-1] if len(b) == 1 else b
+            raise ValueError(
+                f"length mismatch: {first} has length {la} but {name} has length {lb}"
+            )
+    one_d = len(shape) == 1
+    k = shape[-1]
+    if k == 0:
+        raise ValueError(f"{first} is empty (no studies)")
+    lab: tuple[str, ...] | None = None
+    if labels is not None:
+        if isinstance(labels, str):
+            labels = [labels]
+        lab = tuple(str(s) for s in (labels.tolist() if hasattr(labels, "tolist") else labels))
+        if len(lab) != k:
+            raise ValueError(f"length mismatch: labels has length {len(lab)} but {first} has length {k}")
+    arrs = {n: (a[None, :] if one_d else a) for n, a in arrs.items()}
+    nan = np.stack([np.isnan(a) for a in arrs.values()])
+    allnan = nan.all(axis=0)
+    partial = nan.any(axis=0) & ~allnan
+    if partial.any():
+        b, i = (int(j) for j in np.argwhere(partial)[0])
+        idx = (i,) if one_d else (b, i)
+        missing = [n for n, a in arrs.items() if np.isnan(a[b, i])]
+        given = [n for n, a in arrs.items() if not np.isnan(a[b, i])]
+        raise ValueError(
+            f"{missing[0]} is missing (NaN) for {_where(lab, idx)} while "
+            f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} present; "
+            "a missing study must be NaN in every field"
+        )
+    return arrs, ~allnan, lab, one_d
+
+
+def _fail(mask: np.ndarray, one_d: bool, labels, fmt) -> None:
+    """Raise for the first True cell in ``mask``; ``fmt(b, i, where)`` gives the text."""
+    if mask.any():
+        b, i = (int(j) for j in np.argwhere(mask)[0])
+        idx = (i,) if one_d else (b, i)
+        raise ValueError(fmt(b, i, _where(labels, idx)))
+
+
+def _g(v: float) -> str:
+    return f"{v:g}"
+
+
+def _check_count(a: dict, name: str, present, one_d, labels) -> None:
+    x = a[name]
+    _fail(present & (x < 0), one_d, labels,
+          lambda b, i, w: f"{name} is negative for {w}: {_g(x[b, i])}")
+
+
+def _check_events_n(a: dict, ev: str, n: str, present, one_d, labels) -> None:
+    _check_count(a, ev, present, one_d, labels)
+    N = a[n]
+    _fail(present & (N <= 0), one_d, labels,
+          lambda b, i, w: f"{n} must be > 0 for {w}: {_g(N[b, i])}")
+    E = a[ev]
+    _fail(present & (E > N), one_d, labels,
+          lambda b, i, w: f"{ev} > {n} for {w}: {_g(E[b, i])} > {_g(N[b, i])}")
+
+
+def _check_positive(a: dict, name: str, present, one_d, labels, what: str = "> 0") -> None:
+    x = a[name]
+    _fail(present & ~(x > 0), one_d, labels,
+          lambda b, i, w: f"{name} must be {what} for {w}: {_g(x[b, i])}")
+
+
+# --------------------------------------------------------------------------
+# zero-cell correction
+# --------------------------------------------------------------------------
+def _zero_correct(
+    cells: list[np.ndarray], present: np.ndarray, add: float, to: str
+) -> list[np.ndarray]:
+    """Add ``add`` to ``cells`` as escalc's ``to`` option says.
+
+    ``only0``: studies with any zero cell; ``all``: every study; ``if0all``:
+    every study of an analysis (row) in which some study has a zero cell;
+    ``none``: nothing.  Studies not ``present`` (missing/dropped) are skipped.
+    """
+    if to == "none" or add == 0:
+        return [c.copy() for c in cells]
+    id0 = np.zeros_like(present)
+    for c in cells:
+        id0 |= c == 0
+    id0 &= present
+    if to == "all":
+        sel = present
+    elif to == "only0":
+        sel = id0
+    else:  # if0all
+        sel = present & id0.any(axis=-1, keepdims=True)
+    return [np.where(sel, c + add, c) for c in cells]
+
+
+def _drop_double_zero(
+    e1: np.ndarray, ne1: np.ndarray | None, e2: np.ndarray, ne2: np.ndarray | None, present: np.ndarray
+) -> np.ndarray:
+    """Mask of studies with no events in both arms (or, for 2x2 tables, no non-events in both)."""
+    m = (e1 == 0) & (e2 == 0)
+    if ne1 is not None:
+        m |= (ne1 == 0) & (ne2 == 0)
+    return m & present
+
+
+def _wmean_rows(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Row-wise weighted mean ignoring NaN (metafor's ``.wmean(na.rm=TRUE)``)."""
+    ok = ~(np.isnan(x) | np.isnan(w))
+    xs = np.where(ok, x, 0.0)
+    ws = np.where(ok, w, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (xs * ws).sum(axis=-1, keepdims=True) / ws.sum(axis=-1, keepdims=True)
+
+
+# --------------------------------------------------------------------------
+# binary 2x2 tables (shared with lnsynth.pairwise.mh)
+# --------------------------------------------------------------------------
+def _binary_yi_vi(
+    ai: np.ndarray,
+    bi: np.ndarray,
+    ci: np.ndarray,
+    di: np.ndarray,
+    measure: str,
+    present: np.ndarray,
+    add: float,
+    to: str,
+    drop00: bool,
+    vtype: str = "LS",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """escalc outcomes for 2x2 tables given as (B, k) arrays.
+
+    Returns ``yi, vi, dropped`` where ``dropped`` marks studies removed by
+    ``drop00``.
+    """
+    dropped = (
+        _drop_double_zero(ai, bi, ci, di, present) if drop00 else np.zeros_like(present)
+    )
+    use = present & ~dropped
+    a, b, c, d = _zero_correct([ai, bi, ci, di], use, add, to)
+    nan = np.nan
+    with np.errstate(divide="ignore", invalid="ignore"):
+        n1 = a + b
+        n2 = c + d
+        p1 = a / n1
+        p2 = c / n2
+        if measure == "RR":
+            yi = np.log(p1) - np.log(p2)
+            vi = 1 / a - 1 / n1 + 1 / c - 1 / n2
+        elif measure == "OR":
+            yi = np.log(p1 / (1 - p1)) - np.log(p2 / (1 - p2))
+            vi = 1 / a + 1 / b + 1 / c + 1 / d
+        elif measure == "RD":
+            yi = p1 - p2
+            if vtype == "LS":
+                vi = p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2
+            elif vtype == "UB":
+                vi = p1 * (1 - p1) / (n1 - 1) + p2 * (1 - p2) / (n2 - 1)
+            else:  # AV
+                u1 = np.where(use, p1, nan)
+                u2 = np.where(use, p2, nan)
+                m1 = _wmean_rows(u1, np.where(use, n1, nan))
+                m2 = _wmean_rows(u2, np.where(use, n2, nan))
+                vi = m1 * (1 - m1) / n1 + m2 * (1 - m2) / n2
+        elif measure == "PETO":
+            n = n1 + n2
+            xt = a + c
+            yt = b + d
+            E = xt * n1 / n
+            V = xt * yt * (n1 / n) * (n2 / n) / (n - 1)
+            yi = (a - E) / V
+            vi = 1 / V
+        elif measure == "AS":
+            yi = np.arcsin(np.sqrt(p1)) - np.arcsin(np.sqrt(p2))
+            vi = 1 / (4 * n1) + 1 / (4 * n2)
+        else:  # pragma: no cover - guarded by callers
+            raise ValueError(f"unknown binary measure {measure!r}")
+    yi = np.where(use, yi, nan)
+    vi = np.where(use, vi, nan)
+    yi, vi = _recode_nonfinite(yi, vi)
+    return yi, vi, dropped
+
+
+def _recode_nonfinite(yi: np.ndarray, vi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """As escalc: a study whose yi or vi is +-Inf or NaN gets NaN for both;
+    a negative vi becomes NaN."""
+    bad = ~(np.isfinite(yi) & np.isfinite(vi))
+    yi = np.where(bad, np.nan, yi)
+    vi = np.where(bad | (vi < 0), np.nan, vi)
+    return yi, vi
+
+
+def _validate_binary(
+    arrs: dict[str, np.ndarray], present: np.ndarray, one_d: bool, labels, names=("events_treat", "n_treat", "events_ctrl", "n_ctrl")
+) -> None:
+    e1, n1, e2, n2 = names
+    _check_events_n(arrs, e1, n1, present, one_d, labels)
+    _check_events_n(arrs, e2, n2, present, one_d, labels)
+
+
+# --------------------------------------------------------------------------
+# public function
+# --------------------------------------------------------------------------
+def effect_sizes(
+    measure: str,
+    *,
+    events_treat: Any = None,
+    n_treat: Any = None,
+    events_ctrl: Any = None,
+    n_ctrl: Any = None,
+    mean_treat: Any = None,
+    sd_treat: Any = None,
+    mean_ctrl: Any = None,
+    sd_ctrl: Any = None,
+    events: Any = None,
+    n: Any = None,
+    time: Any = None,
+    time_treat: Any = None,
+    time_ctrl: Any = None,
+    labels: Sequence[str] | None = None,
+    add: float | None = None,
+    to: str = "only0",
+    drop00: bool = False,
+    vtype: str = "LS",
+) -> EffectSizes:
+    r"""Compute study-level effect sizes as metafor's ``escalc`` does.
+
+    Parameters
+    ----------
+    measure : str
+        Outcome measure (metafor code):
+
+        Two-group binary (``events_treat, n_treat, events_ctrl, n_ctrl``), with
+        cells :math:`a=e_1, b=n_1-e_1, c=e_2, d=n_2-e_2` after the zero-cell
+        correction, :math:`p_1=a/n_1`, :math:`p_2=c/n_2`:
+
+        * ``RR`` log risk ratio: :math:`y=\log p_1-\log p_2`,
+          :math:`v=1/a-1/n_1+1/c-1/n_2`.
+        * ``OR`` log odds ratio: :math:`y=\log\frac{ad}{bc}`,
+          :math:`v=1/a+1/b+1/c+1/d` (Woolf 1955).
+        * ``RD`` risk difference: :math:`y=p_1-p_2`,
+          ``LS`` :math:`v=p_1(1-p_1)/n_1+p_2(1-p_2)/n_2`; ``UB`` divides by
+          :math:`n_j-1`; ``AV`` uses the sample-size weighted mean risks.
+        * ``PETO`` Peto's log odds ratio (Yusuf et al. 1985):
+          :math:`y=(a-E)/V`, :math:`v=1/V`, with :math:`E=(a+c)n_1/N` and
+          :math:`V=(a+c)(b+d)n_1n_2/(N^2(N-1))`.
+        * ``AS`` arcsine square-root risk difference (Rücker et al. 2009):
+          :math:`y=\arcsin\sqrt{p_1}-\arcsin\sqrt{p_2}`,
+          :math:`v=1/(4n_1)+1/(4n_2)`.
+
+        Two-group continuous (``mean_*, sd_*, n_*``):
+
+        * ``MD`` raw mean difference :math:`y=m_1-m_2`,
+          :math:`v=s_1^2/n_1+s_2^2/n_2` (``LS``/``UB``) or
+          :math:`s_p^2(1/n_1+1/n_2)` (``HO``).
+        * ``SMD`` Hedges' *g* (Hedges 1981): :math:`d=(m_1-m_2)/s_p` with
+          :math:`s_p^2=((n_1-1)s_1^2+(n_2-1)s_2^2)/m`, :math:`m=n_1+n_2-2`,
+          exact bias correction
+          :math:`c(m)=\Gamma(m/2)/(\sqrt{m/2}\,\Gamma((m-1)/2))`,
+          :math:`y=c(m)d`; ``LS`` (default) :math:`v=1/n_1+1/n_2+y^2/(2(n_1+n_2))`,
+          ``UB`` :math:`v=1/n_1+1/n_2+(1-(m-2)/(m c(m)^2))y^2`,
+          ``LS2`` :math:`v=c(m)^2(1/n_1+1/n_2+d^2/(2(n_1+n_2)))`,
+          ``AV`` uses the weighted mean :math:`\bar y` in place of :math:`y`.
+          Needs :math:`n_1+n_2>3`.
+        * ``ROM`` log ratio of means (Hedges, Gurevitch & Curtis 1999):
+          :math:`y=\log(m_1/m_2)`, ``LS`` :math:`v=s_1^2/(n_1m_1^2)+s_2^2/(n_2m_2^2)`;
+          ``HO`` uses :math:`s_p`; ``AV``/``AVHO`` averaged coefficients of
+          variation.  Needs :math:`m_1/m_2>0`.
+
+        Single group proportions (``events, n``) with :math:`x` events,
+        :math:`p=x/n` (after correction of :math:`x` and :math:`n-x`):
+
+        * ``PR`` raw proportion, :math:`v=p(1-p)/n` (``LS``), ``UB`` uses
+          :math:`n-1`, ``AV`` the weighted mean proportion.
+        * ``PLO`` logit, :math:`v=1/x+1/(n-x)`.
+        * ``PAS`` arcsine square root, :math:`y=\arcsin\sqrt p`, :math:`v=1/(4n)`.
+        * ``PFT`` Freeman-Tukey double arcsine (Freeman & Tukey 1950):
+          :math:`y=\tfrac12(\arcsin\sqrt{x/(n+1)}+\arcsin\sqrt{(x+1)/(n+1)})`,
+          :math:`v=1/(4n+2)`.
+
+        Rates:
+
+        * ``IR`` incidence rate (``events, time``): :math:`y=x/t`, :math:`v=x/t^2`.
+        * ``IRR`` log incidence rate ratio (``events_treat, time_treat,
+          events_ctrl, time_ctrl``): :math:`y=\log(x_1/t_1)-\log(x_2/t_2)`,
+          :math:`v=1/x_1+1/x_2`.
+    events_treat, n_treat, events_ctrl, n_ctrl, mean_treat, sd_treat, mean_ctrl, sd_ctrl, events, n, time, time_treat, time_ctrl : array-like
+        Study data, shape ``(k,)`` or ``(B, k)``; a study with NaN in every
+        required field is missing (``yi = vi = NaN``).  Fields the measure
+        does not use must be left ``None``.
+    labels : sequence of str, optional
+        Study labels (used in messages and :meth:`EffectSizes.to_frame`).
+    add : float or None, default None
+        Amount added to cells by the zero-cell correction.  ``None`` means
+        escalc's default when ``add`` is not given: 0.5, except 0 for AS,
+        PAS and PFT.  (escalc also applies ``add`` to AS/PAS/PFT when it is
+        given explicitly, so ``add=0.5`` here equals ``escalc(..., add=1/2)``.)
+    to : {"only0", "all", "if0all", "none"}
+        Which studies get ``add``: those with a zero cell (``only0``), all
+        studies (``all``), all studies of an analysis if any has a zero cell
+        (``if0all``, applied per row of a batch), or none.  Zero cells are
+        checked in all four cells of a 2x2 table, in both event counts for
+        IRR, in events and non-events for proportions and in events for IR.
+        Continuous measures ignore ``add``/``to``.
+    drop00 : bool, default False
+        For binary two-group measures (studies with no events in both arms or
+        only events in both arms) and IRR (no events in both arms): set such
+        studies' ``yi``/``vi`` to NaN (an :class:`EffectSizeWarning` names
+        them).  Ignored by other measures, as in escalc.
+    vtype : str, default "LS"
+        Variance estimator, for RD, PR, PLO, MD, SMD, ROM (see above).
+
+    Returns
+    -------
+    EffectSizes
+
+    Raises
+    ------
+    ValueError
+        Unknown measure or ``to``/``vtype``; a required field missing or an
+        unused field given; non-numeric input; fields of different length;
+        a partially missing study; negative counts; events > n; n <= 0;
+        sd <= 0; non-positive time; SMD with n_treat + n_ctrl <= 3; ROM with
+        means of opposite sign or zero.  Messages name the field and study.
+
+    Warns
+    -----
+    EffectSizeWarning
+        When ``drop00`` removes a study, or when (with ``to="none"`` or
+        ``add=0``) a study gets a non-finite ``yi``/``vi`` as in metafor.
+
+    Notes
+    -----
+    With the default correction every valid study gets finite ``yi`` and
+    ``vi``.  ``vi`` can still be 0 for RD/PR/AS-type measures only when the
+    correction is switched off (``to="none"`` or ``add=0``); for ``PR`` with
+    ``to="none"`` and 0 or ``n`` events metafor gives ``vi = 0``, which is
+    reproduced here, but inverse-variance pooling (``meta_analysis``) needs
+    ``vi > 0``.
+
+    References
+    ----------
+    Viechtbauer W (2010), metafor, J Stat Softw 36(3) -- ``escalc``.
+    Hedges LV (1981), Distribution theory for Glass's estimator of effect
+    size and related estimators, J Educ Stat 6:107-128.
+    Yusuf S et al. (1985), Beta blockade during and after myocardial
+    infarction, Prog Cardiovasc Dis 27:335-371.
+    Freeman MF, Tukey JW (1950), Ann Math Stat 21:607-611.
+    """
+    if not isinstance(measure, str):
+        raise ValueError(f"measure must be a string, one of {', '.join(MEASURES)}")
+    m = measure.upper()
+    if m not in _REQUIRED:
+        raise ValueError(f"unknown measure {measure!r}; valid measures: {', '.join(MEASURES)}")
+    if to not in _TO_OPTIONS:
+        raise ValueError(f"unknown to={to!r}; valid: {', '.join(_TO_OPTIONS)}")
+    valid_vt = _VTYPES.get(m, ("LS",))
+    if vtype not in valid_vt:
+        raise ValueError(f"vtype={vtype!r} not available for measure {m}; valid: {', '.join(valid_vt)}")
+    if add is None:
+        add = 0.0 if m in _ADD_ZERO_DEFAULT else 0.5
+    try:
+        add = float(add)
+    except (TypeError, ValueError):
+        raise ValueError(f"add must be a number, got {add!r}") from None
+    if not math.isfinite(add) or add < 0:
+        raise ValueError(f"add must be a finite number >= 0, got {add}")
+    drop00 = bool(drop00)
+
+    given = dict(
+        events_treat=events_treat, n_treat=n_treat, events_ctrl=events_ctrl, n_ctrl=n_ctrl,
+        mean_treat=mean_treat, sd_treat=sd_treat, mean_ctrl=mean_ctrl, sd_ctrl=sd_ctrl,
+        events=events, n=n, time=time, time_treat=time_treat, time_ctrl=time_ctrl,
+    )
+    required = _REQUIRED[m]
+    extra = [f for f in _ALL_FIELDS if given[f] is not None and f not in required]
+    if extra:
+        raise ValueError(
+            f"field(s) {', '.join(extra)} not used by measure {m} (it needs {', '.join(required)})"
+        )
+    arrs, present, lab, one_d = _prepare(given, required, labels, f"measure {m}")
+    nan = np.nan
+    raw: dict[str, np.ndarray] = {}
+    dropped = np.zeros_like(present)
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if m in ("RR", "OR", "RD", "PETO", "AS"):
+            _validate_binary(arrs, present, one_d, lab)
+            ai = arrs["events_treat"]
+            bi = arrs["n_treat"] - ai
+            ci = arrs["events_ctrl"]
+            di = arrs["n_ctrl"] - ci
+            yi, vi, dropped = _binary_yi_vi(ai, bi, ci, di, m, present, add, to, drop00, vtype)
+            raw = dict(ai=ai, bi=bi, ci=ci, di=di)
+        elif m in ("MD", "SMD", "ROM"):
+            for g in ("treat", "ctrl"):
+                _check_positive(arrs, f"n_{g}", present, one_d, lab)
+                _check_positive(arrs, f"sd_{g}", present, one_d, lab)
+            m1, m2 = arrs["mean_treat"], arrs["mean_ctrl"]
+            s1, s2 = arrs["sd_treat"], arrs["sd_ctrl"]
+            n1, n2 = arrs["n_treat"], arrs["n_ctrl"]
+            N = n1 + n2
+            mdf = N - 2
+            sp = np.sqrt(((n1 - 1) * s1**2 + (n2 - 1) * s2**2) / mdf)
+            if m == "MD":
+                yi = m1 - m2
+                vi = s1**2 / n1 + s2**2 / n2 if vtype in ("LS", "UB") else sp**2 * (1 / n1 + 1 / n2)
+            elif m == "SMD":
+                _fail(present & (mdf <= 1), one_d, lab,
+                      lambda b, i, w: f"n_treat + n_ctrl must be > 3 for SMD (bias correction undefined) for {w}: "
+                      f"{_g(n1[b, i])} + {_g(n2[b, i])}")
+                cm = np.exp(gammaln(mdf / 2) - np.log(np.sqrt(mdf / 2)) - gammaln((mdf - 1) / 2))
+                d = (m1 - m2) / sp
+                yi = cm * d
+                if vtype == "LS":
+                    vi = 1 / n1 + 1 / n2 + yi**2 / (2 * N)
+                elif vtype == "UB":
+                    vi = 1 / n1 + 1 / n2 + (1 - (mdf - 2) / (mdf * cm**2)) * yi**2
+                elif vtype == "LS2":
+                    vi = cm**2 * (1 / n1 + 1 / n2 + d**2 / (2 * N))
+                else:  # AV
+                    ybar = _wmean_rows(np.where(present, yi, nan), np.where(present, N, nan))
+                    vi = 1 / n1 + 1 / n2 + ybar**2 / (2 * N)
+            else:  # ROM
+                ratio = m1 / m2
+                _fail(present & ~(ratio > 0), one_d, lab,
+                      lambda b, i, w: f"mean_treat / mean_ctrl must be > 0 for ROM (log ratio of means) for {w}: "
+                      f"{_g(m1[b, i])} / {_g(m2[b, i])}")
+                yi = np.log(ratio)
+                if vtype == "LS":
+                    vi = s1**2 / (n1 * m1**2) + s2**2 / (n2 * m2**2)
+                elif vtype == "HO":
+                    vi = sp**2 / (n1 * m1**2) + sp**2 / (n2 * m2**2)
+                elif vtype == "AV":
+                    cv1 = _wmean_rows(np.where(present, s1 / m1, nan), np.where(present, n1, nan))
+                    cv2 = _wmean_rows(np.where(present, s2 / m2, nan), np.where(present, n2, nan))
+                    vi = cv1**2 / n1 + cv2**2 / n2
+                else:  # AVHO
+                    w1 = np.where(present, n1 * s1 / m1, 0.0).sum(-1, keepdims=True)
+                    w2 = np.where(present, n2 * s2 / m2, 0.0).sum(-1, keepdims=True)
+                    cv = (w1 + w2) / np.where(present, N, 0.0).sum(-1, keepdims=True)
+                    vi = cv**2 * (1 / n1 + 1 / n2)
+        elif m in ("PR", "PLO", "PAS", "PFT"):
+            _check_events_n(arrs, "events", "n", present, one_d, lab)
+            xi0 = arrs["events"]
+            mi0 = arrs["n"] - xi0
+            xi, mi = _zero_correct([xi0, mi0], present, add, to)
+            ni = xi + mi
+            p = xi / ni
+            if m == "PR":
+                yi = p
+                if vtype == "LS":
+                    vi = p * (1 - p) / ni
+                elif vtype == "UB":
+                    vi = p * (1 - p) / (ni - 1)
+                else:
+                    pb = _wmean_rows(np.where(present, p, nan), np.where(present, ni, nan))
+                    vi = pb * (1 - pb) / ni
+            elif m == "PLO":
+                yi = np.log(p / (1 - p))
+                if vtype == "LS":
+                    vi = 1 / xi + 1 / mi
+                else:
+                    pb = _wmean_rows(np.where(present, p, nan), np.where(present, ni, nan))
+                    vi = 1 / (pb * ni) + 1 / ((1 - pb) * ni)
+            elif m == "PAS":
+                yi = np.arcsin(np.sqrt(p))
+                vi = 1 / (4 * ni)
+            else:  # PFT
+                yi = 0.5 * (np.arcsin(np.sqrt(xi / (ni + 1))) + np.arcsin(np.sqrt((xi + 1) / (ni + 1))))
+                vi = 1 / (4 * ni + 2)
+        elif m == "IR":
+            _check_count(arrs, "events", present, one_d, lab)
+            _check_positive(arrs, "time", present, one_d, lab)
+            (xi,) = _zero_correct([arrs["events"]], present, add, to)
+            ti = arrs["time"]
+            yi = xi / ti
+            vi = yi / ti
+        else:  # IRR
+            for g in ("treat", "ctrl"):
+                _check_count(arrs, f"events_{g}", present, one_d, lab)
+                _check_positive(arrs, f"time_{g}", present, one_d, lab)
+            x1, x2 = arrs["events_treat"], arrs["events_ctrl"]
+            t1, t2 = arrs["time_treat"], arrs["time_ctrl"]
+            dropped = _drop_double_zero(x1, None, x2, None, present) if drop00 else np.zeros_like(present)
+            use = present & ~dropped
+            c1, c2 = _zero_correct([x1, x2], use, add, to)
+            yi = np.log(c1 / t1) - np.log(c2 / t2)
+            vi = 1 / c1 + 1 / c2
+            raw = dict(x1i=x1, t1i=t1, x2i=x2, t2i=t2)
+
+    yi = np.where(present & ~dropped, yi, nan)
+    vi = np.where(present & ~dropped, vi, nan)
+
+    if dropped.any():
+        where = [_where(lab, (int(i),) if one_d else (int(b), int(i))) for b, i in np.argwhere(dropped)]
+        warnings.warn(
+            f"drop00=True: {m} set to NaN (no events or only events in both groups) for "
+            + "; ".join(where),
+            EffectSizeWarning,
+            stacklevel=2,
+        )
+    with np.errstate(invalid="ignore"):
+        bad = present & ~dropped & ~(np.isfinite(yi) & np.isfinite(vi) & ~(vi < 0))
+    yi, vi = _recode_nonfinite(yi, vi)
+    if bad.any():
+        where = [_where(lab, (int(i),) if one_d else (int(b), int(i))) for b, i in np.argwhere(bad)]
+        warnings.warn(
+            f"{m}: yi/vi not estimable (+-Inf/NaN recoded to NaN as escalc does; "
+            f"zero cells with to={to!r}, add={add}) for " + "; ".join(where),
+            EffectSizeWarning,
+            stacklevel=2,
+        )
+
+    def shape(a: np.ndarray) -> np.ndarray:
+        return _ro(a[0] if one_d else a)
+
+    return EffectSizes(
+        measure=m,
+        yi=shape(yi),
+        vi=shape(vi),
+        labels=lab,
+        add=add,
+        to=to,
+        drop00=drop00,
+        vtype=vtype,
+        **{k_: shape(v) for k_, v in raw.items()},
+    )
