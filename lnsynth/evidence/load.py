@@ -63,12 +63,13 @@ def _expand(node: Any, default_source: str) -> Any:
         return [_expand(x, default_source) for x in node]
     if not isinstance(node, dict):
         return node
-    if "quote" in node and "provenance" not in node:
+    if ("quote" in node or "loc" in node or "location" in node) and "provenance" not in node:
         prov = {
             "source": node.get("source", default_source),
             "location": node.get("location", node.get("loc")),
-            "quote": node["quote"],
+            "quote": node.get("quote"),
         }
+        prov = {k: v for k, v in prov.items() if v is not None}
         if "derived" in node:
             prov["derived"] = node["derived"]
         if "rule" in node:
@@ -163,7 +164,7 @@ def _walk_quantities(obj: Any, prefix: str) -> Iterable[tuple[str, Any, Provenan
             ident = getattr(x, "id", None)
             yield from _walk_quantities(x, f"{prefix}[{ident if ident else i}]")
         return
-    if hasattr(obj, "model_fields"):
+    if hasattr(type(obj), "model_fields") and isinstance(type(obj).__dict__.get("model_fields", None) or getattr(type(obj), "model_fields", None), dict):
         for name in type(obj).model_fields:
             if name in ("tables",):
                 continue

@@ -1,0 +1,161 @@
+"""Command-line interface: ``lnsynth`` (also ``python -m lnsynth``).
+
+lnsynth summarises published evidence and simulates hypotheses; it does not prescribe.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from lnsynth import DISCLAIMER, __version__
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help=f"lnsynth {__version__}: evidence on calcineurin inhibitors in lupus nephritis. {DISCLAIMER}",
+)
+err = Console(stderr=True)
+
+
+class TableFormat(str, Enum):
+    csv = "csv"
+    md = "md"
+    html = "html"
+
+
+class DataFormat(str, Enum):
+    csv = "csv"
+    json = "json"
+
+
+class ListFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+def _load(data: Optional[Path]):
+    from lnsynth.evidence import EvidenceError, load_evidence
+
+    try:
+        return load_evidence(data)
+    except EvidenceError as exc:
+        err.print(f"[bold red]evidence error[/]\n{exc}")
+        raise typer.Exit(2)
+
+
+DataOpt = typer.Option(None, "--data", help="Evidence directory (default: the embedded package data).")
+
+
+@app.command()
+def trials(fmt: ListFormat = typer.Option(ListFormat.table, "--format"), data: Optional[Path] = DataOpt) -> None:
+    """List the stored studies."""
+    ev = _load(data)
+    df = ev.studies_frame()
+    if fmt == ListFormat.csv:
+        sys.stdout.write(df.to_csv(index=False))
+    elif fmt == ListFormat.json:
+        sys.stdout.write(df.to_json(orient="records", indent=2) + "\n")
+    else:
+        from rich.table import Table
+
+        t = Table(title=f"{len(df)} studies in the evidence base")
+        for c in ["study", "label", "design", "n_randomised", "regimens"]:
+            t.add_column(c)
+        for _, r in df.iterrows():
+            t.add_row(*[("" if r[c] is None else str(r[c])) for c in ["study", "label", "design", "n_randomised", "regimens"]])
+        Console().print(t)
+
+
+@app.command()
+def validate(
+    quotes: bool = typer.Option(True, help="Check every quote against the source text when it is available."),
+    strict: bool = typer.Option(False, help="Exit non-zero on warnings too."),
+    data: Optional[Path] = DataOpt,
+) -> None:
+    """Validate the evidence files: schema errors are fatal; suspected source errors are warnings."""
+    from lnsynth.evidence.checks import find_source_text, run_checks
+
+    ev = _load(data)
+    findings = run_checks(ev, quotes=quotes)
+    n_err = sum(f.level == "error" for f in findings)
+    n_warn = sum(f.level == "warning" for f in findings)
+    for f in findings:
+        style = "red" if f.level == "error" else "yellow"
+        err.print(f"[{style}]{f}[/]", highlight=False, soft_wrap=True)
+    src_found = all(find_source_text(s.filename) for s in ev.sources if s.filename)
+    n_values = len(ev.provenance_rows())
+    typer.echo(
+        f"{len(ev.studies)} studies, {len(ev.syntheses)} syntheses, {n_values} sourced values: "
+        f"{n_err} errors, {n_warn} warnings (suspected source errors; printed values kept)"
+        + ("" if src_found or not quotes else "; quotes not checked: source text not found")
+    )
+    if n_err or (strict and n_warn):
+        raise typer.Exit(1)
+
+
+def _table(name: str, fmt: TableFormat, data: Optional[Path]) -> None:
+    from lnsynth.evidence import tables
+
+    ev = _load(data)
+    df = tables.build_table(ev, name)
+    if fmt == TableFormat.csv:
+        sys.stdout.write(df.drop(columns=["study"]).to_csv(index=False))
+    elif fmt == TableFormat.md:
+        sys.stdout.write(tables.to_markdown(df, name))
+    else:
+        sys.stdout.write(tables.to_html(ev, name) + "\n")
+
+
+@app.command()
+def table1(fmt: TableFormat = typer.Option(TableFormat.md, "--format"), data: Optional[Path] = DataOpt) -> None:
+    """The review's Table 1 (selected trials) rebuilt from the data."""
+    _table("table1", fmt, data)
+
+
+@app.command()
+def table2(fmt: TableFormat = typer.Option(TableFormat.md, "--format"), data: Optional[Path] = DataOpt) -> None:
+    """The review's Table 2 (adverse events) rebuilt from the data."""
+    _table("table2", fmt, data)
+
+
+@app.command()
+def provenance(
+    fmt: DataFormat = typer.Option(DataFormat.csv, "--format"),
+    numbers_only: bool = typer.Option(False, help="Only numeric values (omit text such as design)."),
+    data: Optional[Path] = DataOpt,
+) -> None:
+    """Every stored value with its source, location, verbatim quote and derivation rule."""
+    ev = _load(data)
+    df = ev.provenance_frame(numbers_only=numbers_only)
+    if fmt == DataFormat.csv:
+        sys.stdout.write(df.to_csv(index=False))
+    else:
+        sys.stdout.write(json.dumps(df.to_dict(orient="records"), indent=2, default=str) + "\n")
+
+
+@app.command()
+def report(
+    out: Path = typer.Option(Path("report"), "--out", help="Output directory (index.html is written there)."),
+    data: Optional[Path] = DataOpt,
+) -> None:
+    """Build the self-contained HTML evidence report."""
+    from lnsynth.report.build import build_report
+
+    path = build_report(out, data=data)
+    typer.echo(f"wrote {path}")
+
+
+def main() -> None:  # pragma: no cover - thin wrapper
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,158 @@
+"""Consistency checks on the evidence base (``lnsynth validate``).
+
+Schema errors are fatal and raised by the loader. The checks here look for
+*suspected errors in the source*; they never change a stored value, they report:
+
+- ``denominator``: an outcome/adverse-event denominator that differs from its arm size
+  (e.g. the review prints Liu 2015 diarrhoea as 14/81 in an arm of 181);
+- ``percent``: a printed percentage that no integer count of the arm reproduces at the
+  printed precision;
+- ``arm-sum``: arm sizes that do not add up to the randomised N;
+- ``derived``: a derived count that does not follow its own rule / candidates;
+- ``quote``: a quote not found verbatim in the source text (only when the source
+  text is available, see :func:`find_source_text`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from .derive import count_candidates
+from .load import EvidenceBase, _walk_quantities
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: str  # "warning" | "error"
+    kind: str
+    study: str
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.level.upper()} [{self.kind}] {self.study}: {self.field}: {self.message}"
+
+
+def normalise(text: str) -> str:
+    """Strip HTML tags and collapse whitespace (the only normalisation quotes get)."""
+    text = re.sub(r"<[^>]+>", "", text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def find_source_text(filename: str, extra_dirs: Optional[list[Path]] = None) -> Optional[Path]:
+    """Locate a source document: ``$LNSYNTH_SOURCES``, ``../shared/sources`` of the repo or cwd."""
+    cands: list[Path] = []
+    if os.environ.get("LNSYNTH_SOURCES"):
+        cands.append(Path(os.environ["LNSYNTH_SOURCES"]))
+    if os.environ.get("LNSYNTH_SHARED"):
+        cands.append(Path(os.environ["LNSYNTH_SHARED"]) / "sources")
+    here = Path(__file__).resolve()
+    for up in (here.parents[2], here.parents[3], Path.cwd(), Path.cwd().parent):
+        cands.append(up / "shared" / "sources")
+        cands.append(up.parent / "shared" / "sources")
+    cands.extend(extra_dirs or [])
+    for d in cands:
+        p = d / filename
+        if p.exists():
+            return p
+    return None
+
+
+def check_quotes(ev: EvidenceBase) -> list[Finding]:
+    out: list[Finding] = []
+    texts: dict[str, Optional[str]] = {}
+    for src in ev.sources:
+        p = find_source_text(src.filename) if src.filename else None
+        texts[src.id] = normalise(p.read_text(encoding="utf-8")) if p else None
+    for rec in list(ev.studies) + list(ev.syntheses):
+        for path, _v, prov in _walk_quantities(rec, ""):
+            text = texts.get(prov.source)
+            if text is None:
+                continue
+            if normalise(prov.quote) not in text:
+                out.append(Finding("error", "quote", rec.id, path, f"quote not found verbatim in {prov.source}: {prov.quote!r}"))
+    return out
+
+
+def check_consistency(ev: EvidenceBase) -> list[Finding]:
+    out: list[Finding] = []
+    for s in ev.studies:
+        arm_n = {a.id: (a.n.value if a.n else None) for a in s.arms}
+        # arms summing to N (only for parallel-group trials with all arm sizes known)
+        if s.n_randomised is not None and all(v is not None for v in arm_n.values()) and len(arm_n) > 1:
+            tot = sum(arm_n.values())
+            if tot != s.n_randomised.value:
+                out.append(
+                    Finding("warning", "arm-sum", s.id, "arms[*].n", f"arm sizes {arm_n} sum to {tot}, randomised N is {s.n_randomised.value}")
+                )
+        records = [("outcomes", o) for o in s.outcomes] + [("adverse_events", a) for a in s.adverse_events]
+        for kind, r in records:
+            a_n = arm_n.get(r.arm)
+            n_q = r.n
+            n = n_q.value if n_q is not None else a_n
+            if n_q is not None and a_n is not None and n_q.value != a_n:
+                out.append(
+                    Finding(
+                        "warning",
+                        "denominator",
+                        s.id,
+                        f"{kind}[{r.id}].n",
+                        f"denominator {n_q.value} differs from the size of arm {r.arm!r} ({a_n}); printed value kept",
+                    )
+                )
+            if r.percent is not None and n is not None:
+                cands = count_candidates(r.percent.value, n)
+                if not cands:
+                    out.append(
+                        Finding(
+                            "warning",
+                            "percent",
+                            s.id,
+                            f"{kind}[{r.id}].percent",
+                            f"{r.percent.text}% is not reproduced by any count out of n={n} (arm {r.arm!r}); "
+                            "percentage kept, no count derived",
+                        )
+                    )
+                if r.events is not None and r.events.provenance.derived:
+                    if r.events.value not in cands:
+                        out.append(
+                            Finding("error", "derived", s.id, f"{kind}[{r.id}].events",
+                                    f"derived count {r.events.value} does not reproduce {r.percent.text}% of {n} (candidates {cands})")
+                        )
+                    elif r.events.candidates is not None and sorted(r.events.candidates) != cands:
+                        out.append(
+                            Finding("error", "derived", s.id, f"{kind}[{r.id}].events",
+                                    f"stored candidates {r.events.candidates} differ from the counts that reproduce {r.percent.text}% of {n}: {cands}")
+                        )
+                    elif r.events.candidates is None and len(cands) > 1:
+                        out.append(
+                            Finding("error", "derived", s.id, f"{kind}[{r.id}].events",
+                                    f"several counts reproduce {r.percent.text}% of {n} ({cands}); keep all as candidates")
+                        )
+            if r.events is not None and n is not None and r.events.value > n:
+                out.append(Finding("error", "events", s.id, f"{kind}[{r.id}].events", f"events {r.events.value} > n {n}"))
+            if r.events is not None and not r.events.provenance.derived and r.percent is not None and n is not None:
+                pct = 100.0 * r.events.value / n
+                if abs(pct - float(r.percent.value)) > 0.5 * 10 ** (-_decimals(r.percent.value)) + 1e-9:
+                    out.append(
+                        Finding("warning", "percent", s.id, f"{kind}[{r.id}]",
+                                f"printed {r.events.value}/{n} = {pct:.2f}% but printed percentage is {r.percent.text}%")
+                    )
+    return out
+
+
+def _decimals(v) -> int:
+    from .derive import decimals_of
+
+    return decimals_of(v)
+
+
+def run_checks(ev: EvidenceBase, quotes: bool = True) -> list[Finding]:
+    out = check_consistency(ev)
+    if quotes:
+        out.extend(check_quotes(ev))
+    return out
