@@ -173,11 +173,11 @@ class NMAResult:
         return out.sort_values("pscore", ascending=False, ignore_index=True)
 
     # ---------------------------------------------------------- inconsistency
-    def q_decomposition(self) -> pd.DataFrame:
+    def q_decomposition(self, by_design: bool = False) -> pd.DataFrame:
         """Design-based decomposition of Q (Krahn et al. 2013); see
         :func:`lnsynth.network.inconsistency.q_decomposition`."""
         from .inconsistency import q_decomposition
-        return q_decomposition(self)
+        return q_decomposition(self, by_design=by_design)
 
     def design_by_treatment(self, random: bool | None = None) -> dict[str, Any]:
         """Design-by-treatment interaction test; see
