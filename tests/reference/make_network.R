@@ -2,6 +2,8 @@
 #
 # Usage (from the repository root):
 #   Rscript tests/reference/make_network.R tests/reference/network_reference.json
+# (REML: optimizer BFGS with reltol 1e-15; the profile is flat near the optimum,
+# so metafor's tau^2 is accurate to ~1e-7 relative while logLik agrees to ~1e-14.)
 #
 # Model: contrast-based consistency NMA. Each study's contrasts are against its
 # baseline arm (the network reference if the study has it, else the first of
@@ -217,6 +219,9 @@ node_split_ref <- function(cd, reference, tau2) {
 }
 
 ## ------------------------------------------------------------ data sets
+# With LNSYNTH_NETWORK_LIB=1 only the functions above are defined (used by the
+# live R test in tests/test_network.py).
+if (Sys.getenv("LNSYNTH_NETWORK_LIB") != "1") {
 cases <- list()
 add_case <- function(name, arms, measure, reference, nsplit = FALSE, contrast = NULL) {
   cd <- build(arms, measure, reference)
@@ -300,3 +305,4 @@ ref <- list(metafor_version = scalar(as.character(packageVersion("metafor"))),
             R_version = scalar(R.version.string), cases = cases)
 writeLines(to_json(ref), out_path)
 cat("wrote", out_path, "with", length(cases), "cases\n")
+}
