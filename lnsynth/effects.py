@@ -231,9 +231,10 @@ def _where(labels: Sequence[str] | None, idx: tuple[int, ...]) -> str:
 
 
 def _as_array(name: str, x: Any) -> np.ndarray:
-    if isinstance(x, (pd.Series, pd.DataFrame)):
-        x = x.to_numpy()
     try:
+        if isinstance(x, (pd.Series, pd.DataFrame)):
+            # nullable dtypes (Int64, Float64) carry pd.NA: map it to NaN
+            x = x.to_numpy(dtype=float, na_value=np.nan)
         arr = np.asarray(x, dtype=float)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must be numeric; got non-numeric input ({exc})") from None

@@ -108,6 +108,12 @@ def test_scalar_series_and_batch():
     s = pd.Series([3, 5], index=["x", "y"])
     es = effect_sizes("RR", events_treat=s, n_treat=[10, 12], events_ctrl=np.array([4, 6]), n_ctrl=(11, 13))
     assert es.yi.shape == (2,)
+    na = pd.Series([3, pd.NA], dtype="Int64")
+    es_na = effect_sizes("RR", events_treat=na, n_treat=pd.Series([10, None], dtype="Float64"),
+                         events_ctrl=[4, np.nan], n_ctrl=[11, np.nan])
+    assert np.isfinite(es_na.yi[0]) and np.isnan(es_na.yi[1])
+    with pytest.raises(ValueError, match="events_treat must be numeric"):
+        effect_sizes("RR", events_treat=pd.Series(["a"]), n_treat=[1], events_ctrl=[1], n_ctrl=[1])
     one = effect_sizes("RR", events_treat=3, n_treat=10, events_ctrl=4, n_ctrl=11)
     assert one.yi.shape == (1,)
     assert one.yi[0] == pytest.approx(es.yi[0], rel=1e-15)

@@ -209,8 +209,12 @@ def test_swapping_arms_negates(t, measure):
 def test_finite_for_valid_counts(t, measure, drop00):
     out = _pool(t, measure, drop00=drop00)
     if _informative(t, measure):
-        for key in ("estimate", "se", "q", "i2", "h2", "pvalue", "q_pvalue"):
+        for key in ("estimate", "se", "q", "i2", "h2", "q_pvalue", "ci_low", "ci_high"):
             assert np.isfinite(out[key][0]), key
+        # se can be exactly 0 (e.g. RR/RD when every risk is 0 or 1); z and p
+        # are then undefined in metafor as well
+        if out["se"][0] > 0:
+            assert np.isfinite(out["zval"][0]) and np.isfinite(out["pvalue"][0])
         assert out["k"][0] == t.shape[1]
 
 
