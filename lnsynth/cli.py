@@ -153,6 +153,69 @@ def report(
     typer.echo(f"wrote {path}")
 
 
+@app.command()
+def meta(
+    outcome: str = typer.Option(..., "--outcome", help='Endpoint, e.g. "complete remission".'),
+    treatment: str = typer.Option(..., "--treatment", help="Regimen codes/classes, comma-separated (e.g. TAC+MMF, CNI, CNI-any)."),
+    control: str = typer.Option(..., "--control", help="Regimen codes/classes for the comparator (e.g. IVCYC)."),
+    measure: str = typer.Option("RR", "--measure", help="RR, OR or RD."),
+    method: str = typer.Option("REML", "--method", help="FE, MH, PETO, DL, REML, ML, PM, SJ, HE, EB."),
+    test: str = typer.Option("z", "--test", help="z or knha."),
+    timepoint: str = typer.Option("latest", "--timepoint", help="latest, earliest or weeks when a study reports several."),
+    fmt: ListFormat = typer.Option(ListFormat.table, "--format"),
+    plot: str = typer.Option("forest.png", "--plot", help="Forest plot file (png/svg/pdf); '' to skip."),
+    approximate: bool = typer.Option(False, "--approximate", help="Use round(pct/100*n) where no count reproduces a printed percentage (flagged)."),
+    data: Optional[Path] = DataOpt,
+) -> None:
+    """Pairwise meta-analysis of a comparison across the stored trials, with a forest plot."""
+    import warnings as _w
+
+    from lnsynth.evidence.select import SelectionWarning, pairwise_data
+    from lnsynth.pairwise import effect_sizes, meta_analysis
+
+    ev = _load(data)
+    tp = timepoint if timepoint in ("latest", "earliest") else float(timepoint)
+    with _w.catch_warnings(record=True) as caught:
+        _w.simplefilter("always", SelectionWarning)
+        try:
+            d = pairwise_data(ev, outcome, treatment, control, timepoint=tp, approximate=approximate)
+        except ValueError as exc:
+            err.print(f"[red]{exc}[/]")
+            raise typer.Exit(2)
+    for c in caught:
+        err.print(f"[yellow]warning: {c.message}[/]", highlight=False)
+    if d.k == 0:
+        err.print(f"[red]no study compares {treatment} with {control} on {outcome} with usable counts[/]")
+        raise typer.Exit(1)
+    es = effect_sizes(measure.upper(), labels=d.labels, **d.counts())
+    with _w.catch_warnings(record=True) as caught:
+        _w.simplefilter("always")
+        res = meta_analysis(es, method=method, test=test)
+    for c in caught:
+        err.print(f"[yellow]warning: {c.message}[/]", highlight=False)
+    study = d.frame[["label", "timepoint_weeks", "treatment_arms", "events_treat", "n_treat", "control_arms", "events_ctrl", "n_ctrl", "derived"]]
+    if fmt == ListFormat.json:
+        payload = {"outcome": outcome, "treatment": treatment, "control": control, "measure": measure.upper(), "method": method.upper(), "test": test,
+                   "result": {k: (v.item() if hasattr(v, "item") else v) for k, v in res.to_dict().items()},
+                   "studies": json.loads(study.to_json(orient="records")), "notes": d.notes()}
+        sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+    elif fmt == ListFormat.csv:
+        sys.stdout.write(res.to_frame().to_csv(index=False))
+    else:
+        Console().print(study.to_string(index=False), highlight=False)
+        typer.echo("")
+        typer.echo(res.summary())
+        for n in d.notes():
+            typer.echo(f"note: {n}")
+        typer.echo(DISCLAIMER)
+    if plot:
+        from lnsynth.plots.forest import forest_plot
+
+        fig = forest_plot(res, labels=d.labels, transf="exp" if measure.upper() in ("RR", "OR") else None)
+        fig.savefig(plot, bbox_inches="tight")
+        err.print(f"forest plot written to {plot}")
+
+
 def main() -> None:  # pragma: no cover - thin wrapper
     app()
 

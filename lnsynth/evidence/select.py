@@ -1,0 +1,209 @@
+"""Selecting two-group comparisons from the evidence base for pairwise meta-analysis.
+
+:func:`pairwise_data` picks, for one endpoint, every study that has an arm matching
+the treatment specification and an arm matching the control specification, with
+events and n. Rows that cannot be used are not dropped silently: each exclusion is
+recorded with its reason and announced with a warning.
+
+Regimen specifications are comma-separated lists of regimen codes (``TAC+MMF``) or
+regimen classes (``CNI``, ``CNI+MMF``, ``MMF``, ``IVCYC``...); an arm matches when its
+code or class is listed. ``CNI-any`` matches every arm containing a calcineurin
+inhibitor (classes ``CNI`` and ``CNI+MMF``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+import pandas as pd
+
+from .schema import REGIMEN_CLASS
+
+ALIASES = {"CNI-any": {"CNI", "CNI+MMF"}}
+
+
+class SelectionWarning(UserWarning):
+    """A study was left out of an analysis; the message says which and why."""
+
+
+def _spec(spec: Union[str, list[str], set[str]]) -> set[str]:
+    items = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else list(spec)
+    out: set[str] = set()
+    for it in items:
+        out |= ALIASES.get(it, {it})
+    known = set(REGIMEN_CLASS) | set(REGIMEN_CLASS.values())
+    unknown = out - known
+    if unknown:
+        raise ValueError(f"unknown regimen code or class {sorted(unknown)}; known codes: {sorted(REGIMEN_CLASS)}, classes: {sorted(set(REGIMEN_CLASS.values()))}")
+    return out
+
+
+def _matches(row, spec: set[str]) -> bool:
+    return row["regimen"] in spec or row["regimen_class"] in spec
+
+
+@dataclass(frozen=True)
+class PairwiseData:
+    """Study-level two-group counts for one endpoint, with what was left out and why."""
+
+    outcome: str
+    treatment: str
+    control: str
+    frame: pd.DataFrame
+    excluded: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    @property
+    def k(self) -> int:
+        return len(self.frame)
+
+    def counts(self) -> dict:
+        f = self.frame
+        return dict(
+            events_treat=f["events_treat"].to_numpy(),
+            n_treat=f["n_treat"].to_numpy(),
+            events_ctrl=f["events_ctrl"].to_numpy(),
+            n_ctrl=f["n_ctrl"].to_numpy(),
+        )
+
+    @property
+    def labels(self) -> list[str]:
+        return self.frame["label"].tolist()
+
+    @property
+    def patients(self) -> int:
+        return int(self.frame["n_treat"].sum() + self.frame["n_ctrl"].sum()) if self.k else 0
+
+    def notes(self) -> list[str]:
+        out = []
+        for _, r in self.frame.iterrows():
+            bits = []
+            if r["derived"]:
+                bits.append("counts derived from printed percentages/arm sizes")
+            if r["ambiguous"]:
+                bits.append(f"several counts fit the printed percentage: {r['candidates']}")
+            if r.get("approximate", False):
+                bits.append("approximate count: printed percentage reproduced by no integer count, round(pct/100*n) used")
+            if r["combined_arms"] > 1:
+                bits.append(f"{r['combined_arms']} treatment arms combined")
+            if bits:
+                out.append(f"{r['label']}: " + "; ".join(bits))
+        out += [f"{s}: excluded ({why})" for s, why in self.excluded]
+        return out
+
+
+def pairwise_data(
+    ev,
+    outcome: str,
+    treatment: Union[str, list[str]],
+    control: Union[str, list[str]],
+    timepoint: Union[str, float] = "latest",
+    max_weeks: Optional[float] = None,
+    warn: bool = True,
+    approximate: bool = False,
+) -> PairwiseData:
+    """Build the two-group data set for ``outcome`` comparing ``treatment`` with ``control``.
+
+    Parameters
+    ----------
+    ev : EvidenceBase
+    outcome : endpoint name, e.g. ``"complete remission"``.
+    treatment, control : regimen specifications (see module docstring).
+    timepoint : ``"latest"`` (default), ``"earliest"``, or a number of weeks (the closest
+        available timepoint is used) when a study reports the endpoint more than once.
+    max_weeks : ignore results later than this many weeks (e.g. 26 for 6-month remission).
+    approximate : where a printed percentage is reproduced by no integer count of the arm
+        (so the evidence base stores no count), use ``round(pct/100*n)`` anyway and flag
+        the study as ``approximate``. Off by default: such studies are left out with a
+        warning.
+
+    Several arms of one study matching the same side (e.g. two voclosporin doses) are
+    combined by summing events and n (Cochrane Handbook 23.3.4), and flagged.
+    """
+    tspec, cspec = _spec(treatment), _spec(control)
+    if tspec & cspec:
+        raise ValueError(f"treatment and control specifications overlap: {sorted(tspec & cspec)}")
+    of = ev.outcomes_frame()
+    if outcome not in set(of["endpoint"]):
+        raise ValueError(f"no outcome {outcome!r} in the evidence base; available: {sorted(set(of['endpoint']))}")
+    of = of[of["endpoint"] == outcome]
+    if max_weeks is not None:
+        of = of[of["timepoint_weeks"].isna() | (of["timepoint_weeks"] <= max_weeks)]
+    rows, excluded = [], []
+    for sid, g in of.groupby("study", sort=False):
+        t = g[g.apply(lambda r: _matches(r, tspec), axis=1)]
+        c = g[g.apply(lambda r: _matches(r, cspec), axis=1)]
+        if t.empty or c.empty:
+            continue  # not a study of this comparison: nothing to warn about
+        tps = sorted(set(t["timepoint_weeks"].dropna()) & set(c["timepoint_weeks"].dropna()))
+        if not tps:
+            tp = None
+            if t["timepoint_weeks"].notna().any() or c["timepoint_weeks"].notna().any():
+                excluded.append((sid, "treatment and control results reported at different timepoints"))
+                continue
+        elif timepoint == "latest":
+            tp = tps[-1]
+        elif timepoint == "earliest":
+            tp = tps[0]
+        else:
+            tp = min(tps, key=lambda w: abs(w - float(timepoint)))
+        if tp is not None:
+            t = t[t["timepoint_weeks"] == tp]
+            c = c[c["timepoint_weeks"] == tp]
+        approx = False
+        if approximate:
+            from .derive import nearest_count
+
+            def _fill(df):
+                nonlocal approx
+                df = df.copy()
+                m = df["events"].isna() & df["n"].notna() & df["percent"].notna()
+                if m.any():
+                    approx = True
+                    df.loc[m, "events"] = [nearest_count(p, int(n)) for p, n in zip(df.loc[m, "percent"], df.loc[m, "n"])]
+                    df.loc[m, "events_derived"] = True
+                return df
+
+            t, c = _fill(t), _fill(c)
+        missing = pd.concat([t, c])
+        missing = missing[missing["events"].isna() | missing["n"].isna()]
+        if not missing.empty:
+            why = "; ".join(
+                f"arm {r.arm_label!r}: "
+                + ("arm size not reported" if pd.isna(r.n) else f"{r.percent}% of {int(r.n)} is reproduced by no count")
+                for r in missing.itertuples()
+            )
+            excluded.append((sid, f"no events/n for {outcome}: {why}"))
+            continue
+        cands = [c_ for c_ in list(t["events_candidates"]) + list(c["events_candidates"]) if isinstance(c_, tuple)]
+        rows.append(
+            {
+                "study": sid,
+                "label": g["study_label"].iloc[0],
+                "year": int(g["year"].iloc[0]),
+                "timepoint_weeks": tp,
+                "treatment_arms": " + ".join(t["arm_label"]),
+                "control_arms": " + ".join(c["arm_label"]),
+                "treatment_regimen": ",".join(sorted(set(t["regimen"]))),
+                "control_regimen": ",".join(sorted(set(c["regimen"]))),
+                "events_treat": int(t["events"].sum()),
+                "n_treat": int(t["n"].sum()),
+                "events_ctrl": int(c["events"].sum()),
+                "n_ctrl": int(c["n"].sum()),
+                "derived": bool(pd.concat([t, c])["events_derived"].fillna(False).any() or pd.concat([t, c])["n_derived"].fillna(False).any()),
+                "ambiguous": any(len(x) > 1 for x in cands),
+                "candidates": [x for x in cands if len(x) > 1],
+                "combined_arms": max(len(t), len(c)),
+                "approximate": approx,
+                "population": g["population"].iloc[0],
+                "setting": g["setting"].iloc[0],
+            }
+        )
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        frame = pd.DataFrame(columns=["study", "label", "year", "timepoint_weeks", "events_treat", "n_treat", "events_ctrl", "n_ctrl", "derived", "ambiguous", "candidates", "combined_arms", "approximate"])
+    if warn:
+        for sid, why in excluded:
+            warnings.warn(f"study {sid!r} left out of {outcome} {treatment} vs {control}: {why}", SelectionWarning, stacklevel=2)
+    return PairwiseData(outcome, ",".join(sorted(tspec)), ",".join(sorted(cspec)), frame.reset_index(drop=True), tuple(excluded))
