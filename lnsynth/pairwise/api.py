@@ -183,8 +183,11 @@ def _fit_iv(Y, V, K, batch, labels, method, test, level, measure, do_ci, paralle
         warnings.warn(f"k = 1{where}: tau^2 set to 0 (fixed-effect result, z test, Q = 0, I^2 = 0, H^2 = 1); "
                       "no heterogeneity can be estimated.", MetaAnalysisWarning, stacklevel=3)
     missing = np.isnan(Y)
-    Yk = np.where(missing, 0.0, Y)
-    Vk = np.where(missing, np.inf, V)
+    if missing.any():  # absent study -> y = 0, v = inf: weight exactly 0 in the kernel
+        Yk = np.where(missing, 0.0, Y)
+        Vk = np.where(missing, np.inf, V)
+    else:
+        Yk, Vk = Y, V
     out = core.fit_batch(np.ascontiguousarray(Yk), np.ascontiguousarray(Vk), K, method, test == "knha",
                          do_ci, level, parallel=parallel)
     est, se, tau2 = out["estimate"], out["se"], out["tau2"]
@@ -194,14 +197,21 @@ def _fit_iv(Y, V, K, batch, labels, method, test, level, measure, do_ci, paralle
     dft = np.where(use_t, df, 1.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         zval = est / se
-        crit = np.where(use_t, special.stdtrit(dft, 1.0 - alpha / 2.0), special.ndtri(1.0 - alpha / 2.0))
-        pval = np.where(use_t, 2.0 * special.stdtr(dft, -np.abs(zval)), 2.0 * special.ndtr(-np.abs(zval)))
+        if use_t.any():
+            udf, inv = np.unique(dft, return_inverse=True)  # t quantiles once per distinct k
+            crit = np.where(use_t, special.stdtrit(udf, 1.0 - alpha / 2.0)[inv], special.ndtri(1.0 - alpha / 2.0))
+            pval = np.where(use_t, 2.0 * special.stdtr(dft, -np.abs(zval)), 2.0 * special.ndtr(-np.abs(zval)))
+        else:
+            crit = np.full(est.shape, special.ndtri(1.0 - alpha / 2.0))
+            pval = 2.0 * special.ndtr(-np.abs(zval))
         q_p = np.where(K > 1, special.chdtrc(np.maximum(df, 1.0), out["q"]), 1.0)
         half = crit * se
         pih = crit * np.sqrt(se * se + tau2)
         w = 1.0 / (Vk + tau2[:, None])
-        weights = 100.0 * w / w.sum(axis=1, keepdims=True)
-    weights[missing] = np.nan
+        w *= (100.0 / w.sum(axis=1))[:, None]
+        weights = w
+    if Vk is not V:
+        weights[missing] = np.nan
     conv = out["converged"].astype(bool)
     nmax = out["n_maxima"].astype(np.int64)
     bad = np.flatnonzero(~conv)
