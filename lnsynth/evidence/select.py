@@ -13,6 +13,7 @@ inhibitor (classes ``CNI`` and ``CNI+MMF``).
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from dataclasses import dataclass, field
 from typing import Optional, Union
@@ -177,6 +178,12 @@ def pairwise_data(
             excluded.append((sid, f"no events/n for {outcome}: {why}"))
             continue
         cands = [c_ for c_ in list(t["events_candidates"]) + list(c["events_candidates"]) if isinstance(c_, tuple)]
+
+        def _totals(df) -> tuple:
+            """Every total event count the side's arms admit (candidate counts per arm, summed)."""
+            per_arm = [r.events_candidates if isinstance(r.events_candidates, tuple) and len(r.events_candidates) else (int(r.events),) for r in df.itertuples()]
+            return tuple(sorted({sum(x) for x in itertools.product(*per_arm)}))
+
         rows.append(
             {
                 "study": sid,
@@ -188,6 +195,8 @@ def pairwise_data(
                 "treatment_regimen": ",".join(sorted(set(t["regimen"]))),
                 "control_regimen": ",".join(sorted(set(c["regimen"]))),
                 "events_treat": int(t["events"].sum()),
+                "events_treat_candidates": _totals(t),
+                "events_ctrl_candidates": _totals(c),
                 "n_treat": int(t["n"].sum()),
                 "events_ctrl": int(c["events"].sum()),
                 "n_ctrl": int(c["n"].sum()),

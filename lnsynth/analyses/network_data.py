@@ -1,0 +1,143 @@
+"""Arm-level data sets for network meta-analysis built from the evidence base.
+
+Arms are mapped to network nodes (regimen groups). Several arms of one study in the
+same node (e.g. the two voclosporin doses of AURA-LV) are combined by summing events
+and n. Studies left out are announced with a warning naming them and the reason.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Optional, Union
+
+import pandas as pd
+
+from lnsynth.evidence.derive import nearest_count
+from lnsynth.evidence.select import SelectionWarning
+
+#: Induction-regimen nodes, as Palmer 2017 groups them (multitarget; CNI alone; MMF; IV cyclophosphamide).
+INDUCTION_NODES: dict[str, str] = {
+    "TAC+MMF": "Multitarget (TAC+MMF)",
+    "TAC": "CNI alone",
+    "CSA": "CNI alone",
+    "VCS23.7+MMF": "Voclosporin+MMF",
+    "VCS39.5+MMF": "Voclosporin+MMF",
+    "MMF": "MMF",
+    "PBO+MMF": "MMF",
+    "IVCYC": "IV cyclophosphamide",
+    "IVCYC-LOW": "IV cyclophosphamide",
+    "IVCYC-HIGH": "IV cyclophosphamide",
+    "CYC": "IV cyclophosphamide",
+    "PRED": "Corticosteroids alone",
+}
+REFERENCE_NODE = "IV cyclophosphamide"
+
+
+@dataclass(frozen=True)
+class ArmData:
+    outcome: str
+    frame: pd.DataFrame  # study, label, treatment, events, n, derived, approximate, arms, timepoint_weeks
+    excluded: tuple[tuple[str, str], ...]
+    notes: tuple[str, ...]
+
+    @property
+    def k(self) -> int:
+        return self.frame["study"].nunique() if len(self.frame) else 0
+
+    @property
+    def patients(self) -> int:
+        return int(self.frame["n"].sum()) if len(self.frame) else 0
+
+
+def arm_level_data(
+    ev,
+    outcome: str,
+    nodes: Optional[dict[str, str]] = None,
+    phase: Optional[str] = None,
+    timepoint: Union[str, float] = "latest",
+    max_weeks: Optional[float] = None,
+    approximate: bool = False,
+    include_route_unstated: bool = True,
+    warn: bool = True,
+) -> ArmData:
+    """One row per (study, node) with events and n for ``outcome``.
+
+    Parameters
+    ----------
+    nodes : regimen code -> node name (default :data:`INDUCTION_NODES`); arms whose
+        regimen is not mapped are ignored.
+    phase : keep results of this phase only (default ``None``: all; the regimen nodes already
+        leave maintenance-only comparators such as azathioprine out).
+    timepoint : ``"latest"``, ``"earliest"`` or weeks (closest), applied per study to the
+        timepoints reported for every included arm.
+    approximate : use ``round(pct/100*n)`` where a printed percentage is reproduced by no
+        integer count (flagged ``approximate``); otherwise such studies are left out.
+    include_route_unstated : map ``CYC`` (cyclophosphamide, route not stated in the
+        source) to the IV cyclophosphamide node (flagged in the notes).
+    """
+    nodes = dict(INDUCTION_NODES if nodes is None else nodes)
+    if not include_route_unstated:
+        nodes.pop("CYC", None)
+    of = ev.outcomes_frame()
+    of = of[(of["endpoint"] == outcome) & of["regimen"].isin(nodes)]
+    if phase is not None:
+        of = of[of["phase"].fillna("induction").str.startswith(phase)]
+    if max_weeks is not None:
+        of = of[of["timepoint_weeks"].isna() | (of["timepoint_weeks"] <= max_weeks)]
+    rows, excluded, notes = [], [], []
+    for sid, g in of.groupby("study", sort=False):
+        g = g.assign(node=g["regimen"].map(nodes))
+        if g["node"].nunique() < 2:
+            continue
+        # timepoints reported for every node of the study
+        per_node = [set(x["timepoint_weeks"].dropna()) for _, x in g.groupby("node")]
+        common = sorted(set.intersection(*per_node)) if all(per_node) else []
+        if common:
+            tp = common[-1] if timepoint == "latest" else common[0] if timepoint == "earliest" else min(common, key=lambda w: abs(w - float(timepoint)))
+            g = g[g["timepoint_weeks"] == tp]
+        elif any(per_node):
+            excluded.append((sid, "arms reported at different timepoints"))
+            continue
+        else:
+            tp = None
+        g = g.copy()
+        approx = pd.Series(False, index=g.index)
+        if approximate:
+            m = g["events"].isna() & g["n"].notna() & g["percent"].notna()
+            if m.any():
+                g.loc[m, "events"] = [nearest_count(p, int(n)) for p, n in zip(g.loc[m, "percent"], g.loc[m, "n"])]
+                approx[m] = True
+        bad = g[g["events"].isna() | g["n"].isna()]
+        if not bad.empty:
+            why = "; ".join(
+                f"arm {r.arm_label!r}: " + ("arm size not reported" if pd.isna(r.n) else f"{r.percent}% of {int(r.n)} is reproduced by no count")
+                for r in bad.itertuples()
+            )
+            excluded.append((sid, f"no events/n: {why}"))
+            continue
+        if (g["regimen"] == "CYC").any():
+            notes.append(f"{g['study_label'].iloc[0]}: cyclophosphamide route not stated in the source; counted as IV cyclophosphamide")
+        for node, x in g.groupby("node", sort=False):
+            rows.append(
+                {
+                    "study": sid,
+                    "label": x["study_label"].iloc[0],
+                    "treatment": node,
+                    "events": int(x["events"].sum()),
+                    "n": int(x["n"].sum()),
+                    "derived": bool(x["events_derived"].fillna(False).any() or x["n_derived"].fillna(False).any()),
+                    "approximate": bool(approx[x.index].any()),
+                    "arms": " + ".join(x["arm_label"]),
+                    "timepoint_weeks": tp,
+                }
+            )
+            if len(x) > 1:
+                notes.append(f"{x['study_label'].iloc[0]}: arms {', '.join(x['arm_label'])} combined as {node}")
+            if approx[x.index].any():
+                notes.append(f"{x['study_label'].iloc[0]}: {node} count approximated (printed percentage reproduced by no integer count)")
+    if warn:
+        for sid, why in excluded:
+            warnings.warn(f"study {sid!r} left out of the {outcome} network: {why}", SelectionWarning, stacklevel=2)
+    frame = pd.DataFrame(rows, columns=["study", "label", "treatment", "events", "n", "derived", "approximate", "arms", "timepoint_weeks"])
+    return ArmData(outcome, frame, tuple(excluded), tuple(notes))
