@@ -232,8 +232,7 @@ def rederive(ev=None, method: str = "REML", nma_outcome: str = "complete remissi
                     row.update(our_k=0, our_patients=0, our_studies="", our_method="NMA REML")
                     row["why_different"] = f"{est.treatment} not connected to IV cyclophosphamide in the stored trials for {nma_outcome}"
             else:
-                row.update(our_k=0, our_patients=0, our_studies="", our_method="")
-                row["why_different"] = _maintenance_note(ev, est)
+                row.update(_maintenance(ev, est, method))
             rows.append(row)
     frame = pd.DataFrame(rows)
     for c in COLUMNS:
@@ -257,12 +256,53 @@ def _nma(ev, outcome, approximate):
     return fit, data
 
 
-def _maintenance_note(ev, est) -> str:
-    return (
-        f"maintenance comparison ({est.treatment} vs {est.control}, {est.outcome}): the review's maintenance trials "
-        "(Moroni 2006: flare rates per 100 patient-years, no counts; Zhang 2017: relapse percentages reproduced by no count) "
-        "do not give the events/n an odds ratio needs; not re-derived"
+def _maintenance(ev, est, method: str) -> dict:
+    """Maintenance comparisons (CNI vs MMF / azathioprine, relapse) from maintenance-phase arms."""
+    ctrl = {"MMF": "MMF", "AZA": "AZA"}.get(est.control)
+    out = {"our_k": 0, "our_patients": 0, "our_studies": "", "our_method": ""}
+    if ctrl is None:
+        out["why_different"] = f"no mapping for control {est.control!r}"
+        return out
+    of = ev.outcomes_frame()
+    maint = set(of.loc[of["arm_phase"] == "maintenance", "study"])
+    datasets = []
+    for endpoint in ("kidney relapse", "relapse", "kidney flare"):
+        if endpoint not in set(of["endpoint"]):
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            d = pairwise_data(ev, endpoint, "CNI-any", ctrl, warn=False, approximate=True)
+        f = d.frame[d.frame["study"].isin(maint)] if d.k else d.frame
+        if len(f):
+            datasets.append((endpoint, d, f))
+    with_ctrl = set(of.loc[of["regimen"] == ctrl, "study"])
+    rates = sorted(set(of.loc[of["study"].isin(maint & with_ctrl) & of["rate"].notna(), "study_label"]))
+    if not datasets:
+        out["why_different"] = (
+            f"no maintenance trial in the review compares a CNI with {est.control} on relapse with events/n"
+            + (f" ({', '.join(rates)} report flare rates per patient-year only)" if rates else "")
+        )
+        return out
+    endpoint, d, f = datasets[0]
+    from lnsynth.pairwise import effect_sizes, meta_analysis
+
+    es = effect_sizes(est.measure, labels=f["label"].tolist(), events_treat=f["events_treat"].to_numpy(), n_treat=f["n_treat"].to_numpy(),
+                      events_ctrl=f["events_ctrl"].to_numpy(), n_ctrl=f["n_ctrl"].to_numpy())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = meta_analysis(es, method=method).to_dict()
+    approx = bool(f["approximate"].any())
+    out.update(
+        our_estimate=math.exp(fit["estimate"]), our_ci_low=math.exp(fit["ci_low"]), our_ci_high=math.exp(fit["ci_high"]),
+        our_k=len(f), our_patients=int(f["n_treat"].sum() + f["n_ctrl"].sum()), our_studies=", ".join(f["label"]),
+        our_method=f"{method} (log {est.measure}), {endpoint}" + (", approximate counts" if approx else ""),
     )
+    out["why_different"] = (
+        f"Palmer pooled six maintenance trials; the review gives usable counts for {len(f)} ({', '.join(f['label'])})"
+        + ("; relapse percentages reproduced by no integer count, so round(pct/100*n) is used" if approx else "")
+        + (f"; {', '.join(rates)} report flare rates per patient-year only" if rates else "")
+    )
+    return out
 
 
 def _pub_row(s, est, n_trials=None, n_pat=None) -> dict:

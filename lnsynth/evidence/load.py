@@ -260,6 +260,7 @@ class EvidenceBase:
                         "endpoint": o.endpoint,
                         "label": o.label,
                         "phase": o.phase or a.phase,
+                        "arm_phase": a.phase,
                         "timepoint_weeks": o.timepoint.weeks if o.timepoint else None,
                         "timepoint": o.timepoint.text if o.timepoint else None,
                         "percent": o.percent.value if o.percent else None,

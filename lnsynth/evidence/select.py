@@ -94,6 +94,81 @@ class PairwiseData:
         return out
 
 
+def adverse_event_data(
+    ev,
+    category: str,
+    treatment: Union[str, list[str]],
+    control: Union[str, list[str]],
+    warn: bool = True,
+) -> PairwiseData:
+    """Two-group adverse-event counts for one event ``category`` (e.g. ``"death"``).
+
+    Within a study, the event wording reported for *both* sides is used (the review often
+    gives an event for the CNI arm only, in Table 2, and for both arms in the text); the
+    denominator is the record's own when printed, else the arm size. Studies reporting
+    the category for one side only are not comparisons and are skipped silently; studies
+    whose counts are incomplete are left out with a warning.
+    """
+    tspec, cspec = _spec(treatment), _spec(control)
+    af = ev.adverse_events_frame()
+    af = af[af["category"] == category]
+    if af.empty:
+        raise ValueError(f"no adverse-event category {category!r}; available: {sorted(set(ev.adverse_events_frame()['category']))}")
+    af = af.assign(regimen_class=af["regimen"].map(REGIMEN_CLASS), wording=af["event"].str.lower().str.strip())
+    rows, excluded = [], []
+    for sid, g in af.groupby("study", sort=False):
+        t = g[g.apply(lambda r: _matches(r, tspec), axis=1)]
+        c = g[g.apply(lambda r: _matches(r, cspec), axis=1)]
+        common = sorted(set(t["wording"]) & set(c["wording"]))
+        if t.empty or c.empty or not common:
+            continue
+        w = common[0]
+        t, c = t[t["wording"] == w], c[c["wording"] == w]
+        side = []
+        for df in (t, c):
+            n = df["n"].where(df["n"].notna(), df["arm_n"])
+            if df["events"].isna().any() or n.isna().any():
+                side = None
+                break
+            side.append((int(df["events"].sum()), int(n.sum()), bool(df["events_derived"].fillna(False).any() or df["n_derived"].fillna(False).any())))
+        if side is None:
+            excluded.append((sid, f"incomplete counts for {w!r}"))
+            continue
+        rows.append(
+            {
+                "study": sid,
+                "label": g["study_label"].iloc[0],
+                "year": None,
+                "timepoint_weeks": None,
+                "treatment_arms": " + ".join(t["arm_label"]),
+                "control_arms": " + ".join(c["arm_label"]),
+                "treatment_regimen": ",".join(sorted(set(t["regimen"]))),
+                "control_regimen": ",".join(sorted(set(c["regimen"]))),
+                "events_treat": side[0][0],
+                "events_treat_candidates": (side[0][0],),
+                "events_ctrl_candidates": (side[1][0],),
+                "n_treat": side[0][1],
+                "events_ctrl": side[1][0],
+                "n_ctrl": side[1][1],
+                "derived": side[0][2] or side[1][2],
+                "ambiguous": False,
+                "candidates": [],
+                "combined_arms": max(len(t), len(c)),
+                "approximate": False,
+                "event": w,
+                "population": None,
+                "setting": ev.study(sid).setting.value if ev.study(sid).setting else None,
+            }
+        )
+    if warn:
+        for sid, why in excluded:
+            warnings.warn(f"study {sid!r} left out of {category} {treatment} vs {control}: {why}", SelectionWarning, stacklevel=2)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        frame = pd.DataFrame(columns=["study", "label", "events_treat", "n_treat", "events_ctrl", "n_ctrl", "derived", "ambiguous", "candidates", "combined_arms", "approximate"])
+    return PairwiseData(category, ",".join(sorted(tspec)), ",".join(sorted(cspec)), frame.reset_index(drop=True), tuple(excluded))
+
+
 def pairwise_data(
     ev,
     outcome: str,
