@@ -135,11 +135,20 @@ fit_one <- function(cd, reference, method) {
     res <- rma.mv(cd$yi, cd$V, mods = X, intercept = FALSE, method = "FE")
     tau2 <- 0
   } else {
-    res <- rma.mv(cd$yi, cd$V, mods = X, intercept = FALSE, random = ~ comp | study, rho = 1/2,
-                  struct = "CS", method = "REML", control = list(optimizer = "BFGS", reltol = 1e-15))
+    fitr <- function(ctl) rma.mv(cd$yi, cd$V, mods = X, intercept = FALSE, random = ~ comp | study,
+                                 rho = 1/2, struct = "CS", method = "REML", control = ctl)
+    # BFGS with a tight tolerance; if it stops without convergence (tau^2 at the
+    # boundary drives log(tau^2) towards -Inf), fall back to nlminb's defaults
+    res <- tryCatch(fitr(list(optimizer = "BFGS", reltol = 1e-15, maxit = 1000)),
+                    error = function(e) fitr(list(optimizer = "nlminb")))
     tau2 <- res$tau2
-    # profile check: REML logLik at the estimate must not be below nearby values
-    stopifnot(!is.null(res$tau2))
+    # convergence check: the REML logLik at the estimate is not below that at
+    # nearby fixed tau^2 values (and at tau^2 = 0)
+    llf <- function(t) as.numeric(logLik(rma.mv(cd$yi, cd$V, mods = X, intercept = FALSE,
+      random = ~ comp | study, rho = 1/2, struct = "CS", method = "REML", tau2 = t)))
+    ll0 <- as.numeric(logLik(res))
+    # (tolerance 1e-7: near the boundary the log-scale optimiser stops at tau^2 ~ 1e-10)
+    for (t in c(0, tau2 * 0.999, tau2 * 1.001, tau2 + 1e-6)) stopifnot(llf(t) <= ll0 + 1e-7)
   }
   # Q decomposition (Krahn 2013) via the interaction model
   B <- re_struct(cd)
@@ -234,6 +243,18 @@ add_case <- function(name, arms, measure, reference, nsplit = FALSE, contrast = 
                             REML = node_split_ref(cd, reference, fits$REML$tau2))
   }
   if (!is.null(contrast)) case$contrasts <- contrast
+  # escalc on the two-arm studies (treatment vs baseline; default add = 1/2, to = "only0")
+  ta <- list(study = c(), yi = c(), vi = c())
+  for (sid in setdiff(unique(arms$study), cd$dropped)) {
+    a <- arms[arms$study == sid, ]
+    if (nrow(a) != 2) next
+    base <- if (reference %in% a$trt) reference else csort(a$trt)[1]
+    b <- a[a$trt == base, ]; o <- a[a$trt != base, ]
+    e <- if (measure %in% c("MD", "SMD")) escalc(measure, m1i = o$m, sd1i = o$s, n1i = o$n, m2i = b$m, sd2i = b$s, n2i = b$n)
+         else escalc(measure, ai = o$x, n1i = o$n, ci = b$x, n2i = b$n)
+    ta$study <- c(ta$study, sid); ta$yi <- c(ta$yi, as.numeric(e$yi)); ta$vi <- c(ta$vi, as.numeric(e$vi))
+  }
+  case$escalc_two_arm <- ta
   cases[[length(cases) + 1]] <<- case
 }
 
