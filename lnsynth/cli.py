@@ -89,7 +89,9 @@ def validate(
     n_warn = sum(f.level == "warning" for f in findings)
     for f in findings:
         style = "red" if f.level == "error" else "yellow"
-        err.print(f"[{style}]{f}[/]", highlight=False, soft_wrap=True)
+        from rich.markup import escape
+
+        err.print(f"[{style}]{escape(str(f))}[/]", highlight=False, soft_wrap=True)
     src_found = all(find_source_text(s.filename) for s in ev.sources if s.filename)
     n_values = len(ev.provenance_rows())
     typer.echo(

@@ -145,6 +145,39 @@ def check_consistency(ev: EvidenceBase) -> list[Finding]:
     return out
 
 
+def check_restatements(ev: EvidenceBase) -> list[Finding]:
+    """Records declared ``same_as`` another (text vs table) must agree; disagreement is a warning."""
+    from .load import resolve_ref
+
+    out: list[Finding] = []
+    for s in ev.studies:
+        recs = {r.id: r for r in list(s.outcomes) + list(s.adverse_events)}
+        for f in s.facts:
+            if f.same_as:
+                try:
+                    other = resolve_ref(s, f.same_as)
+                except KeyError as exc:
+                    out.append(Finding("error", "same_as", s.id, f"facts[{f.id}].same_as", str(exc)))
+                    continue
+                if other != f.quantity.text:
+                    out.append(Finding("warning", "text-vs-table", s.id, f"facts[{f.id}]",
+                                       f"{f.what}: {f.quantity.text} ({f.quantity.provenance.location}) but {f.same_as} = {other}; both kept"))
+        for r in recs.values():
+            if not r.same_as:
+                continue
+            o = recs.get(r.same_as)
+            if o is None:
+                out.append(Finding("error", "same_as", s.id, f"{r.id}.same_as", f"unknown record {r.same_as!r}"))
+                continue
+            for fld in ("events", "percent"):
+                a, b = getattr(r, fld), getattr(o, fld)
+                if a is not None and b is not None and a.value != b.value:
+                    out.append(Finding("warning", "text-vs-table", s.id, f"{r.id}.{fld}",
+                                       f"{a.text} ({a.provenance.location}{', derived' if a.provenance.derived else ''}) but {o.id} gives "
+                                       f"{b.text} ({b.provenance.location}); both kept"))
+    return out
+
+
 def _decimals(v) -> int:
     from .derive import decimals_of
 
@@ -152,7 +185,7 @@ def _decimals(v) -> int:
 
 
 def run_checks(ev: EvidenceBase, quotes: bool = True) -> list[Finding]:
-    out = check_consistency(ev)
+    out = check_consistency(ev) + check_restatements(ev)
     if quotes:
         out.extend(check_quotes(ev))
     return out

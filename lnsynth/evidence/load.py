@@ -278,7 +278,7 @@ class EvidenceBase:
                         "setting": s.setting.value if s.setting else None,
                     }
                 )
-        return pd.DataFrame(rows)
+        return _keep_printed(pd.DataFrame(rows), rows, ["percent", "rate", "mean", "sd"])
 
     def adverse_events_frame(self) -> pd.DataFrame:
         rows = []
@@ -303,7 +303,7 @@ class EvidenceBase:
                         "percent": ae.percent.value if ae.percent else None,
                     }
                 )
-        return pd.DataFrame(rows)
+        return _keep_printed(pd.DataFrame(rows), rows, ["percent"])
 
     def provenance_rows(self) -> list[ProvenanceRow]:
         rows: list[ProvenanceRow] = []
@@ -327,6 +327,15 @@ class EvidenceBase:
     def resolve(self, study: Study, ref: str) -> str:
         """Resolve a table-template reference to the stored number's printed text."""
         return resolve_ref(study, ref)
+
+
+def _keep_printed(df: pd.DataFrame, rows: list[dict], cols: list[str]) -> pd.DataFrame:
+    """Keep printed numbers as printed (int 67 stays int, 63.0 stays float) instead of
+    letting pandas upcast a mixed column to float64 (which would lose the printed precision)."""
+    for c in cols:
+        if c in df:
+            df[c] = pd.Series([r.get(c) for r in rows], index=df.index, dtype=object)
+    return df
 
 
 def resolve_ref(study: Study, ref: str) -> str:

@@ -220,6 +220,7 @@ class Outcome(_Frozen):
     ci_low: Optional[Quantity] = None
     ci_high: Optional[Quantity] = None
     label: Optional[str] = None  # wording as printed, e.g. "complete remission after induction"
+    same_as: Optional[str] = None  # id of another record reporting the same result (checked for agreement)
 
     @field_validator("endpoint")
     @classmethod
@@ -260,6 +261,7 @@ class AdverseEvent(_Frozen):
     n: Optional[Quantity] = None
     percent: Optional[Quantity] = None
     serious: Optional[bool] = None
+    same_as: Optional[str] = None  # id of another record reporting the same event (checked for agreement)
 
     @model_validator(mode="after")
     def _consistent(self) -> "AdverseEvent":
@@ -281,6 +283,7 @@ class Fact(_Frozen):
     what: str
     quantity: Quantity
     arm: Optional[str] = None
+    same_as: Optional[str] = None  # reference (``n_randomised`` or ``<record id>.<field>``) this fact restates
 
 
 class TableCell(_Frozen):
