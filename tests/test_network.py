@@ -114,6 +114,11 @@ def test_node_split_matches_reference(name, method):
     res = fit_case(case, method)
     ns = res.node_split()
     ref = pd.DataFrame(case["node_split"][method])
+    # R lists treat2 = earlier in sorted order; ours puts the reference second
+    flip = ref["treat1"] == res.reference
+    ref.loc[flip, ["treat1", "treat2"]] = ref.loc[flip, ["treat2", "treat1"]].to_numpy()
+    ref.loc[flip, ["direct", "indirect"]] *= -1
+    assert (ns["treat1"] != res.reference).all()
     assert len(ns) == len(ref) > 0
     m = ns.merge(ref, on=["treat1", "treat2"], suffixes=("", "_r"))
     assert len(m) == len(ref)
@@ -233,6 +238,20 @@ def test_errors_name_study_and_field():
         fit(df, method="DL")
     with pytest.raises(ValueError, match="measure"):
         fit(df, measure="HR")
+    with pytest.raises(ValueError, match="level"):
+        fit(df, level=1.5)
+    with pytest.raises(ValueError, match=r"s1.*'sd'.*positive"):
+        cont = df.assign(m=1.0, sd=1.0)
+        cont.loc[0, "sd"] = 0.0
+        fit(cont, measure="MD", events=None, mean="m", sd="sd")
+
+
+def test_numeric_treatment_labels():
+    df = triangle()
+    df["trt"] = df["trt"].map({"A": 1, "B": 2, "C": 3})
+    r = fit(df, reference=1)
+    assert r.reference == "1" and r.treatments == ("1", "2", "3")
+    close(r.estimate, fit(triangle()).estimate, 1e-14)
 
 
 def test_disconnected_network_lists_components():
@@ -282,6 +301,7 @@ def test_node_split_without_loops_is_empty():
     ns = fit(loop).node_split()
     # A-C: direct from e, indirect A-B-C via a/d and f; A-B and B-C lose B or C when split
     assert set(zip(ns["treat1"], ns["treat2"])) == {("C", "A")}
+    assert ns.loc[0, "nma"] == pytest.approx(fit(loop).relative_effects().set_index("treatment").loc["C", "estimate"])
 
 
 def test_league_table_and_pairwise():

@@ -217,6 +217,8 @@ def prepare(
         raise ValueError(f"column '{study}' (given as study=) not found in data")
     if len(df) == 0:
         raise ValueError("no data rows")
+    if reference is not None:
+        reference = str(reference)  # treatments are compared as strings
     if df[study].isna().any():
         raise ValueError("field 'study' has missing values")
 

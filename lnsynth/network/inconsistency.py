@@ -152,8 +152,9 @@ def node_split(result: "NMAResult") -> pd.DataFrame:
     """Node-splitting by exclusion (SIDE); see the module docstring.
 
     One row per comparison with both direct and indirect evidence; effects
-    are of ``treat1`` relative to ``treat2`` (``treat2`` the earlier of the
-    two in sorted order), model scale.  Columns: ``treat1, treat2, n_direct,
+    are of ``treat1`` relative to ``treat2`` on the model scale, where
+    ``treat2`` is the network reference if the pair includes it, otherwise
+    the earlier of the two in sorted order.  Columns: ``treat1, treat2, n_direct,
     direct, direct_se, indirect, indirect_se, nma, nma_se, difference,
     difference_se, zval, pvalue``.  Empty when no comparison has both.
     """
@@ -161,32 +162,35 @@ def node_split(result: "NMAResult") -> pd.DataFrame:
     tau2 = float(result.tau2)
     pw = result.pairwise_effects().set_index(["treat1", "treat2"])
     trts = result.treatments
-    rows = []
+    pairs = []
     for i, a in enumerate(trts):
         for b in trts[i + 1:]:
-            has = [a in s.treatments and b in s.treatments for s in studies]
-            if not any(has):
-                continue
-            rest = [s for s, h in zip(studies, has) if not h]
-            comp = next((c for c in components(rest) if a in c), None)
-            if comp is None or b not in comp:
-                continue
-            # direct
-            yv = np.array([s.pair_contrast(b, a) for s, h in zip(studies, has) if h])
-            w = 1.0 / (yv[:, 1] + tau2)
-            d_est = float(np.sum(w * yv[:, 0]) / np.sum(w))
-            d_se = float(np.sqrt(1.0 / np.sum(w)))
-            # indirect
-            sub = [s for s in rest if s.treatments[0] in comp]
-            params = [t for t in comp if t != a]
-            st = _core.stack(sub, params)
-            g = _core.gls(st.y, st.V + tau2 * st.B, st.X)
-            k = params.index(b)
-            i_est, i_se = float(g.beta[k]), float(np.sqrt(g.vcov[k, k]))
-            diff = d_est - i_est
-            diff_se = float(np.hypot(d_se, i_se))
-            z = diff / diff_se
-            nma = pw.loc[(b, a)]
-            rows.append((b, a, int(sum(has)), d_est, d_se, i_est, i_se, float(nma["estimate"]),
-                         float(nma["se"]), diff, diff_se, z, float(2 * stats.norm.sf(abs(z)))))
+            pairs.append((b, a) if b == result.reference else (a, b))
+    rows = []
+    for a, b in pairs:  # effect of b relative to comparator a
+        has = [a in s.treatments and b in s.treatments for s in studies]
+        if not any(has):
+            continue
+        rest = [s for s, h in zip(studies, has) if not h]
+        comp = next((c for c in components(rest) if a in c), None)
+        if comp is None or b not in comp:
+            continue
+        # direct
+        yv = np.array([s.pair_contrast(b, a) for s, h in zip(studies, has) if h])
+        w = 1.0 / (yv[:, 1] + tau2)
+        d_est = float(np.sum(w * yv[:, 0]) / np.sum(w))
+        d_se = float(np.sqrt(1.0 / np.sum(w)))
+        # indirect
+        sub = [s for s in rest if s.treatments[0] in comp]
+        params = [t for t in comp if t != a]
+        st = _core.stack(sub, params)
+        g = _core.gls(st.y, st.V + tau2 * st.B, st.X)
+        k = params.index(b)
+        i_est, i_se = float(g.beta[k]), float(np.sqrt(g.vcov[k, k]))
+        diff = d_est - i_est
+        diff_se = float(np.hypot(d_se, i_se))
+        z = diff / diff_se
+        nma = pw.loc[(b, a)]
+        rows.append((b, a, int(sum(has)), d_est, d_se, i_est, i_se, float(nma["estimate"]),
+                     float(nma["se"]), diff, diff_se, z, float(2 * stats.norm.sf(abs(z)))))
     return pd.DataFrame(rows, columns=_NS_COLUMNS)

@@ -228,6 +228,10 @@ class NMAResult:
             lines.append(f"dropped (no information): {', '.join(self.dropped_studies)}")
         lines.append(f"tau^2 = {self.tau2:.6g}{' (boundary)' if self.tau2_at_boundary and self.method != 'FE' else ''}; "
                      f"Q = {self.Q:.4f} on {self.Q_df} df (p = {self.Q_pvalue:.4g})")
+        if len({s.design for s in self.data.studies}) > 1:
+            dbt = self.design_by_treatment()
+            lines.append(f"design-by-treatment interaction ({'RE' if dbt['random'] else 'FE'}): "
+                         f"chi2 = {dbt['chi2']:.4f} on {dbt['df']} df (p = {dbt['pvalue']:.4g})")
         pct = int(round(self.level * 100))
         lines.append(f"{'treatment':<24}{'estimate':>10}{'se':>9}{f'{pct}% CI':>22}{'p':>9}")
         for r in re.itertuples(index=False):
@@ -248,6 +252,8 @@ def fit(data: NetworkData, method: str = "REML", level: float = 0.95, tau2: floa
     method = str(method).upper()
     if method not in ("FE", "REML"):
         raise ValueError(f"method must be 'FE' or 'REML', got {method!r}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
     params = tuple(t for t in data.treatments if t != data.reference)
     st = _core.stack(data.studies, params)
     m, p = st.X.shape
@@ -353,6 +359,8 @@ def network_meta_analysis(
         studies, duplicate arms, ...), naming study and field, or a
         disconnected network (listing the treatments of each component).
     """
+    if str(method).upper() not in ("FE", "REML"):
+        raise ValueError(f"method must be 'FE' or 'REML', got {method!r}")
     data = prepare(df, study=study, treatment=treatment, events=events, n=n, mean=mean, sd=sd,
                    yi=yi, vi=vi, treat1=treat1, treat2=treat2, cov=cov, measure=measure,
                    reference=reference)
