@@ -205,6 +205,10 @@ def mh_core(
             ok = (a.sum(-1) != 0) & (c.sum(-1) != 0)
             beta = np.where(ok, np.log(R / S), np.nan)
             var = (n1 / N * (n2 / N) * (a + c) - a / N * c).sum(-1) / (R * S)
+            # The Greenland-Robins variance is >= 0; when every risk is 1 it is exactly 0
+            # but rounding can make it -1e-17, where metafor returns NaN. We clip at 0
+            # (se = 0: no sampling variability; z and p are then undefined) and warn.
+            var = np.where(np.abs(var) < 1e-12, np.maximum(var, 0.0), var)
             se = np.where(ok, np.sqrt(var), np.nan)
             _warn_nan(ok, k, "RR", "no events in the treatment or in the control arms")
         else:  # RD
@@ -217,6 +221,11 @@ def mh_core(
             se = np.sqrt(var)
             beta = np.where(k > 0, beta, np.nan)
             se = np.where(k > 0, se, np.nan)
+    zero = np.isfinite(se) & (se == 0)
+    if zero.any():
+        warnings.warn(
+            f"MH {measure}: standard error is 0 in analysis {np.flatnonzero(zero).tolist()} (every risk is 0 or 1); "
+            "z and p are undefined (NaN)", EffectSizeWarning, stacklevel=2)
     z, p, lo, hi = _wald(beta, se, level)
     q, q_p, i2, h2, _ = _heterogeneity(yi, vi, present, beta)
     out = dict(
