@@ -350,6 +350,8 @@ def test_outputs_serialise():
     assert "tau^2" in s and "self_help" in s
     with pytest.raises(Exception):
         r.tau2 = 1.0  # frozen
+    with pytest.raises(ValueError):
+        r.estimate[0] = 0.0  # read-only arrays
 
 
 # ------------------------------------------------------------------ live R

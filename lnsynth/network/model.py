@@ -266,9 +266,12 @@ def fit(data: NetworkData, method: str = "REML", level: float = 0.95, tau2: floa
     fe = _core.gls(st.y, st.V, st.X)
     g = fe if t2 == 0 else _core.gls(st.y, st.V + t2 * st.B, st.X)
     df = m - p
+    est, vc = g.beta.copy(), g.vcov.copy()
+    est.setflags(write=False)  # the result is immutable, arrays included
+    vc.setflags(write=False)
     return NMAResult(
         measure=data.measure, method=method, reference=data.reference, treatments=data.treatments,
-        params=params, estimate=g.beta, vcov=g.vcov, tau2=t2, Q=fe.Q, Q_df=df,
+        params=params, estimate=est, vcov=vc, tau2=t2, Q=fe.Q, Q_df=df,
         Q_pvalue=float(stats.chi2.sf(fe.Q, df)) if df > 0 else float("nan"),
         loglik=g.loglik_ml if method == "FE" else g.loglik_reml, tau2_at_boundary=bool(info.get("at_boundary", False)), level=level, data=data,
     )
