@@ -41,6 +41,16 @@ def _spec(spec: Union[str, list[str], set[str]]) -> set[str]:
     return out
 
 
+def _codes(spec: set[str]) -> set[str]:
+    return {code for code, cls in REGIMEN_CLASS.items() if code in spec or cls in spec}
+
+
+def _check_overlap(tspec: set[str], cspec: set[str]) -> None:
+    both = _codes(tspec) & _codes(cspec)
+    if both:
+        raise ValueError(f"treatment and control specifications overlap: both match regimen(s) {sorted(both)}")
+
+
 def _matches(row, spec: set[str]) -> bool:
     return row["regimen"] in spec or row["regimen_class"] in spec
 
@@ -110,6 +120,7 @@ def adverse_event_data(
     whose counts are incomplete are left out with a warning.
     """
     tspec, cspec = _spec(treatment), _spec(control)
+    _check_overlap(tspec, cspec)
     af = ev.adverse_events_frame()
     af = af[af["category"] == category]
     if af.empty:
@@ -198,8 +209,7 @@ def pairwise_data(
     combined by summing events and n (Cochrane Handbook 23.3.4), and flagged.
     """
     tspec, cspec = _spec(treatment), _spec(control)
-    if tspec & cspec:
-        raise ValueError(f"treatment and control specifications overlap: {sorted(tspec & cspec)}")
+    _check_overlap(tspec, cspec)
     of = ev.outcomes_frame()
     if outcome not in set(of["endpoint"]):
         raise ValueError(f"no outcome {outcome!r} in the evidence base; available: {sorted(set(of['endpoint']))}")

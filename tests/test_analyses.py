@@ -1,0 +1,153 @@
+"""Engines applied to the evidence: comparison selection, re-derivation, certainty rules, CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from lnsynth.analyses.certainty import rate_certainty
+from lnsynth.analyses.network_data import REFERENCE_NODE, arm_level_data
+from lnsynth.analyses.rederive import rederive
+from lnsynth.cli import app
+from lnsynth.evidence import load_evidence
+from lnsynth.evidence.select import SelectionWarning, adverse_event_data, pairwise_data
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def ev():
+    return load_evidence()
+
+
+def test_selection_warns_about_every_left_out_study(ev):
+    with pytest.warns(SelectionWarning, match=r"liu2015.*25\.6% of 181 is reproduced by no count"):
+        d = pairwise_data(ev, "complete remission", "CNI-any", "IVCYC,CYC")
+    assert set(d.frame["study"]) >= {"bao2008", "zavada2010"}
+    assert "liu2015" not in set(d.frame["study"])
+    assert ("liu2015" in dict(d.excluded))
+    bao = d.frame.set_index("study").loc["bao2008"]
+    # 9-month result is the latest; 65% and 15% of 20
+    assert (bao["events_treat"], bao["n_treat"], bao["events_ctrl"], bao["n_ctrl"]) == (13, 20, 3, 20)
+    assert bao["timepoint_weeks"] == 39.0
+    early = pairwise_data(ev, "complete remission", "CNI-any", "IVCYC,CYC", timepoint="earliest", warn=False)
+    b6 = early.frame.set_index("study").loc["bao2008"]
+    assert (b6["events_treat"], b6["events_ctrl"]) == (10, 1)
+
+
+def test_approximate_counts_are_flagged(ev):
+    d = pairwise_data(ev, "complete remission", "TAC+MMF", "IVCYC", approximate=True, warn=False)
+    liu = d.frame.set_index("study").loc["liu2015"]
+    assert liu["approximate"] and liu["events_ctrl"] == round(0.256 * 181)
+    assert any("approximate" in n for n in d.notes())
+
+
+def test_multi_arm_studies_are_combined(ev):
+    d = pairwise_data(ev, "complete remission", "CNI+MMF", "MMF", warn=False)
+    aura = d.frame.set_index("study").loc["rovin2019"]
+    assert (aura["events_treat"], aura["n_treat"]) == (44 + 35, 89 + 88)
+    assert (aura["events_ctrl"], aura["n_ctrl"]) == (21, 88)
+    assert aura["combined_arms"] == 2
+
+
+def test_selection_errors_name_the_problem(ev):
+    with pytest.raises(ValueError, match="overlap"):
+        pairwise_data(ev, "complete remission", "CNI", "TAC")
+    with pytest.raises(ValueError, match="unknown regimen"):
+        pairwise_data(ev, "complete remission", "FOO", "IVCYC")
+    with pytest.raises(ValueError, match="no outcome"):
+        pairwise_data(ev, "cure", "CNI", "IVCYC")
+
+
+def test_adverse_event_comparison_uses_wording_of_both_arms(ev):
+    d = adverse_event_data(ev, "death", "CNI-any", "MMF")
+    aura = d.frame.set_index("study").loc["rovin2019"]
+    assert (aura["events_treat"], aura["n_treat"], aura["events_ctrl"], aura["n_ctrl"]) == (12, 177, 1, 88)
+
+
+def test_network_data_maps_regimens_to_nodes(ev):
+    d = arm_level_data(ev, "complete remission", approximate=False, warn=False)
+    assert REFERENCE_NODE in set(d.frame["treatment"])
+    assert "liu2015" in dict(d.excluded)
+    aura = d.frame[d.frame["study"] == "rovin2019"].set_index("treatment")
+    assert aura.loc["Voclosporin+MMF", "n"] == 177 and aura.loc["MMF", "n"] == 88
+    assert any("route not stated" in n for n in d.notes)
+
+
+@pytest.fixture(scope="module")
+def red(ev):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return rederive(ev)
+
+
+def test_rederive_has_a_row_per_published_estimate(ev, red):
+    f = red.frame
+    n_pub = sum(len(s.estimates) for s in ev.syntheses if s.id in ("hannah2016", "palmer2017"))
+    assert len(f) == n_pub
+    for s in ev.syntheses:
+        for e in s.estimates:
+            row = f[(f["synthesis"] == s.label) & (f["treatment"] == e.treatment) & (f["control"] == e.control) & (f["outcome"] == e.outcome)]
+            assert len(row) == 1
+            assert row["published_estimate"].iloc[0] == e.estimate.value
+            assert row["published_ci_low"].iloc[0] == e.ci_low.value
+    assert f["why_different"].str.len().gt(10).all()
+
+
+def test_rederived_pairwise_equals_the_engine_on_the_selected_data(ev, red):
+    from lnsynth.pairwise import effect_sizes, meta_analysis
+
+    row = red.frame[(red.frame["synthesis"].str.startswith("Hannah")) & (red.frame["treatment"] == "TAC+MMF")].iloc[0]
+    d = pairwise_data(ev, "overall remission", "TAC+MMF", "IVCYC,CYC", approximate=True, warn=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = meta_analysis(effect_sizes("RR", **d.counts()), method="REML").to_dict()
+    assert math.isclose(row["our_estimate"], math.exp(fit["estimate"]), rel_tol=1e-12)
+    assert row["our_k"] == d.k
+
+
+def test_rederived_network_equals_the_engine(ev, red):
+    from lnsynth.network import network_meta_analysis
+
+    d = arm_level_data(ev, "complete remission", approximate=True, warn=False)
+    fit = network_meta_analysis(d.frame, study="study", treatment="treatment", events="events", n="n", measure="OR", reference=REFERENCE_NODE, method="REML")
+    re_ = fit.relative_effects().set_index("treatment")
+    row = red.frame[(red.frame["synthesis"].str.startswith("Palmer")) & (red.frame["treatment"] == "TAC+MMF")].iloc[0]
+    assert math.isclose(row["our_estimate"], math.exp(re_.loc["Multitarget (TAC+MMF)", "estimate"]), rel_tol=1e-10)
+    assert row["range_low"] <= row["our_estimate"] <= row["range_high"]
+
+
+def test_certainty_rules():
+    studies = pd.DataFrame({"n_treat": [20, 30], "n_ctrl": [20, 30], "timepoint_weeks": [24, 24], "setting": ["China", "China"], "derived": [True, False]})
+    precise = dict(k=2, estimate=0.5, ci_low=0.2, ci_high=0.8, pi_low=0.1, pi_high=0.9, i2=0.0)
+    c = rate_certainty(precise, studies, "complete remission")
+    # imprecision -1 (100 < 300 patients); indirectness -2 (single country, 24-week remission)
+    assert c.downgrades == 3 and c.rating == "very low"
+    assert c.derived_share == pytest.approx(40 / 100)
+    big = pd.DataFrame({"n_treat": [400], "n_ctrl": [400], "timepoint_weeks": [104], "setting": ["20 countries"], "derived": [False]})
+    c2 = rate_certainty(dict(k=1, estimate=0.5, ci_low=0.2, ci_high=0.8, pi_low=0.2, pi_high=0.8, i2=0.0), big, "kidney failure")
+    assert c2.rating == "high" and "not assessable" in c2.inconsistency
+    c3 = rate_certainty(dict(k=5, estimate=0.1, ci_low=-0.2, ci_high=0.4, pi_low=-1, pi_high=1.2, i2=80.0), big, "kidney failure")
+    assert c3.rating == "very low"  # -2 inconsistency, -1 imprecision
+
+
+def test_cli_meta_nma_rederive(tmp_path):
+    res = runner.invoke(app, ["meta", "--outcome", "complete remission", "--treatment", "CNI+MMF", "--control", "MMF",
+                              "--format", "json", "--plot", str(tmp_path / "f.png")])
+    assert res.exit_code == 0, res.output
+    payload = json.loads(res.stdout[res.stdout.index("{"):])
+    assert payload["result"]["k"] >= 1 and "estimate" in payload["result"]
+    assert (tmp_path / "f.png").stat().st_size > 1000
+    res = runner.invoke(app, ["nma", "--format", "csv"])
+    assert res.exit_code == 0, res.output
+    df = pd.read_csv(io.StringIO(res.stdout[res.stdout.index("treatment"):]))
+    assert {"treatment", "estimate", "se", "ci_low", "ci_high"} <= set(df.columns)
+    res = runner.invoke(app, ["rederive", "--format", "md"])
+    assert res.exit_code == 0 and "Palmer" in res.output and "Hannah" in res.output
