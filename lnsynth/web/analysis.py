@@ -1,0 +1,352 @@
+"""Analyses behind the web pages: study selection, pairwise and network runs, SVG figures.
+
+All figures are inline SVG built here; every piece of text placed in them goes through
+:func:`markupsafe.escape`, so data typed into the store cannot inject markup.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+from markupsafe import Markup, escape
+
+from lnsynth.evidence.schema import REGIMEN_CLASS
+
+RATIO = {"RR", "OR", "PETO"}
+PAIRWISE_MEASURES = ("RR", "OR", "RD")
+PAIRWISE_METHODS = ("REML", "DL", "FE", "MH", "PETO", "PM", "SJ", "HE", "ML", "EB")
+NETWORK_MEASURES = ("OR", "RR", "RD")
+NETWORK_METHODS = ("REML", "FE")
+CLASSES = sorted(set(REGIMEN_CLASS.values()))
+SPECIAL = {"CNI-any": {"CNI", "CNI+MMF"}, "non-CNI": set(CLASSES) - {"CNI", "CNI+MMF"}}
+
+
+def regimen_choices() -> list[str]:
+    return list(SPECIAL) + CLASSES + sorted(REGIMEN_CLASS)
+
+
+def spec_set(spec: str) -> set[str]:
+    items = {s.strip() for s in str(spec).split(",") if s.strip()}
+    out: set[str] = set()
+    for it in items:
+        out |= SPECIAL.get(it, {it})
+    unknown = out - set(REGIMEN_CLASS) - set(CLASSES)
+    if unknown:
+        raise ValueError(f"unknown regimen or class {sorted(unknown)}")
+    return out
+
+
+def _match(regimen: str, spec: set[str]) -> bool:
+    return regimen in spec or REGIMEN_CLASS.get(regimen) in spec
+
+
+# --------------------------------------------------------------------- pairwise
+@dataclass
+class PairwiseRun:
+    rows: list[dict] = field(default_factory=list)
+    excluded: list[tuple[str, str]] = field(default_factory=list)
+    pooled: Optional[dict] = None
+    svg: Optional[Markup] = None
+    warnings: list[str] = field(default_factory=list)
+    error: Optional[str] = None
+    measure: str = "RR"
+    method: str = "REML"
+
+
+def select_pairs(frame: pd.DataFrame, outcome: str, treatment: str, control: str,
+                 timepoint: str = "latest") -> tuple[list[dict], list[tuple[str, str]]]:
+    """One two-group comparison per study: arms matching each spec, summed when several match.
+
+    ``timepoint`` is ``latest``, ``earliest`` or a number of weeks.  Outcomes without
+    events or n are left out and listed with the reason (no count is invented).
+    """
+    t_spec, c_spec = spec_set(treatment), spec_set(control)
+    rows: list[dict] = []
+    excluded: list[tuple[str, str]] = []
+    sub = frame[frame["endpoint"] == outcome] if len(frame) else frame
+    for study, g in sub.groupby("study", sort=False):
+        t = g[g["regimen"].map(lambda r: _match(r, t_spec))]
+        c = g[g["regimen"].map(lambda r: _match(r, c_spec) and not _match(r, t_spec))]
+        if t.empty or c.empty:
+            continue
+        usable = lambda d: d[d["events"].notna() & d["n"].notna()]  # noqa: E731
+        tu, cu = usable(t), usable(c)
+        if tu.empty or cu.empty:
+            excluded.append((study, "events or n not reported for one of the arms"))
+            continue
+        tp_t = set(tu["timepoint_weeks"].fillna(-1)) & set(cu["timepoint_weeks"].fillna(-1))
+        if timepoint not in ("latest", "earliest"):
+            try:
+                want = float(timepoint)
+            except ValueError:
+                raise ValueError(f"timepoint: expected 'latest', 'earliest' or weeks, got {timepoint!r}") from None
+            tp_t = {x for x in tp_t if abs(x - want) < 1e-9}
+        if not tp_t:
+            excluded.append((study, "no timepoint with counts in both arms"))
+            continue
+        tp = max(tp_t) if timepoint != "earliest" else min(tp_t)
+        at = lambda d: d[d["timepoint_weeks"].fillna(-1) == tp]  # noqa: E731
+        ta, ca = at(tu), at(cu)
+        rows.append({
+            "study": study,
+            "label": str(g["study_label"].iloc[0]),
+            "timepoint_weeks": None if tp < 0 else tp,
+            "treat_arms": ", ".join(f"{a} ({r})" for a, r in zip(ta["arm_label"], ta["regimen"])),
+            "ctrl_arms": ", ".join(f"{a} ({r})" for a, r in zip(ca["arm_label"], ca["regimen"])),
+            "events_t": int(ta["events"].sum()), "n_t": int(ta["n"].sum()),
+            "events_c": int(ca["events"].sum()), "n_c": int(ca["n"].sum()),
+            "combined": len(ta) > 1 or len(ca) > 1,
+        })
+    return rows, excluded
+
+
+def run_pairwise(frame: pd.DataFrame, outcome: str, treatment: str, control: str, measure: str,
+                 method: str, timepoint: str = "latest") -> PairwiseRun:
+    run = PairwiseRun(measure=measure, method=method)
+    try:
+        if measure not in PAIRWISE_MEASURES:
+            raise ValueError(f"measure: choose one of {', '.join(PAIRWISE_MEASURES)}")
+        if method not in PAIRWISE_METHODS:
+            raise ValueError(f"method: choose one of {', '.join(PAIRWISE_METHODS)}")
+        rows, run.excluded = select_pairs(frame, outcome, treatment, control, timepoint)
+        run.rows = rows
+        if not rows:
+            raise ValueError("no study compares these arms on this outcome with events and n in both arms")
+        from lnsynth.effects import effect_sizes
+        from lnsynth.pairwise import meta_analysis
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            es = effect_sizes(measure if measure != "PETO" else "OR",
+                              events_treat=[r["events_t"] for r in rows], n_treat=[r["n_t"] for r in rows],
+                              events_ctrl=[r["events_c"] for r in rows], n_ctrl=[r["n_c"] for r in rows],
+                              labels=[r["label"] for r in rows])
+            res = meta_analysis(es, method=method)
+        run.warnings = sorted({str(w.message) for w in caught})
+        ratio = measure in RATIO
+        f = math.exp if ratio else (lambda x: x)
+        yi = np.asarray(res.yi, dtype=float)
+        vi = np.asarray(res.vi, dtype=float)
+        wts = np.asarray(res.weights, dtype=float)
+        for i, r in enumerate(rows):
+            if i < len(yi) and np.isfinite(yi[i]) and np.isfinite(vi[i]):
+                half = 1.959963984540054 * math.sqrt(vi[i])
+                r.update(est=f(yi[i]), lo=f(yi[i] - half), hi=f(yi[i] + half),
+                         weight=float(wts[i]) if i < len(wts) and np.isfinite(wts[i]) else None)
+            else:
+                r.update(est=None, lo=None, hi=None, weight=None)
+        run.pooled = {
+            "estimate": f(res.estimate), "ci_low": f(res.ci_low), "ci_high": f(res.ci_high),
+            "pvalue": res.pvalue, "tau2": res.tau2, "i2": res.i2, "q": res.q, "q_pvalue": res.q_pvalue,
+            "k": int(res.k), "pi_low": f(res.pi_low) if np.isfinite(res.pi_low) else None,
+            "pi_high": f(res.pi_high) if np.isfinite(res.pi_high) else None,
+        }
+        run.svg = forest_svg(rows, run.pooled, log_scale=ratio,
+                             xlabel=f"{measure}: {treatment} vs {control}")
+    except Exception as exc:  # engines raise ValueError naming the problem; show it, never 500
+        run.error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
+    return run
+
+
+def _fmt(x: Optional[float], d: int = 2) -> str:
+    if x is None or not np.isfinite(x):
+        return "NA"
+    return f"{x:.{d}f}"
+
+
+def forest_svg(rows: list[dict], pooled: dict, log_scale: bool, xlabel: str) -> Markup:
+    """A forest plot as inline SVG (study squares sized by weight, pooled diamond)."""
+    good = [r for r in rows if r.get("est") is not None]
+    vals = [v for r in good for v in (r["lo"], r["hi"])] + [pooled["ci_low"], pooled["ci_high"]]
+    vals = [v for v in vals if v is not None and np.isfinite(v) and (v > 0 or not log_scale)]
+    tr = (lambda v: math.log(v)) if log_scale else (lambda v: v)
+    null = 1.0 if log_scale else 0.0
+    lo_v = min([tr(v) for v in vals] + [tr(null)])
+    hi_v = max([tr(v) for v in vals] + [tr(null)])
+    if hi_v - lo_v < 1e-9:
+        lo_v, hi_v = lo_v - 1, hi_v + 1
+    pad = (hi_v - lo_v) * 0.05
+    lo_v, hi_v = lo_v - pad, hi_v + pad
+    W, left, right, top, rh = 760, 230, 200, 30, 24
+    pw = W - left - right
+    H = top + rh * (len(rows) + 2) + 40
+    X = lambda v: left + (tr(v) - lo_v) / (hi_v - lo_v) * pw  # noqa: E731
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="forest" role="img" viewBox="0 0 {W} {H}" '
+           f'width="{W}" height="{H}" aria-label="Forest plot">',
+           f'<text x="10" y="18" class="hdr">Study</text><text x="{W - right + 10}" y="18" class="hdr">'
+           f'Estimate [95% CI]</text><text x="{W - 50}" y="18" class="hdr">Weight</text>']
+    maxw = max([r["weight"] or 0 for r in good] + [1e-9])
+    for i, r in enumerate(rows):
+        y = top + rh * i + rh / 2
+        out.append(f'<text x="10" y="{y + 4:.1f}">{escape(r["label"])}</text>')
+        if r.get("est") is None:
+            out.append(f'<text x="{W - right + 10}" y="{y + 4:.1f}">not estimable</text>')
+            continue
+        x1, x2, xc = X(max(r["lo"], 1e-300) if log_scale else r["lo"]), X(r["hi"]), X(r["est"])
+        x1, x2 = max(x1, left), min(x2, left + pw)
+        s = 4 + 8 * math.sqrt((r["weight"] or 0) / maxw)
+        out.append(f'<line x1="{x1:.1f}" x2="{x2:.1f}" y1="{y:.1f}" y2="{y:.1f}" class="ci"/>')
+        out.append(f'<rect x="{xc - s / 2:.1f}" y="{y - s / 2:.1f}" width="{s:.1f}" height="{s:.1f}" class="sq"/>')
+        out.append(f'<text x="{W - right + 10}" y="{y + 4:.1f}">{_fmt(r["est"])} [{_fmt(r["lo"])}, '
+                   f'{_fmt(r["hi"])}]</text>')
+        out.append(f'<text x="{W - 50}" y="{y + 4:.1f}">{_fmt(r["weight"], 1)}%</text>')
+    y = top + rh * (len(rows) + 0.5) + rh / 2
+    xl, xc, xh = X(pooled["ci_low"]), X(pooled["estimate"]), X(pooled["ci_high"])
+    out.append(f'<polygon points="{xl:.1f},{y:.1f} {xc:.1f},{y - 8:.1f} {xh:.1f},{y:.1f} {xc:.1f},{y + 8:.1f}" '
+               f'class="diamond"/>')
+    out.append(f'<text x="10" y="{y + 4:.1f}" class="hdr">Pooled (k = {pooled["k"]})</text>')
+    out.append(f'<text x="{W - right + 10}" y="{y + 4:.1f}" class="hdr">{_fmt(pooled["estimate"])} '
+               f'[{_fmt(pooled["ci_low"])}, {_fmt(pooled["ci_high"])}]</text>')
+    axis_y = top + rh * (len(rows) + 1.5)
+    out.append(f'<line x1="{left}" x2="{left + pw}" y1="{axis_y:.1f}" y2="{axis_y:.1f}" class="axis"/>')
+    xn = X(null)
+    out.append(f'<line x1="{xn:.1f}" x2="{xn:.1f}" y1="{top - 6}" y2="{axis_y:.1f}" class="null"/>')
+    ticks = _ticks(lo_v, hi_v, log_scale)
+    for t in ticks:
+        xt = left + (tr(t) - lo_v) / (hi_v - lo_v) * pw
+        out.append(f'<line x1="{xt:.1f}" x2="{xt:.1f}" y1="{axis_y:.1f}" y2="{axis_y + 5:.1f}" class="axis"/>')
+        out.append(f'<text x="{xt:.1f}" y="{axis_y + 18:.1f}" text-anchor="middle">{escape(_g(t))}</text>')
+    out.append(f'<text x="{left + pw / 2:.1f}" y="{axis_y + 34:.1f}" text-anchor="middle">{escape(xlabel)}</text>')
+    out.append("</svg>")
+    return Markup("".join(out))
+
+
+def _g(t: float) -> str:
+    return f"{t:g}"
+
+
+def _ticks(lo: float, hi: float, log_scale: bool) -> list[float]:
+    if log_scale:
+        cands = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100]
+        return [c for c in cands if lo <= math.log(c) <= hi]
+    step = 10 ** math.floor(math.log10((hi - lo) / 4 or 1))
+    for m in (1, 2, 5, 10):
+        if (hi - lo) / (step * m) <= 6:
+            step *= m
+            break
+    start = math.ceil(lo / step) * step
+    out, v = [], start
+    while v <= hi + 1e-12:
+        out.append(round(v, 10))
+        v += step
+    return out
+
+
+# ---------------------------------------------------------------------- network
+@dataclass
+class NetworkRun:
+    arms: list[dict] = field(default_factory=list)
+    edges: list[dict] = field(default_factory=list)
+    nodes: list[str] = field(default_factory=list)
+    league: Optional[list[list[str]]] = None
+    ranking: Optional[list[tuple[str, float]]] = None
+    summary: Optional[dict] = None
+    svg: Optional[Markup] = None
+    error: Optional[str] = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def network_arms(frame: pd.DataFrame, outcome: str, node: str = "class") -> list[dict]:
+    """Arm-level rows for one outcome: per study, the latest timepoint with counts in >= 2 nodes."""
+    out: list[dict] = []
+    sub = frame[(frame["endpoint"] == outcome) & frame["events"].notna() & frame["n"].notna()] if len(frame) else frame
+    for study, g in sub.groupby("study", sort=False):
+        g = g.assign(node=g["regimen"].map(lambda r: REGIMEN_CLASS.get(r, r) if node == "class" else r),
+                     tp=g["timepoint_weeks"].fillna(-1))
+        best = None
+        for tp, h in g.groupby("tp"):
+            if h["node"].nunique() >= 2:
+                best = tp if best is None else max(best, tp)
+        if best is None:
+            continue
+        h = g[g["tp"] == best]
+        for nd, a in h.groupby("node", sort=False):
+            out.append({"study": study, "label": str(a["study_label"].iloc[0]), "node": nd,
+                        "events": int(a["events"].sum()), "n": int(a["n"].sum()),
+                        "timepoint_weeks": None if best < 0 else best})
+    return out
+
+
+def run_network(frame: pd.DataFrame, outcome: str, measure: str, method: str, node: str = "class") -> NetworkRun:
+    run = NetworkRun()
+    try:
+        if measure not in NETWORK_MEASURES:
+            raise ValueError(f"measure: choose one of {', '.join(NETWORK_MEASURES)}")
+        if method not in NETWORK_METHODS:
+            raise ValueError(f"method: choose one of {', '.join(NETWORK_METHODS)}")
+        run.arms = network_arms(frame, outcome, node)
+        by_study: dict[str, list[str]] = {}
+        for a in run.arms:
+            by_study.setdefault(a["study"], []).append(a["node"])
+        counts: dict[tuple[str, str], int] = {}
+        for nodes in by_study.values():
+            for i in range(len(nodes)):
+                for j in range(i + 1, len(nodes)):
+                    k = tuple(sorted((nodes[i], nodes[j])))
+                    counts[k] = counts.get(k, 0) + 1
+        run.nodes = sorted({a["node"] for a in run.arms})
+        run.edges = [{"a": a, "b": b, "k": k} for (a, b), k in sorted(counts.items())]
+        run.svg = network_svg(run.nodes, run.edges)
+        if not run.arms:
+            raise ValueError("no study has counts for two or more treatments on this outcome")
+        from lnsynth.network import network_meta_analysis
+
+        df = pd.DataFrame(run.arms)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            res = network_meta_analysis(df, study="study", treatment="node", events="events", n="n",
+                                        measure=measure, method=method)
+        run.warnings = sorted({str(w.message) for w in caught})
+        lt = res.league_table(exponentiate=measure in RATIO)
+        run.league = [[""] + list(lt.columns)] + [[str(i)] + [str(v) for v in row] for i, row in
+                                                   zip(lt.index, lt.values.tolist())]
+        try:
+            ps = res.pscores(small_values="bad")
+            run.ranking = sorted(((str(k), float(v)) for k, v in ps.items()), key=lambda x: -x[1])
+        except Exception:  # ranking is a nicety; the league table is the result
+            run.ranking = None
+        run.summary = {"n_studies": res.n_studies, "treatments": list(res.treatments),
+                       "reference": getattr(res, "reference", None), "tau2": getattr(res, "tau2", None)}
+    except Exception as exc:
+        run.error = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+    return run
+
+
+def network_svg(nodes: list[str], edges: list[dict]) -> Markup:
+    W = H = 420
+    cx, cy, R = W / 2, H / 2, 150
+    pos = {}
+    for i, nd in enumerate(nodes):
+        ang = -math.pi / 2 + 2 * math.pi * i / max(len(nodes), 1)
+        pos[nd] = (cx + R * math.cos(ang), cy + R * math.sin(ang))
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="netgraph" role="img" viewBox="0 0 {W} {H}" '
+           f'width="{W}" height="{H}" aria-label="Network graph">']
+    for e in edges:
+        (x1, y1), (x2, y2) = pos[e["a"]], pos[e["b"]]
+        out.append(f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" class="edge" '
+                   f'stroke-width="{1.5 + 2.5 * e["k"]:.1f}"/>')
+        out.append(f'<text x="{(x1 + x2) / 2:.1f}" y="{(y1 + y2) / 2 - 4:.1f}" class="elabel">{e["k"]}</text>')
+    for nd, (x, y) in pos.items():
+        out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="26" class="node"/>')
+        out.append(f'<text x="{x:.1f}" y="{y + 4:.1f}" text-anchor="middle" class="nlabel">{escape(nd)}</text>')
+    out.append("</svg>")
+    return Markup("".join(out))
+
+
+# -------------------------------------------------------------------- simulator
+def simulator() -> tuple[Optional[Any], str]:
+    """The simulator entry point if :mod:`lnsynth.simulate` provides one, else why not."""
+    try:
+        import lnsynth.simulate as sim
+    except Exception as exc:  # being written; any import failure means "not available"
+        return None, f"lnsynth.simulate cannot be imported ({type(exc).__name__}: {exc})"
+    for name in ("simulate_trial", "run_trial", "virtual_trial", "simulate"):
+        fn = getattr(sim, name, None)
+        if callable(fn):
+            return fn, name
+    return None, "lnsynth.simulate does not provide a trial simulator entry point yet"

@@ -1,0 +1,613 @@
+"""FastAPI application: JSON API (the contract) and server-rendered pages.
+
+Security model (local app, one shared secret):
+
+* Reads are open.  Writes and the audit log need ``Authorization: Bearer <token>``
+  (401 when missing or not a bearer credential, 403 when wrong; compared with
+  :func:`hmac.compare_digest`).  Without a configured token every write is refused.
+* HTML forms carry a per-session CSRF token (signed session cookie, SameSite=strict)
+  and either the token itself or a session login made with it.
+* Every input is validated in :mod:`lnsynth.web.validation`; bad input gets 400/422
+  naming the field, never a 5xx.  Templates autoescape everything and responses carry
+  a strict Content-Security-Policy (no inline script).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Optional
+from urllib.parse import urlencode
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.sessions import SessionMiddleware
+
+from lnsynth.evidence.schema import ENDPOINTS, REGIMEN_CLASS, REGIMENS
+
+from . import analysis as an
+from .store import Conflict, NotFound, Store
+from .validation import FIELDS, err, form_to_typed, validate_outcome, version_of
+
+DISCLAIMER = "lnsynth summarises evidence and simulates hypotheses; it does not prescribe."
+HERE = Path(__file__).resolve().parent
+MAX_BODY = 64 * 1024
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, detail: Any, headers: Optional[dict] = None, extra: Optional[dict] = None):
+        super().__init__(str(detail))
+        self.status, self.detail, self.headers, self.extra = status, detail, headers, extra or {}
+
+
+def _api_error_body(e: ApiError) -> dict:
+    body: dict[str, Any] = {"detail": e.detail}
+    if isinstance(e.detail, list):
+        body["fields"] = [d.get("field") for d in e.detail]
+        body["error"] = "; ".join(f"{d.get('field')}: {d.get('msg')}" for d in e.detail)
+    else:
+        body["error"] = str(e.detail)
+    body.update(e.extra)
+    return body
+
+
+def fingerprint(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()[:12]
+
+
+def _fmt_weeks(w: Optional[float]) -> str:
+    if w is None:
+        return "not stated"
+    w = float(w)
+    wk = f"{int(w)}" if w.is_integer() else f"{w:g}"
+    months = w * 12 / 52
+    return f"{wk} wk (≈{months:.0f} mo)" if w >= 8 else f"{wk} wk"
+
+
+def _num(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float) and v.is_integer():
+        return repr(v)
+    return str(v)
+
+
+def create_app(db_path: Path | str, token: Optional[str] = None) -> FastAPI:
+    """Build the app on the SQLite store at ``db_path`` (created and seeded if new).
+
+    ``token`` is the bearer secret for writes; ``None`` falls back to the
+    ``LNSYNTH_TOKEN`` environment variable (and without either, writes are refused).
+    """
+    store = Store(Path(db_path))
+    if token is None:
+        token = os.environ.get("LNSYNTH_TOKEN") or None
+    token_b = token.encode("utf-8") if token else None
+    tok_fp = fingerprint(token) if token else None
+
+    app = FastAPI(title="lnsynth", version="0.1", docs_url=None, redoc_url=None)
+    app.state.store = store
+    app.state.token_fp = tok_fp
+    app.add_middleware(SessionMiddleware, secret_key=store.meta("secret") or secrets.token_hex(32),
+                       session_cookie="lnsynth_session", max_age=8 * 3600, same_site="strict", https_only=False)
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    env = Environment(loader=FileSystemLoader(str(HERE / "templates")),
+                      autoescape=select_autoescape(default=True, default_for_string=True))
+    env.globals.update(DISCLAIMER=DISCLAIMER, fmt_weeks=_fmt_weeks, num=_num, REGIMENS=REGIMENS)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):
+        cl = request.headers.get("content-length")
+        if cl is not None and (not cl.isdigit() or int(cl) > MAX_BODY):
+            return JSONResponse({"detail": f"request body too large (at most {MAX_BODY} bytes)",
+                                 "error": "body too large", "fields": ["body"]}, status_code=413)
+        resp = await call_next(request)
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("X-Frame-Options", "DENY")
+        resp.headers.setdefault("Referrer-Policy", "no-referrer")
+        resp.headers.setdefault("Content-Security-Policy", CSP)
+        return resp
+
+    # ------------------------------------------------------------ errors
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, e: ApiError):
+        return JSONResponse(_api_error_body(e), status_code=e.status, headers=e.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _rve(request: Request, e: RequestValidationError):
+        detail = [{"loc": list(x.get("loc", ())), "field": str(x.get("loc", ("", ""))[-1]), "msg": x.get("msg"),
+                   "type": x.get("type")} for x in e.errors()]
+        return JSONResponse(_api_error_body(ApiError(422, detail)), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, e: StarletteHTTPException):
+        if request.url.path.startswith("/api") or request.url.path == "/healthz":
+            return JSONResponse({"detail": e.detail, "error": str(e.detail)}, status_code=e.status_code,
+                                headers=getattr(e, "headers", None))
+        return page(request, "error.html", {"status": e.status_code, "message": e.detail}, status=e.status_code)
+
+    # ------------------------------------------------------------ helpers
+    def csrf_token(request: Request) -> str:
+        tok = request.session.get("csrf")
+        if not tok:
+            tok = secrets.token_urlsafe(32)
+            request.session["csrf"] = tok
+        return tok
+
+    def logged_in(request: Request) -> bool:
+        s = request.session.get("auth")
+        return bool(tok_fp and isinstance(s, str) and hmac.compare_digest(s.encode(), tok_fp.encode()))
+
+    def page(request: Request, name: str, ctx: dict, status: int = 200) -> HTMLResponse:
+        ctx = {"request": request, "csrf": csrf_token(request), "logged_in": logged_in(request),
+               "path": request.url.path, **ctx}
+        return HTMLResponse(env.get_template(name).render(**ctx), status_code=status)
+
+    def client(request: Request) -> str:
+        return request.client.host if request.client else "unknown"
+
+    def token_ok(candidate: str) -> bool:
+        if token_b is None:
+            return False
+        return hmac.compare_digest(candidate.encode("utf-8", "surrogatepass"), token_b)
+
+    def bearer(request: Request) -> str:
+        h = request.headers.get("authorization")
+        if not h:
+            raise ApiError(401, "authentication required: send 'Authorization: Bearer <LNSYNTH_TOKEN>'",
+                           headers={"WWW-Authenticate": "Bearer"})
+        scheme, _, cred = h.strip().partition(" ")
+        cred = cred.strip()
+        if scheme.lower() != "bearer" or not cred:
+            raise ApiError(401, "Authorization header must be 'Bearer <token>'",
+                           headers={"WWW-Authenticate": "Bearer"})
+        if not token_ok(cred):
+            raise ApiError(403, "invalid token" if token_b else "writes are disabled: no LNSYNTH_TOKEN configured")
+        return f"api:bearer:{tok_fp}@{client(request)}"
+
+    async def json_body(request: Request, allow_empty: bool = False) -> Any:
+        raw = await request.body()
+        if len(raw) > MAX_BODY:
+            raise ApiError(413, f"request body too large (at most {MAX_BODY} bytes)")
+        if not raw.strip():
+            if allow_empty:
+                return None
+            raise ApiError(400, [{"loc": ["body"], "field": "body", "msg": "empty body: expected a JSON object",
+                                  "type": "json_invalid"}])
+
+        def _bad_const(c: str):
+            raise ValueError(f"{c} is not valid JSON")
+
+        try:
+            return json.loads(raw, parse_constant=_bad_const)
+        except (ValueError, RecursionError) as exc:
+            msg = str(exc) if not isinstance(exc, RecursionError) else "nested too deeply"
+            raise ApiError(400, [{"loc": ["body"], "field": "body", "msg": f"malformed JSON: {msg[:200]}",
+                                  "type": "json_invalid"}]) from None
+
+    def parse_id(outcome_id: str) -> int:
+        if not outcome_id.isdigit() or len(outcome_id) > 12:
+            raise ApiError(404, f"no outcome {outcome_id[:40]!r}")
+        return int(outcome_id)
+
+    # ------------------------------------------------------------ trial summaries (cached per write)
+    cache: dict[str, Any] = {"gen": None}
+
+    def summaries() -> tuple[list[dict], Any]:
+        gen = store.generation()
+        if cache["gen"] == gen:
+            return cache["trials"], cache["frame"]
+        ev = store.evidence()
+        frame = ev.outcomes_frame()
+        trials = []
+        for s in ev.studies:
+            outs = frame[frame["study"] == s.id] if len(frame) else frame
+            trials.append({
+                "id": s.id, "label": s.label, "acronym": s.acronym, "year": s.year,
+                "design": s.design.value, "population": s.population.value if s.population else None,
+                "setting": s.setting.value if s.setting else None,
+                "n_randomised": s.n_randomised.value if s.n_randomised else None,
+                "follow_up_weeks": s.follow_up.weeks if s.follow_up else None,
+                "arms": [{"id": a.id, "label": a.label, "regimen": a.regimen,
+                          "regimen_class": REGIMEN_CLASS.get(a.regimen), "phase": a.phase,
+                          "n": a.n.value if a.n else None} for a in s.arms],
+                "regimens": [a.regimen for a in s.arms],
+                "endpoints": sorted(set(outs["endpoint"])) if len(outs) else [],
+                "timepoints_weeks": sorted({float(x) for x in outs["timepoint_weeks"].dropna()}) if len(outs) else [],
+                "n_outcomes": int(len(outs)),
+            })
+        cache.update(gen=gen, trials=trials, frame=frame)
+        return trials, frame
+
+    def filter_trials(trials: list[dict], q: dict[str, str]) -> tuple[list[dict], list[str]]:
+        problems: list[str] = []
+        out = trials
+        drug, comp = q.get("drug") or "", q.get("comparator") or ""
+        try:
+            dspec = an.spec_set(drug) if drug else None
+        except ValueError:
+            problems.append(f"drug: unknown regimen or class {drug!r}")
+            dspec = None
+        try:
+            cspec = an.spec_set(comp) if comp else None
+        except ValueError:
+            problems.append(f"comparator: unknown regimen or class {comp!r}")
+            cspec = None
+
+        def arms_match(t: dict) -> bool:
+            regs = [a["regimen"] for a in t["arms"]]
+            if dspec is not None and cspec is not None:
+                return any(an._match(a, dspec) and an._match(b, cspec)
+                           for i, a in enumerate(regs) for j, b in enumerate(regs) if i != j)
+            if dspec is not None:
+                return any(an._match(a, dspec) for a in regs)
+            if cspec is not None:
+                return any(an._match(a, cspec) for a in regs)
+            return True
+
+        out = [t for t in out if arms_match(t)]
+        pop = (q.get("population") or "").strip().lower()
+        if pop:
+            out = [t for t in out if pop in (t["population"] or "").lower()]
+        ep = (q.get("endpoint") or "").strip().lower()
+        if ep:
+            if ep not in ENDPOINTS:
+                problems.append(f"endpoint: unknown endpoint {ep!r}")
+            out = [t for t in out if ep in t["endpoints"]]
+        tp = (q.get("timepoint") or "").strip()
+        if tp:
+            try:
+                w = float(tp)
+                out = [t for t in out if any(abs(w - x) < 1e-9 for x in t["timepoints_weeks"])]
+            except ValueError:
+                problems.append(f"timepoint: expected a number of weeks, got {tp!r}")
+        return out, problems
+
+    # ================================================================== API
+    @app.get("/healthz")
+    def healthz():
+        return {"status": "ok", "trials": len(store.trial_ids()), "generation": store.generation()}
+
+    @app.get("/api/trials")
+    def api_trials(request: Request):
+        trials, _ = summaries()
+        q = {k: request.query_params.get(k, "") for k in ("drug", "comparator", "population", "endpoint", "timepoint")}
+        out, problems = filter_trials(trials, q)
+        if problems:
+            raise ApiError(422, [err(p.split(":")[0], p, "value_error") | {"loc": ["query", p.split(":")[0]]}
+                                 for p in problems])
+        return out
+
+    @app.get("/api/trials/{trial_id}")
+    def api_trial(trial_id: str):
+        trials, _ = summaries()
+        for t in trials:
+            if t["id"] == trial_id:
+                return t
+        raise ApiError(404, f"unknown trial {trial_id[:80]!r}")
+
+    @app.get("/api/trials/{trial_id}/outcomes")
+    def api_outcomes(trial_id: str):
+        try:
+            return store.outcomes(trial_id)
+        except NotFound:
+            raise ApiError(404, f"unknown trial {trial_id[:80]!r}") from None
+
+    def arms_of(trial_id: str) -> list[str]:
+        try:
+            return [a["id"] for a in store.study_doc(trial_id)["arms"]]
+        except NotFound:
+            raise ApiError(404, f"unknown trial {trial_id[:80]!r}") from None
+
+    @app.post("/api/trials/{trial_id}/outcomes", status_code=201)
+    async def api_create(trial_id: str, request: Request):
+        actor = bearer(request)
+        body = await json_body(request)
+        arms = await run_in_threadpool(arms_of, trial_id)
+        values, errors = validate_outcome(body, arms)
+        if errors:
+            raise ApiError(422, errors)
+        try:
+            rec = await run_in_threadpool(store.create_outcome, trial_id, values, actor, "api")
+        except NotFound:
+            raise ApiError(404, f"unknown trial {trial_id[:80]!r}") from None
+        return JSONResponse(rec, status_code=201, headers={"Location": f"/api/trials/{trial_id}/outcomes/{rec['id']}"})
+
+    @app.get("/api/trials/{trial_id}/outcomes/{outcome_id}")
+    def api_outcome(trial_id: str, outcome_id: str):
+        arms_of(trial_id)
+        try:
+            return store.outcome(trial_id, parse_id(outcome_id))
+        except NotFound as e:
+            raise ApiError(404, str(e)) from None
+
+    @app.put("/api/trials/{trial_id}/outcomes/{outcome_id}")
+    async def api_update(trial_id: str, outcome_id: str, request: Request):
+        actor = bearer(request)
+        body = await json_body(request)
+        arms = await run_in_threadpool(arms_of, trial_id)
+        oid = parse_id(outcome_id)
+        try:
+            current = await run_in_threadpool(store.outcome, trial_id, oid)
+        except NotFound as e:
+            raise ApiError(404, str(e)) from None
+        if not isinstance(body, dict):
+            raise ApiError(422, [{"loc": ["body"], "field": "body", "msg": "expected a JSON object", "type": "model_type"}])
+        errors: list[dict] = []
+        version = version_of(body["version"], errors) if "version" in body else None
+        if "version" not in body:
+            errors.append(err("version", "version is required (the version you read)", "missing"))
+        merged = {f: current[f] for f in FIELDS}
+        merged.update({k: v for k, v in body.items() if k in FIELDS})
+        values, verrs = validate_outcome(merged, arms)
+        errors += verrs
+        if errors:
+            raise ApiError(422, errors)
+        try:
+            return await run_in_threadpool(store.update_outcome, trial_id, oid, version, values, actor)
+        except NotFound as e:
+            raise ApiError(404, str(e)) from None
+        except Conflict as c:
+            raise ApiError(409, f"version conflict: you sent version {version}, the record is at version "
+                           f"{c.current['version']}; re-read it and retry", extra={"current": c.current}) from None
+
+    @app.delete("/api/trials/{trial_id}/outcomes/{outcome_id}")
+    async def api_delete(trial_id: str, outcome_id: str, request: Request):
+        actor = bearer(request)
+        qv = request.query_params.get("version")
+        body = await json_body(request, allow_empty=True)
+        errors: list[dict] = []
+        if qv is not None:
+            version = version_of(qv, errors)
+        elif isinstance(body, dict) and "version" in body:
+            version = version_of(body["version"], errors)
+        else:
+            version = None
+            errors.append(err("version", "version is required (query parameter ?version= or JSON body)", "missing"))
+        await run_in_threadpool(arms_of, trial_id)
+        oid = parse_id(outcome_id)
+        if errors:
+            raise ApiError(422, errors)
+        try:
+            before = await run_in_threadpool(store.delete_outcome, trial_id, oid, version, actor)
+        except NotFound as e:
+            raise ApiError(404, str(e)) from None
+        except Conflict as c:
+            raise ApiError(409, f"version conflict: you sent version {version}, the record is at version "
+                           f"{c.current['version']}; re-read it and retry", extra={"current": c.current}) from None
+        return {"deleted": before["id"], "version": before["version"], "record": before}
+
+    @app.get("/api/audit")
+    def api_audit(request: Request):
+        bearer(request)
+        lim = request.query_params.get("limit")
+        if lim is not None and (not lim.isdigit() or not 0 < int(lim) <= 10 ** 6):
+            raise ApiError(422, [{"loc": ["query", "limit"], "field": "limit",
+                                  "msg": "limit must be a positive whole number", "type": "int_parsing"}])
+        return store.audit(int(lim) if lim else None)
+
+    # ================================================================ pages
+    @app.get("/", include_in_schema=False)
+    def root():
+        return RedirectResponse("/trials", status_code=303)
+
+    @app.get("/trials", response_class=HTMLResponse, include_in_schema=False)
+    def trials_page(request: Request):
+        trials, _ = summaries()
+        q = {k: request.query_params.get(k, "") for k in ("drug", "comparator", "population", "endpoint", "timepoint")}
+        shown, problems = filter_trials(trials, q)
+        regs = sorted({a["regimen"] for t in trials for a in t["arms"]})
+        classes = sorted({REGIMEN_CLASS.get(r, r) for r in regs})
+        choices = ["CNI-any"] + classes + [r for r in regs if r not in classes]
+        eps = sorted({e for t in trials for e in t["endpoints"]})
+        tps = sorted({w for t in trials for w in t["timepoints_weeks"]})
+        return page(request, "trials.html", {"trials": shown, "total": len(trials), "q": q, "problems": problems,
+                                             "choices": choices, "endpoints": eps, "timepoints": tps,
+                                             "title": "Trials"})
+
+    def trial_context(trial_id: str) -> dict:
+        trials, _ = summaries()
+        t = next((x for x in trials if x["id"] == trial_id), None)
+        if t is None:
+            raise StarletteHTTPException(404, f"unknown trial {trial_id[:80]!r}")
+        study = store.evidence().study(trial_id)
+        study_numbers = [r for r in _provenance_rows(study, skip=("outcomes",))]
+        outcomes = []
+        arm_by_id = {a.id: a for a in study.arms}
+        for rec, model in store.outcome_models(trial_id):
+            arm = arm_by_id.get(rec["arm"])
+            prov = list(_provenance_rows(model, prefix=""))
+            if model.n is None and arm is not None and arm.n is not None:
+                prov.append({"field": "n (arm size)", "value": arm.n.value, "source": arm.n.provenance.source,
+                             "location": arm.n.provenance.location, "quote": arm.n.provenance.quote,
+                             "derived": arm.n.provenance.derived, "rule": arm.n.provenance.rule})
+            outcomes.append({"rec": rec, "model": model, "arm": arm, "prov": prov})
+        return {"t": t, "study": study, "study_numbers": study_numbers, "outcomes": outcomes,
+                "endpoints": sorted(ENDPOINTS)}
+
+    @app.get("/trials/{trial_id}", response_class=HTMLResponse, include_in_schema=False)
+    def trial_page(request: Request, trial_id: str):
+        ctx = trial_context(trial_id)
+        added = request.query_params.get("added")
+        return page(request, "trial.html", {**ctx, "errors": {}, "values": {}, "added": added,
+                                            "title": ctx["t"]["label"]})
+
+    @app.post("/trials/{trial_id}/outcomes", response_class=HTMLResponse, include_in_schema=False)
+    async def trial_form(request: Request, trial_id: str):
+        try:
+            form = await request.form()
+            data = {k: v for k, v in form.items() if isinstance(v, str)}
+        except Exception:
+            return page(request, "error.html", {"status": 400, "message": "could not read the form"}, status=400)
+        sent = data.get("csrf_token", "")
+        have = request.session.get("csrf", "")
+        if not (sent and have and hmac.compare_digest(sent.encode(), have.encode())):
+            return page(request, "error.html", {"status": 403, "message": "CSRF check failed: reload the page and "
+                                                "submit the form again"}, status=403)
+        ctx = await run_in_threadpool(trial_context, trial_id)
+        errors: dict[str, str] = {}
+        if logged_in(request):
+            actor = f"form:session:{tok_fp}@{client(request)}"
+        elif data.get("token") and token_ok(data["token"].strip()):
+            actor = f"form:token:{tok_fp}@{client(request)}"
+        else:
+            errors["token"] = ("token is required (or log in)" if not data.get("token") else "invalid token")
+            actor = ""
+        typed, conv = form_to_typed(data)
+        arms = [a["id"] for a in ctx["t"]["arms"]]
+        values, verrs = validate_outcome(typed, arms)
+        for e in conv + verrs:
+            errors.setdefault(e["field"], e["msg"])
+        if errors:
+            vals = {k: data.get(k, "") for k in FIELDS}
+            return page(request, "trial.html", {**ctx, "errors": errors, "values": vals, "added": None,
+                                                "title": ctx["t"]["label"]}, status=400 if "token" not in errors
+                        or len(errors) > 1 else 403)
+        rec = await run_in_threadpool(store.create_outcome, trial_id, values, actor, "form")
+        return RedirectResponse(f"/trials/{trial_id}?{urlencode({'added': rec['id']})}#outcome-{rec['id']}",
+                                status_code=303)
+
+    @app.get("/analysis", response_class=HTMLResponse, include_in_schema=False)
+    def analysis_page(request: Request):
+        _, frame = summaries()
+        qp = request.query_params
+        q = {"outcome": qp.get("outcome", "complete remission"), "treatment": qp.get("treatment", "CNI-any"),
+             "control": qp.get("control", "non-CNI"), "measure": qp.get("measure", "RR"),
+             "method": qp.get("method", "REML"), "timepoint": qp.get("timepoint", "latest")}
+        run = an.run_pairwise(frame, q["outcome"], q["treatment"], q["control"], q["measure"], q["method"],
+                              q["timepoint"])
+        eps = sorted(set(frame["endpoint"])) if len(frame) else []
+        return page(request, "analysis.html", {"q": q, "run": run, "endpoints": eps,
+                                               "choices": an.regimen_choices(), "measures": an.PAIRWISE_MEASURES,
+                                               "methods": an.PAIRWISE_METHODS, "title": "Pairwise analysis"})
+
+    @app.get("/network", response_class=HTMLResponse, include_in_schema=False)
+    def network_page(request: Request):
+        _, frame = summaries()
+        qp = request.query_params
+        q = {"outcome": qp.get("outcome", "complete remission"), "measure": qp.get("measure", "OR"),
+             "method": qp.get("method", "REML"), "node": qp.get("node", "class")}
+        if q["node"] not in ("class", "regimen"):
+            q["node"] = "class"
+        run = an.run_network(frame, q["outcome"], q["measure"], q["method"], q["node"])
+        eps = sorted(set(frame["endpoint"])) if len(frame) else []
+        return page(request, "network.html", {"q": q, "run": run, "endpoints": eps,
+                                              "measures": an.NETWORK_MEASURES, "methods": an.NETWORK_METHODS,
+                                              "title": "Network meta-analysis"})
+
+    @app.get("/simulator", response_class=HTMLResponse, include_in_schema=False)
+    def simulator_page(request: Request):
+        fn, why = an.simulator()
+        result, error = None, None
+        params = dict(request.query_params)
+        if fn is not None and params.get("run"):
+            import inspect
+
+            try:
+                sig = inspect.signature(fn)
+                kwargs = {}
+                for k, v in params.items():
+                    if k in sig.parameters:
+                        try:
+                            kwargs[k] = json.loads(v)
+                        except ValueError:
+                            kwargs[k] = v
+                result = fn(**kwargs)
+            except Exception as exc:  # show the simulator's own message; never a 500
+                error = f"{type(exc).__name__}: {exc}"
+        params_doc = []
+        if fn is not None:
+            import inspect
+
+            try:
+                params_doc = [(p.name, None if p.default is inspect.Parameter.empty else p.default)
+                              for p in inspect.signature(fn).parameters.values()
+                              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+            except (TypeError, ValueError):
+                params_doc = []
+        return page(request, "simulator.html", {"available": fn is not None, "why": why, "params": params_doc,
+                                                "values": params, "result": result, "error": error,
+                                                "title": "Simulator"})
+
+    @app.get("/audit", response_class=HTMLResponse, include_in_schema=False)
+    def audit_page(request: Request):
+        rows = store.audit(200) if logged_in(request) else None
+        return page(request, "audit.html", {"rows": rows, "title": "Audit log"})
+
+    @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
+    def login_page(request: Request):
+        return page(request, "login.html", {"error": None, "next": _safe_next(request.query_params.get("next")),
+                                            "title": "Log in"})
+
+    @app.post("/login", response_class=HTMLResponse, include_in_schema=False)
+    async def login(request: Request):
+        try:
+            form = await request.form()
+        except Exception:
+            return page(request, "error.html", {"status": 400, "message": "could not read the form"}, status=400)
+        sent, have = str(form.get("csrf_token", "")), request.session.get("csrf", "")
+        nxt = _safe_next(str(form.get("next", "")))
+        if not (sent and have and hmac.compare_digest(sent.encode(), have.encode())):
+            return page(request, "error.html", {"status": 403, "message": "CSRF check failed"}, status=403)
+        if not token_ok(str(form.get("token", "")).strip()):
+            return page(request, "login.html", {"error": "invalid token", "next": nxt, "title": "Log in"}, status=403)
+        request.session["auth"] = tok_fp
+        request.session["csrf"] = secrets.token_urlsafe(32)  # rotate on privilege change
+        return RedirectResponse(nxt or "/trials", status_code=303)
+
+    @app.post("/logout", include_in_schema=False)
+    async def logout(request: Request):
+        form = await request.form()
+        sent, have = str(form.get("csrf_token", "")), request.session.get("csrf", "")
+        if sent and have and hmac.compare_digest(sent.encode(), have.encode()):
+            request.session.clear()
+        return RedirectResponse("/trials", status_code=303)
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon():
+        return Response(status_code=204)
+
+    return app
+
+
+def _safe_next(n: Optional[str]) -> str:
+    n = (n or "").strip()
+    return n if n.startswith("/") and not n.startswith("//") and "\\" not in n else ""
+
+
+def _provenance_rows(obj: Any, prefix: str = "", skip: tuple = ()) -> list[dict]:
+    """(field, value, provenance) for every sourced value inside a schema model."""
+    rows: list[dict] = []
+
+    def walk(o: Any, path: str) -> None:
+        prov = getattr(o, "provenance", None)
+        if prov is not None and hasattr(o, "value"):
+            rows.append({"field": path, "value": o.value, "unit": getattr(o, "unit", None), "source": prov.source,
+                         "location": prov.location, "quote": prov.quote, "derived": prov.derived, "rule": prov.rule,
+                         "candidates": getattr(o, "candidates", None)})
+            return
+        if isinstance(o, (list, tuple)):
+            for i, x in enumerate(o):
+                walk(x, f"{path}[{getattr(x, 'id', None) or i}]")
+            return
+        fields = getattr(type(o), "model_fields", None)
+        if isinstance(fields, dict):
+            for name in fields:
+                if name in skip or name == "tables":
+                    continue
+                v = getattr(o, name)
+                if v is not None:
+                    walk(v, f"{path}.{name}" if path else name)
+
+    walk(obj, prefix)
+    return rows
