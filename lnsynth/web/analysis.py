@@ -332,7 +332,7 @@ def network_svg(nodes: list[str], edges: list[dict]) -> Markup:
                    f'stroke-width="{1.5 + 2.5 * e["k"]:.1f}"/>')
         out.append(f'<text x="{(x1 + x2) / 2:.1f}" y="{(y1 + y2) / 2 - 4:.1f}" class="elabel">{e["k"]}</text>')
     for nd, (x, y) in pos.items():
-        out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="26" class="node"/>')
+        out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="34" class="node"/>')
         out.append(f'<text x="{x:.1f}" y="{y + 4:.1f}" text-anchor="middle" class="nlabel">{escape(nd)}</text>')
     out.append("</svg>")
     return Markup("".join(out))
