@@ -128,14 +128,14 @@ def test_certainty_rules():
     studies = pd.DataFrame({"n_treat": [20, 30], "n_ctrl": [20, 30], "timepoint_weeks": [24, 24], "setting": ["China", "China"], "derived": [True, False]})
     precise = dict(k=2, estimate=0.5, ci_low=0.2, ci_high=0.8, pi_low=0.1, pi_high=0.9, i2=0.0)
     c = rate_certainty(precise, studies, "complete remission")
-    # imprecision -1 (100 < 300 patients); indirectness -2 (single country, 24-week remission)
-    assert c.downgrades == 3 and c.rating == "very low"
+    # risk of bias -1 (unassessed); imprecision -1 (100 < 300 patients); indirectness -2 (single country, 24-week remission)
+    assert c.downgrades == 4 and c.rating == "very low"
     assert c.derived_share == pytest.approx(40 / 100)
     big = pd.DataFrame({"n_treat": [400], "n_ctrl": [400], "timepoint_weeks": [104], "setting": ["20 countries"], "derived": [False]})
     c2 = rate_certainty(dict(k=1, estimate=0.5, ci_low=0.2, ci_high=0.8, pi_low=0.2, pi_high=0.8, i2=0.0), big, "kidney failure")
-    assert c2.rating == "high" and "not assessable" in c2.inconsistency
+    assert c2.rating == "moderate" and "not assessable" in c2.inconsistency and c2.risk_of_bias.startswith("-1")
     c3 = rate_certainty(dict(k=5, estimate=0.1, ci_low=-0.2, ci_high=0.4, pi_low=-1, pi_high=1.2, i2=80.0), big, "kidney failure")
-    assert c3.rating == "very low"  # -2 inconsistency, -1 imprecision
+    assert c3.rating == "very low"  # -1 risk of bias, -2 inconsistency, -1 imprecision
 
 
 def test_cli_meta_nma_rederive(tmp_path):

@@ -39,14 +39,15 @@ def test_report_parses_and_has_sections(report_html):
     p.feed(report_html)
     p.close()
     assert report_html.startswith("<!DOCTYPE html>")
-    assert {"overview", "tables", "evidence"} <= set(p.sections)
+    assert {"overview", "tables", "evidence", "pairwise", "network", "sensitivity", "simulator", "sof"} <= set(p.sections)
+    assert "could not be built" not in report_html
     assert "Not medical advice" in report_html
 
 
 def test_every_figure_has_alt_text_and_is_inline(report_html):
     p = _Collect()
     p.feed(report_html)
-    assert len(p.imgs) >= 3
+    assert len(p.imgs) >= 10
     for img in p.imgs:
         assert img.get("alt") and len(img["alt"]) > 20
         assert img["src"].startswith("data:image/")
@@ -64,3 +65,97 @@ def test_tables_in_report_carry_provenance(report_html):
     assert 'id="table1"' in report_html and 'id="table2"' in report_html
     assert "Bao et al. 2008" in report_html
     assert 'class="num" title="peleg2020, Table 1' in report_html
+
+
+class _TableGrab(HTMLParser):
+    """Rows of the table with a given id, as lists of cell texts."""
+
+    def __init__(self, table_id):
+        super().__init__()
+        self.table_id, self.inside, self.rows, self._row, self._cell = table_id, False, [], None, None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table" and dict(attrs).get("id") == self.table_id:
+            self.inside = True
+        elif self.inside and tag == "tr":
+            self._row = []
+        elif self.inside and tag in ("td", "th"):
+            self._cell = ""
+
+    def handle_endtag(self, tag):
+        if tag == "table" and self.inside:
+            self.inside = False
+        elif self.inside and tag in ("td", "th") and self._row is not None:
+            self._row.append(self._cell)
+            self._cell = None
+        elif self.inside and tag == "tr" and self._row is not None:
+            self.rows.append(self._row)
+            self._row = None
+
+    def handle_data(self, data):
+        if self.inside and self._cell is not None:
+            self._cell += data
+
+
+def test_summary_of_findings_numbers_equal_the_engine(report_html):
+    """Every number in the SoF table is recomputed here from the engine and must match."""
+    import math
+    import warnings
+
+    from lnsynth.evidence import load_evidence
+    from lnsynth.evidence.select import adverse_event_data, pairwise_data
+    from lnsynth.analyses.syntheses import COMPARISONS
+    from lnsynth.pairwise import effect_sizes, meta_analysis
+
+    g = _TableGrab("sof")
+    g.feed(report_html)
+    header, rows = g.rows[0], g.rows[1:]
+    assert rows, "empty summary-of-findings table"
+    ev = load_evidence()
+    by_key = {(c.title, c.outcome): c for c in COMPARISONS}
+    for row in rows:
+        cell = dict(zip(header, row))
+        c = by_key[(cell["Comparison"], cell["Outcome"])]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if c.kind == "efficacy":
+                d = pairwise_data(ev, c.outcome, c.treatment, c.control, approximate=True, warn=False)
+            else:
+                d = adverse_event_data(ev, c.outcome, c.treatment, c.control, warn=False)
+            r = meta_analysis(effect_sizes("RR", **d.counts()), method="REML").to_dict()
+        e = lambda x: f"{math.exp(x):.2f}"  # noqa: E731
+        assert cell["RR [95% CI]"] == f"{e(r['estimate'])} [{e(r['ci_low'])}, {e(r['ci_high'])}]"
+        assert cell["95% PI"] == f"{e(r['pi_low'])} to {e(r['pi_high'])}"
+        assert cell["I² (%)"] == f"{r['i2']:.0f}"
+        assert cell["Trials (patients)"] == f"{d.k} ({d.patients})"
+
+
+def test_report_renders_in_chromium_without_console_errors(tmp_path_factory, report_html):
+    import os
+    from pathlib import Path
+
+    if not Path("/usr/bin/chromium").exists():
+        pytest.skip("Debian chromium not installed (.ci/run installs it)")
+    playwright = pytest.importorskip("playwright.sync_api")
+    out = tmp_path_factory.mktemp("shot") / "index.html"
+    out.write_text(report_html, encoding="utf-8")
+    art = Path(__file__).resolve().parents[1] / "test-artifacts"
+    art.mkdir(exist_ok=True)
+    errors = []
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                              args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                                    "--disable-component-update", "--disable-sync", "--no-first-run"])
+        page = b.new_page(viewport={"width": 1200, "height": 900})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(out.as_uri())
+        page.wait_for_load_state("load")
+        n_img = page.evaluate("Array.from(document.images).filter(i => i.complete && i.naturalWidth > 0).length")
+        assert n_img >= 10
+        page.screenshot(path=str(art / "report-top.png"))
+        for sid in ("tables", "pairwise", "network", "sensitivity", "simulator", "sof"):
+            page.locator(f"#{sid}").scroll_into_view_if_needed()
+            page.screenshot(path=str(art / f"report-{sid}.png"))
+        b.close()
+    assert not errors, errors

@@ -8,8 +8,9 @@ lower it by one or two levels.
 Rules
 -----
 risk of bias
-    The evidence base records no risk-of-bias assessment (the review gives none), so this
-    domain is *not assessed* and not downgraded; the table says so.
+    The evidence base records no risk-of-bias assessment (the review gives none). An
+    unassessed risk of bias is treated as *unclear*: -1, so no comparison is rated high
+    on unexamined trials.
 inconsistency
     k >= 2 and (I² > 50% or the 95% prediction interval includes the null while the CI
     does not): -1. I² > 75% and the PI includes the null: -2.
@@ -21,7 +22,8 @@ indirectness
     Population: >= 50% of patients from trials conducted in a single country (the review's
     main limitation: "Many of the studies discussed above are from China"): one concern.
     Outcome: a proteinuria-based remission assessed at <= 26 weeks, while patients are on
-    the CNI (the review argues this overstates CNI efficacy): one concern.
+    the CNI (the review argues this overstates CNI efficacy), for >= 50% of the patients:
+    one concern.
     One concern: -1; two: -2.
 small-study effects
     Only assessable with k >= 10 (Egger's regression test, p < 0.10: -1); otherwise
@@ -79,7 +81,7 @@ def rate_certainty(
     studies : study rows (``n_treat``, ``n_ctrl``, ``timepoint_weeks``, ``setting``, ``derived``).
     """
     start = 3 if design == "RCT" else 1
-    down = 0
+    down = 1  # risk of bias unassessed -> unclear (see module docstring)
     k = int(result["k"])
     # inconsistency
     i2 = float(result.get("i2", 0.0) or 0.0)
@@ -114,8 +116,10 @@ def rate_certainty(
         if n_total and n_single / n_total >= 0.5:
             concerns.append(f"{100 * n_single / n_total:.0f}% of patients from single-country trials")
     if outcome in REMISSION_ENDPOINTS and len(studies) and "timepoint_weeks" in studies:
-        tw = studies["timepoint_weeks"].dropna()
-        if len(tw) and (tw <= 26).mean() >= 0.5:
+        npat = studies["n_treat"] + studies["n_ctrl"]
+        known = studies["timepoint_weeks"].notna()
+        early = known & (studies["timepoint_weeks"].astype(float) <= 26)
+        if known.any() and npat[early].sum() >= 0.5 * npat[known].sum():
             concerns.append("proteinuria-based remission at <= 26 weeks on drug (surrogate)")
     d_ind = min(len(concerns), 2)
     ind = (f"-{d_ind}: " + "; ".join(concerns)) if d_ind else "no concern recorded"
@@ -131,4 +135,4 @@ def rate_certainty(
     derived_share = 0.0
     if n_total and "derived" in studies:
         derived_share = float((studies.loc[studies["derived"].astype(bool), "n_treat"] + studies.loc[studies["derived"].astype(bool), "n_ctrl"]).sum() / n_total)
-    return Certainty(rating, down, "not assessed (no risk-of-bias data recorded)", inc, imp, ind, ss, derived_share)
+    return Certainty(rating, down, "-1: unclear (no risk-of-bias assessment recorded)", inc, imp, ind, ss, derived_share)

@@ -54,7 +54,7 @@ def data_version(root: Path) -> str:
 # ----------------------------------------------------------------------------- sections
 
 
-def section_overview(ev) -> Section:
+def section_overview(ev, ctx) -> Section:
     n_arms = sum(len(s.arms) for s in ev.studies)
     n_vals = len(ev.provenance_rows())
     n_derived = sum(r.derived for r in ev.provenance_rows())
@@ -79,7 +79,7 @@ Check the data: <code>python -m lnsynth validate</code>.</p>
     return Section("overview", "Overview", body)
 
 
-def section_tables(ev) -> Section:
+def section_tables(ev, ctx) -> Section:
     from lnsynth.evidence import tables
     from lnsynth.evidence.checks import check_consistency
 
@@ -103,7 +103,7 @@ def section_tables(ev) -> Section:
     return Section("tables", "The review's Tables 1 and 2, rebuilt from data", body)
 
 
-def section_evidence_figures(ev) -> Section:
+def section_evidence_figures(ev, ctx) -> Section:
     from lnsynth.plots import evidence as ep
 
     figs = [
@@ -132,10 +132,17 @@ def section_evidence_figures(ev) -> Section:
     return Section("evidence", "The evidence at a glance", "".join(figs), figures=figs)
 
 
+from .sections import section_network, section_pairwise, section_sensitivity, section_simulator, section_sof  # noqa: E402
+
 SECTION_BUILDERS: list[tuple[str, Callable]] = [
     ("Overview", section_overview),
     ("Tables 1 and 2", section_tables),
     ("Evidence figures", section_evidence_figures),
+    ("Pairwise syntheses", section_pairwise),
+    ("Network", section_network),
+    ("Sensitivity", section_sensitivity),
+    ("Simulator", section_simulator),
+    ("Summary of findings", section_sof),
 ]
 
 
@@ -149,11 +156,16 @@ def build_report(out: Path | str, data: Optional[Path] = None, progress: bool = 
     out.mkdir(parents=True, exist_ok=True)
     ev = load_evidence(data)
     sections: list[Section] = []
+    ctx: dict = {}
     with Progress(disable=not progress, transient=False) as prog:
         task = prog.add_task("building report", total=len(SECTION_BUILDERS))
         for name, fn in SECTION_BUILDERS:
             prog.update(task, description=f"section: {name}")
-            sections.append(fn(ev))
+            try:
+                sections.append(fn(ev, ctx))
+            except ImportError as exc:  # an engine not installed/built: say so on the page, never hide it
+                sections.append(Section(fn.__name__.replace("section_", ""), name,
+                                        f"<p class='warn'>This section could not be built: {html.escape(str(exc))}.</p>"))
             prog.advance(task)
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("lnsynth.report", "templates"), autoescape=jinja2.select_autoescape(["html", "j2"])

@@ -1,0 +1,211 @@
+"""Report sections built on the analysis engines (pairwise, network, sensitivity,
+simulator, summary of findings). Each builder takes the evidence base and a shared
+context dict (results computed once and reused, e.g. by the summary of findings)."""
+
+from __future__ import annotations
+
+import html
+import math
+import warnings
+
+import pandas as pd
+
+
+def _S():
+    from .build import Section, figure_html
+
+    return Section, figure_html
+
+
+def _fmt(x, d=2) -> str:
+    return "NA" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{d}f}"
+
+
+def _table(df: pd.DataFrame, caption: str = "", table_id: str = "") -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r) + "</tr>" for r in df.itertuples(index=False))
+    cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+    tid = f' id="{table_id}"' if table_id else ""
+    return f"<table{tid}>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _syntheses(ev, ctx):
+    if "syntheses" not in ctx:
+        from lnsynth.analyses.syntheses import run_syntheses
+
+        ctx["syntheses"] = run_syntheses(ev)
+    return ctx["syntheses"]
+
+
+# ----------------------------------------------------------------------------- pairwise
+
+
+def section_pairwise(ev, ctx):
+    Section, figure_html = _S()
+    from lnsynth.plots.forest import forest_plot
+
+    res = _syntheses(ev, ctx)
+    parts = [
+        "<p>Random-effects meta-analyses (REML, log risk ratio, Wald CIs; prediction intervals as metafor's "
+        "<code>predict.rma</code>) of the comparisons the stored trials allow. Counts derived from printed percentages are "
+        "used and flagged; where a printed percentage is reproduced by no integer count, <code>round(pct/100*n)</code> is used "
+        "and flagged as approximate. With k &lt; 10 in every comparison, funnel plots and small-study tests are not informative "
+        "and are not drawn.</p>"
+    ]
+    figs = []
+    for s in res:
+        c = s.comparison
+        title = c.title if c.kind == "adverse event" else f"{c.title}: {c.outcome}"
+        if s.result is None:
+            parts.append(f"<h3>{html.escape(title)}</h3><p>No stored trial gives usable counts for this comparison."
+                         + (f" Left out: {html.escape('; '.join(f'{a}: {b}' for a, b in s.data.excluded))}." if s.data.excluded else "") + "</p>")
+            continue
+        r = s.row()
+        fig = forest_plot(s.result, labels=s.data.labels, title=title)
+        alt = (f"Forest plot of {c.outcome}, {c.title}: {s.k} stud{'y' if s.k == 1 else 'ies'}; pooled risk ratio "
+               f"{_fmt(r['estimate'])} (95% CI {_fmt(r['ci_low'])} to {_fmt(r['ci_high'])}).")
+        notes = s.data.notes()
+        cap = (f"RR {_fmt(r['estimate'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}], k = {s.k}, {s.data.patients} patients, "
+               f"I² = {_fmt(r['i2'], 0)}%." + (" " + html.escape(" ".join(n + "." for n in notes)) if notes else ""))
+        fh = figure_html(fig, alt, cap)
+        figs.append(fh)
+        parts.append(f"<h3>{html.escape(title)}</h3>{fh}")
+    return Section("pairwise", "Pairwise syntheses: remission, flares and adverse events", "".join(parts), figures=figs)
+
+
+# ----------------------------------------------------------------------------- network
+
+
+def section_network(ev, ctx):
+    Section, figure_html = _S()
+    from lnsynth.analyses.network_data import REFERENCE_NODE, arm_level_data
+    from lnsynth.analyses.rederive import rederive
+    from lnsynth.network import network_meta_analysis
+    from lnsynth.plots.network import network_graph, nma_forest
+
+    parts, figs = [], []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        d = arm_level_data(ev, "complete remission", approximate=True, warn=False)
+        fit = network_meta_analysis(d.frame, study="study", treatment="treatment", events="events", n="n", measure="OR", reference=REFERENCE_NODE, method="REML")
+    ctx["nma"] = fit
+    parts.append(
+        f"<p>Contrast-based random-effects network meta-analysis (REML, log odds ratio, one tau² with correlation 1/2 between "
+        f"contrasts of multi-arm studies, as metafor <code>rma.mv</code>) of <strong>complete remission</strong> across "
+        f"{d.k} induction trials ({d.patients} patients); reference: {REFERENCE_NODE}. tau² = {_fmt(float(fit.tau2), 3)}.</p>"
+    )
+    if d.notes or d.excluded:
+        parts.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in list(d.notes) + [f"{a}: excluded ({b})" for a, b in d.excluded]) + "</ul>")
+    fh = figure_html(network_graph(fit), f"Network graph of {len(fit.treatments)} induction regimens; edges are direct comparisons, width proportional to the number of trials.",
+                     "Network of induction regimens (complete remission). Edge width: number of trials; node size: patients.")
+    figs.append(fh)
+    parts.append(fh)
+    fh = figure_html(nma_forest(fit), "Forest plot of network odds ratios for complete remission of each regimen versus IV cyclophosphamide.",
+                     f"Network estimates vs {REFERENCE_NODE} (odds ratio, 95% CI).")
+    figs.append(fh)
+    parts.append(fh)
+    lt = fit.league_table(exponentiate=True).reset_index().rename(columns={"index": ""})
+    parts.append("<h3>League table (odds ratio, row vs column)</h3>" + _table(lt, table_id="league"))
+    rk = fit.sucra(small_values="bad").assign(pscore=lambda x: x["treatment"].map(fit.pscores(small_values="bad")))
+    rk = rk.sort_values("pscore", ascending=False)
+    rk_fmt = rk.assign(**{c: rk[c].map(lambda v: f"{v:.3f}") for c in ("sucra", "mean_rank", "p_best", "pscore")})
+    parts.append("<h3>Rankings (higher remission is better)</h3>" + _table(rk_fmt, table_id="ranking")
+                 + "<p class='meta'>Rankings from sparse, mostly single-trial edges are fragile; read them with the intervals above.</p>")
+    q = fit.q_decomposition().reset_index()
+    q_fmt = q.assign(Q=q["Q"].map(lambda v: f"{v:.3f}"), pvalue=q["pvalue"].map(lambda v: "NA" if pd.isna(v) else f"{v:.3f}"))
+    dbt = fit.design_by_treatment()
+    ns = fit.node_split()
+    parts.append("<h3>Heterogeneity and inconsistency</h3>" + _table(q_fmt, table_id="qdecomp")
+                 + f"<p>Design-by-treatment interaction: chi² = {_fmt(dbt['chi2'], 3)}, df = {dbt['df']}, p = {_fmt(dbt['pvalue'], 3)}. "
+                 + ("Node-splitting: the network has no closed loop, so no comparison has both direct and indirect evidence; "
+                    "consistency cannot be checked from these trials.</p>" if ns.empty else "</p>" + _table(ns.round(3), table_id="nodesplit")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        red = rederive(ev)
+    ctx["rederive"] = red
+    f = red.frame
+    tab = pd.DataFrame({
+        "Synthesis": f["synthesis"],
+        "Comparison": f["treatment"] + " vs " + f["control"],
+        "Outcome": f["outcome"],
+        "Published": [f"{m} {_fmt(e)} [{_fmt(l)}, {_fmt(h)}]" for m, e, l, h in zip(f["measure"], f["published_estimate"], f["published_ci_low"], f["published_ci_high"])],
+        "Published trials (patients)": [f"{t} ({'NA' if pd.isna(p) else int(p)})" for t, p in zip(f["published_trials"], f["published_patients"])],
+        "Re-derived": ["not estimable" if pd.isna(e) else f"{_fmt(e)} [{_fmt(l)}, {_fmt(h)}]" for e, l, h in zip(f["our_estimate"], f["our_ci_low"], f["our_ci_high"])],
+        "Our trials (patients)": [f"{k} ({p})" for k, p in zip(f["our_k"], f["our_patients"])],
+        "Range over count variants": ["" if pd.isna(a) else f"{_fmt(a)} to {_fmt(b)}" for a, b in zip(f["range_low"], f["range_high"])],
+        "Why they differ": f["why_different"],
+    })
+    parts.append("<h3>The review's syntheses re-derived from the stored trials</h3>" + _table(tab, table_id="rederive"))
+    return Section("network", "Network meta-analysis and the review's syntheses re-derived", "".join(parts), figures=figs)
+
+
+# ----------------------------------------------------------------------------- sensitivity
+
+
+def section_sensitivity(ev, ctx):
+    Section, figure_html = _S()
+    from lnsynth.pairwise.sensitivity import run_sensitivity
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rep = run_sensitivity(ev)
+    ctx["sensitivity"] = rep
+    parts = ["<p>The review's critiques as analyses: do CNI effects differ by population, by endpoint timepoint, by CNI type? "
+             "Subgroup estimates with the test for subgroup differences; k is small, so absence of a difference is not evidence of none.</p>"]
+    figs = []
+    for i, fig in enumerate(rep.figures()):
+        fh = figure_html(fig, f"Sensitivity analysis figure {i + 1}: subgroup risk ratios of CNI-containing regimens with 95% confidence intervals.",
+                         f"Sensitivity analysis {i + 1}.")
+        figs.append(fh)
+        parts.append(fh)
+    parts.append(_table(rep.to_frame().round(3), table_id="sensitivity"))
+    return Section("sensitivity", "Sensitivity: the review's critiques tested", "".join(parts), figures=figs)
+
+
+# ----------------------------------------------------------------------------- simulator
+
+
+def section_simulator(ev, ctx):
+    Section, figure_html = _S()
+    from lnsynth.simulate.report import simulator_section_parts
+
+    parts, figs = simulator_section_parts(ev, figure_html)
+    return Section("simulator", "Simulator: what the mechanism implies (hypothesis-generating)", "".join(parts), figures=figs)
+
+
+# ----------------------------------------------------------------------------- summary of findings
+
+
+def section_sof(ev, ctx):
+    Section, _ = _S()
+    from lnsynth.analyses.certainty import __doc__ as rules_doc
+    from lnsynth.analyses.syntheses import summary_of_findings
+
+    sof = summary_of_findings(_syntheses(ev, ctx))
+    ctx["sof"] = sof
+    shown = sof[sof["k"] > 0]
+    rows = []
+    for r in shown.itertuples():
+        rows.append({
+            "Comparison": r.comparison,
+            "Outcome": r.outcome,
+            "Trials (patients)": f"{r.k} ({r.patients})",
+            "RR [95% CI]": f"{_fmt(r.estimate)} [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]",
+            "95% PI": f"{_fmt(r.pi_low)} to {_fmt(r.pi_high)}",
+            "I² (%)": _fmt(r.i2, 0),
+            "Certainty": r.certainty,
+            "Risk of bias": r.grade_risk_of_bias,
+            "Inconsistency": r.grade_inconsistency,
+            "Imprecision": r.grade_imprecision,
+            "Indirectness": r.grade_indirectness,
+            "Small-study effects": r.grade_small_study,
+            "Derived counts (% of patients)": _fmt(100 * r.derived_share, 0),
+        })
+    body = (
+        "<p>Certainty ratings come from explicit rules (below), not a panel's judgement. The evidence base records no "
+        "risk-of-bias assessment, so risk of bias counts as unclear (-1) everywhere.</p>"
+        + _table(pd.DataFrame(rows), table_id="sof")
+        + f"<details><summary>Rules used</summary><pre>{html.escape(rules_doc or '')}</pre></details>"
+        + "<p class='disclaimer'>A summary of published evidence, not a recommendation for any patient.</p>"
+    )
+    return Section("sof", "Summary of findings with certainty of evidence", body)
