@@ -111,7 +111,7 @@ def _read_yaml(path: Path) -> Any:
         raise EvidenceError(f"{path.name}: not valid YAML: {exc}") from None
 
 
-def load_study_file(path: Union[str, Path]) -> Study:
+def _load_model(path: Union[str, Path], model):
     path = Path(path)
     raw = _read_yaml(path)
     if not isinstance(raw, dict):
@@ -120,23 +120,19 @@ def load_study_file(path: Union[str, Path]) -> Study:
     src = raw.pop("source", DEFAULT_SOURCE) if isinstance(raw.get("source"), str) else DEFAULT_SOURCE
     data = _expand(raw, src)
     try:
-        return Study.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise EvidenceError(_format_validation(path, sid, exc, data)) from None
+
+
+def load_study_file(path: Union[str, Path]) -> Study:
+    """Load and validate one study YAML; errors name the file, the study and the field."""
+    return _load_model(path, Study)
 
 
 def load_synthesis_file(path: Union[str, Path]) -> Synthesis:
-    path = Path(path)
-    raw = _read_yaml(path)
-    if not isinstance(raw, dict):
-        raise EvidenceError(f"{path.name}: expected a mapping at the top level")
-    sid = str(raw.get("id", path.stem))
-    src = raw.pop("source", DEFAULT_SOURCE) if isinstance(raw.get("source"), str) else DEFAULT_SOURCE
-    data = _expand(raw, src)
-    try:
-        return Synthesis.model_validate(data)
-    except ValidationError as exc:
-        raise EvidenceError(_format_validation(path, sid, exc, data)) from None
+    """Load and validate one published meta-analysis (Synthesis) YAML."""
+    return _load_model(path, Synthesis)
 
 
 @dataclass(frozen=True)
