@@ -1,0 +1,351 @@
+"""Calibration of the free parameters to the stored arm-level outcomes, and the predictive machinery.
+
+Method (simulation-based likelihood with importance sampling):
+
+* Free parameters (``calibrate:`` in params/model.yaml): k_bg, k_cni, f_nonimmune, flare_h0 and the
+  between-trial SD tau_trial. Priors are uniform on the stated (log-)ranges; sampling is done in probit
+  space where the prior is N(0, I).
+* Each trial has a random effect u_j ~ N(0, tau^2) on log treatment sensitivity (population, definition
+  and co-therapy differences). It is integrated by 3-point Gauss-Hermite quadrature: every trial is
+  simulated at u = tau * z_k with the same virtual patients (common random numbers).
+* Likelihood of a trial = sum_k w_k prod_outcomes Bin(events | n, p_sim) (Poisson for flare rates), with
+  outcome log-likelihoods of one arm down-weighted by 1/(outcomes in that arm) because repeated outcomes on
+  the same patients are not independent.
+* Stage 1: scrambled Sobol draws from the prior. Stage 2: draws from a Gaussian fitted to the stage-1
+  posterior (covariance inflated x2). All draws are weighted with the deterministic-mixture proposal
+  density, so the same bank of simulations gives the full posterior and every leave-one-trial-out
+  posterior (by dropping that trial's likelihood) without re-simulation.
+
+The bank (simulated outcome probabilities per draw, node and target) is cached as an .npz file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from scipy.special import logsumexp
+
+from .core import run_protocol
+from .params import default_params, free_parameters
+from .protocols import EndpointSpec, trial_protocols
+
+GH_Z, GH_W = np.polynomial.hermite_e.hermegauss(3)
+GH_W = GH_W / GH_W.sum()
+
+
+@dataclass(frozen=True)
+class Target:
+    trial: str  # protocol id (= study id)
+    arm: str
+    endpoint: str
+    week: float | None
+    kind: str  # binom | rate
+    events: int
+    n: int
+    label: str  # endpoint label for reports (timepoint added when needed)
+    exposure_years: float = 1.0
+
+
+def _n_events(row) -> int | None:
+    if pd.notna(row.get("events")):
+        return int(row["events"])
+    if pd.notna(row.get("percent")) and pd.notna(row.get("n")):
+        return int(round(float(row["percent"]) / 100.0 * float(row["n"])))
+    return None
+
+
+def targets(ev=None) -> list[Target]:
+    """Stored arm-level outcomes that a trial protocol defines, as calibration/validation targets."""
+    if ev is None:
+        from lnsynth.evidence import load_evidence
+
+        ev = load_evidence()
+    df = ev.outcomes_frame()
+    out: list[Target] = []
+    for pid, prot in trial_protocols().items():
+        d = df[df["study"] == prot.study]
+        arms = {a.arm for a in prot.arms}
+        for _, r in d.iterrows():
+            ep = r["endpoint"]
+            if r["arm"] not in arms or ep not in prot.endpoints:
+                continue
+            if prot.use_endpoints is not None and ep not in prot.use_endpoints:
+                continue
+            spec = prot.endpoints[ep]
+            n = int(r["n"]) if pd.notna(r.get("n")) else None
+            if n is None:
+                continue
+            week = float(r["timepoint_weeks"]) if pd.notna(r.get("timepoint_weeks")) else spec.week
+            if spec.kind == "flare_rate":
+                if pd.isna(r.get("rate")):
+                    continue
+                st = float(spec.opts.get("window_start", 0))
+                yrs = ((week if week is not None else prot.weeks - prot.randomise_week) - st) / 52.0
+                ev_count = int(round(float(r["rate"]) / 100.0 * n * yrs))
+                out.append(Target(pid, r["arm"], ep, week, "rate", ev_count, n, ep, yrs))
+                continue
+            e = _n_events(r)
+            if e is None:
+                continue
+            out.append(Target(pid, r["arm"], ep, week, "binom", e, n, ep))
+    # de-duplicate identical (trial, arm, endpoint, week) rows and label repeated endpoints with their week
+    seen, uniq = set(), []
+    for t in out:
+        key = (t.trial, t.arm, t.endpoint, t.week)
+        if key not in seen:
+            seen.add(key)
+            uniq.append(t)
+    counts: dict = {}
+    for t in uniq:
+        counts.setdefault((t.trial, t.arm, t.endpoint), []).append(t.week)
+    res = []
+    for t in uniq:
+        if len(counts[(t.trial, t.arm, t.endpoint)]) > 1:
+            t = Target(t.trial, t.arm, t.endpoint, t.week, t.kind, t.events, t.n,
+                       f"{t.endpoint} (week {t.week:g})", t.exposure_years)
+        res.append(t)
+    return res
+
+
+# ------------------------------------------------------------------------------------------ parameter maps
+def names() -> list[str]:
+    return [p.name for p in free_parameters()]
+
+
+def from_probit(x: np.ndarray) -> np.ndarray:
+    """Probit-space draws (..., d) -> parameter values."""
+    u = stats.norm.cdf(x)
+    out = np.empty_like(u)
+    for j, p in enumerate(free_parameters()):
+        lo, hi = p.prior
+        if p.prior_scale == "log":
+            out[..., j] = np.exp(np.log(lo) + u[..., j] * (np.log(hi) - np.log(lo)))
+        else:
+            out[..., j] = lo + u[..., j] * (hi - lo)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ simulation bank
+def _simulate_draw(args) -> np.ndarray:
+    """Simulated value for every target at every GH node for one parameter draw: (nodes, targets)."""
+    theta, tg, n_sim, seed = args
+    p = {**default_params(), **theta}
+    tau = p["tau_trial"]
+    by_trial: dict[str, list[int]] = {}
+    for i, t in enumerate(tg):
+        by_trial.setdefault(t.trial, []).append(i)
+    out = np.full((len(GH_Z), len(tg)), np.nan)
+    from .protocols import load_protocols
+
+    prots = load_protocols()
+    for trial, idx in by_trial.items():
+        prot = prots[trial]
+        # endpoints per (endpoint, week) -> temporary specs
+        for k, z in enumerate(GH_Z):
+            specs = {}
+            for i in idx:
+                t = tg[i]
+                base = prot.endpoints[t.endpoint]
+                specs[t.label] = EndpointSpec(t.label, base.kind, t.week, base.opts)
+            prot_k = _with_endpoints(prot, specs)
+            r = run_protocol(prot_k, params=p, n=n_sim, seed=seed + _trial_seed(trial),
+                             trial_shift=tau * z)
+            for i in idx:
+                t = tg[i]
+                out[k, i] = r[(t.arm, t.label)][0]
+    return out
+
+
+def _with_endpoints(prot, specs):
+    from dataclasses import replace
+
+    return replace(prot, endpoints=specs, use_endpoints=None)
+
+
+def _trial_seed(trial: str) -> int:
+    return int(hashlib.sha256(trial.encode()).hexdigest()[:6], 16)
+
+
+def loglik_matrix(sims: np.ndarray, tg: list[Target], n_sim: int) -> np.ndarray:
+    """Per-draw, per-node, per-target weighted log-likelihood: (draws, nodes, targets)."""
+    arm_counts: dict = {}
+    for t in tg:
+        arm_counts[(t.trial, t.arm)] = arm_counts.get((t.trial, t.arm), 0) + 1
+    ll = np.zeros_like(sims)
+    for i, t in enumerate(tg):
+        w = 1.0 / arm_counts[(t.trial, t.arm)]
+        v = sims[..., i]
+        if t.kind == "binom":
+            pr = (v * n_sim + 0.5) / (n_sim + 1.0)
+            ll[..., i] = w * stats.binom.logpmf(t.events, t.n, pr)
+        else:
+            mu = np.maximum(v * t.n, 1e-3)
+            ll[..., i] = w * stats.poisson.logpmf(t.events, mu)
+    return ll
+
+
+def trial_loglik(sims: np.ndarray, tg: list[Target], n_sim: int) -> tuple[np.ndarray, list[str]]:
+    """Marginal (over the trial random effect) log-likelihood per draw and trial: (draws, trials)."""
+    ll = loglik_matrix(sims, tg, n_sim)
+    trials = sorted({t.trial for t in tg})
+    out = np.zeros((sims.shape[0], len(trials)))
+    for j, tr in enumerate(trials):
+        idx = [i for i, t in enumerate(tg) if t.trial == tr]
+        out[:, j] = logsumexp(ll[:, :, idx].sum(-1) + np.log(GH_W)[None, :], axis=1)
+    return out, trials
+
+
+@dataclass
+class Bank:
+    x: np.ndarray  # probit-space draws (M, d)
+    theta: np.ndarray  # parameter values (M, d)
+    log_q: np.ndarray  # log proposal density (deterministic mixture), probit space
+    sims: np.ndarray  # (M, nodes, targets)
+    targets: list[Target]
+    n_sim: int
+    names: list[str]
+
+    @property
+    def log_prior(self) -> np.ndarray:
+        return stats.norm.logpdf(self.x).sum(1)
+
+    def weights(self, exclude: str | None = None) -> np.ndarray:
+        tl, trials = trial_loglik(self.sims, self.targets, self.n_sim)
+        keep = [j for j, t in enumerate(trials) if t != exclude]
+        lw = tl[:, keep].sum(1) + self.log_prior - self.log_q
+        lw = np.where(np.isfinite(lw), lw, -np.inf)
+        w = np.exp(lw - lw.max())
+        return w / w.sum()
+
+    def ess(self, exclude: str | None = None) -> float:
+        w = self.weights(exclude)
+        return float(1.0 / np.sum(w**2))
+
+    def posterior_frame(self, exclude: str | None = None) -> pd.DataFrame:
+        w = self.weights(exclude)
+        rows = []
+        for j, nm in enumerate(self.names):
+            v = self.theta[:, j]
+            o = np.argsort(v)
+            cw = np.cumsum(w[o])
+            q = lambda a: float(v[o][np.searchsorted(cw, a)])  # noqa: E731
+            rows.append({"parameter": nm, "mean": float(np.sum(w * v)), "q2.5": q(0.025), "median": q(0.5),
+                         "q97.5": q(0.975)})
+        return pd.DataFrame(rows)
+
+    def draws(self, k: int = 200, exclude: str | None = None, seed: int = 0) -> list[dict]:
+        """Resampled posterior parameter sets (dicts of the free parameters)."""
+        w = self.weights(exclude)
+        rng = np.random.default_rng(seed)
+        idx = rng.choice(len(w), size=k, replace=True, p=w)
+        return [dict(zip(self.names, map(float, self.theta[i]))) for i in idx]
+
+
+def _cache_dir() -> Path:
+    d = Path(os.environ.get("LNSYNTH_CACHE", Path.home() / ".cache" / "lnsynth"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _bank_key(tg, n_sim, m1, m2, seed) -> str:
+    from importlib import resources
+
+    h = hashlib.sha256()
+    h.update(resources.files("lnsynth.simulate").joinpath("params/model.yaml").read_bytes())
+    root = resources.files("lnsynth.simulate").joinpath("protocols")
+    for trial in sorted({t.trial for t in tg}):
+        h.update(root.joinpath(f"{trial}.yaml").read_bytes())
+    for mod in ("engine.py", "endpoints.py", "protocols.py", "core.py", "immune.py", "kidney.py", "pk.py", "pd.py"):
+        h.update(resources.files("lnsynth.simulate").joinpath(mod).read_bytes())
+    h.update(json.dumps([t.__dict__ for t in tg], sort_keys=True, default=str).encode())
+    h.update(json.dumps([n_sim, m1, m2, seed]).encode())
+    return h.hexdigest()[:16]
+
+
+def calibrate(ev=None, n_sim: int = 250, m1: int = 128, m2: int = 192, seed: int = 2024,
+              scheduler: str | None = None, progress=None, cache: bool = True) -> Bank:
+    """Build (or load from cache) the simulation bank and return it (see module docstring)."""
+    tg = targets(ev)
+    nm = names()
+    d = len(nm)
+    key = _bank_key(tg, n_sim, m1, m2, seed)
+    path = _cache_dir() / f"bank-{key}.npz"
+    if cache and path.exists():
+        z = np.load(path)
+        return Bank(z["x"], z["theta"], z["log_q"], z["sims"], tg, n_sim, nm)
+    from .sweep import map_tasks
+
+    sob = stats.qmc.Sobol(d, scramble=True, seed=seed)
+    u = np.clip(sob.random(m1), 1e-6, 1 - 1e-6)
+    x1 = stats.norm.ppf(u)
+
+    def run(xs):
+        th = from_probit(xs)
+        items = [(dict(zip(nm, map(float, row))), tg, n_sim, seed) for row in th]
+        return np.stack(map_tasks(_simulate_draw, items, scheduler=scheduler, progress=progress))
+
+    s1 = run(x1)
+    tl, _ = trial_loglik(s1, tg, n_sim)
+    lw = tl.sum(1)
+    w = np.exp(lw - lw.max())
+    w /= w.sum()
+    mu = (w[:, None] * x1).sum(0)
+    cov = np.cov(x1.T, aweights=w + 1e-12) + 1e-3 * np.eye(d)
+    cov2 = 2.0 * cov
+    rng = np.random.default_rng(seed + 1)
+    x2 = rng.multivariate_normal(mu, cov2, size=m2)
+    s2 = run(x2)
+    x = np.vstack([x1, x2])
+    sims = np.concatenate([s1, s2])
+    lq1 = stats.norm.logpdf(x).sum(1)
+    lq2 = stats.multivariate_normal(mu, cov2).logpdf(x)
+    log_q = np.logaddexp(np.log(m1 / (m1 + m2)) + lq1, np.log(m2 / (m1 + m2)) + lq2)
+    theta = from_probit(x)
+    bank = Bank(x, theta, log_q, sims, tg, n_sim, nm)
+    if cache:
+        np.savez_compressed(path, x=x, theta=theta, log_q=log_q, sims=sims)
+    return bank
+
+
+# ------------------------------------------------------------------------------------------ prediction
+def predictive_interval(bank: Bank, i: int, exclude: str | None, level: float = 0.95) -> tuple[float, float]:
+    """Predictive interval of the observed proportion (events / n) for target ``i``: mixture over
+    posterior draws (weights without ``exclude``), trial random effect nodes and binomial/Poisson noise."""
+    t = bank.targets[i]
+    w = bank.weights(exclude)
+    keep = w > 1e-6 * w.max()
+    w = w[keep] / w[keep].sum()
+    v = bank.sims[keep][:, :, i]  # (m, nodes)
+    mix_w = (w[:, None] * GH_W[None, :]).ravel()
+    v = v.ravel()
+    ok = np.isfinite(v)
+    mix_w, v = mix_w[ok] / mix_w[ok].sum(), v[ok]
+    if t.kind == "binom":
+        pr = (v * bank.n_sim + 0.5) / (bank.n_sim + 1.0)
+        xs = np.arange(t.n + 1)
+        pmf = (mix_w[:, None] * stats.binom.pmf(xs[None, :], t.n, pr[:, None])).sum(0)
+    else:
+        mu = np.maximum(v * t.n, 1e-3)
+        hi = int(stats.poisson.ppf(0.9999, mu.max())) + 1
+        xs = np.arange(hi + 1)
+        pmf = (mix_w[:, None] * stats.poisson.pmf(xs[None, :], mu[:, None])).sum(0)
+    cdf = np.cumsum(pmf) / pmf.sum()
+    a = (1 - level) / 2
+    lo = xs[np.searchsorted(cdf, a)]
+    hi = xs[min(np.searchsorted(cdf, 1 - a), len(xs) - 1)]
+    return lo / t.n, hi / t.n
+
+
+def binomial_width(events: int, n: int, level: float = 0.95) -> float:
+    """Width of the central interval of Binomial(n, events/n)/n: the pure sampling-noise width."""
+    p = min(max(events / n, 0.5 / n), 1 - 0.5 / n)
+    a = (1 - level) / 2
+    return float((stats.binom.ppf(1 - a, n, p) - stats.binom.ppf(a, n, p)) / n)

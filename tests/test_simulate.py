@@ -1,0 +1,185 @@
+"""Invariants of the mechanistic simulator (lnsynth.simulate)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lnsynth.simulate.core import run_protocol, simulate_arm
+from lnsynth.simulate.endpoints import remission_status
+from lnsynth.simulate.engine import simulate_schedule
+from lnsynth.simulate.params import check_provenance, default_params, free_parameters, load_param_table
+from lnsynth.simulate.protocols import build_schedule, load_protocols, trial_protocols
+
+P = default_params()
+
+
+def test_every_parameter_has_provenance():
+    assert check_provenance() == []
+    table = load_param_table()
+    assert {p.name for p in free_parameters()} == {"k_bg", "k_cni", "tau_trial", "flare_h0", "f_nonimmune"}
+    # the sourced facts we rely on
+    assert table["vcs_ec50_ng_ml"].source and "78.3" in table["vcs_ec50_ng_ml"].quote
+    assert table["tac_half_life_h"].source and "48.4" in table["tac_half_life_h"].quote
+
+
+def test_protocols_link_to_stored_trials():
+    from lnsynth.evidence import load_evidence
+
+    studies = set(load_evidence().outcomes_frame()["study"])
+    prots = trial_protocols()
+    assert len(prots) == 10  # the ten Table 1 trials
+    for pid, prot in prots.items():
+        assert prot.study == pid
+        if prot.study in studies:
+            arms = set(load_evidence().outcomes_frame().query("study == @prot.study")["arm"])
+            assert {a.arm for a in prot.arms} <= arms | {a.arm for a in prot.arms if not arms}
+
+
+def test_determinism_under_seed():
+    a = simulate_arm("regimens", "mt", P, n=200, seed=3, weeks=30)
+    b = simulate_arm("regimens", "mt", P, n=200, seed=3, weeks=30)
+    c = simulate_arm("regimens", "mt", P, n=200, seed=4, weeks=30)
+    assert np.array_equal(a.upcr, b.upcr) and np.array_equal(a.egfr, b.egfr) and np.array_equal(a.activity, b.activity)
+    assert not np.array_equal(a.upcr, c.upcr)
+    assert run_protocol("li2012", n=100, seed=1) == run_protocol("li2012", n=100, seed=1)
+
+
+def test_common_random_numbers_across_arms_and_sizes():
+    mt = simulate_arm("regimens", "mt", P, n=300, seed=5, weeks=30)
+    mmf = simulate_arm("regimens", "mmf", P, n=300, seed=5, weeks=30)
+    # same virtual patients: identical baselines in both arms
+    assert np.array_equal(mt.upcr[:, 0], mmf.upcr[:, 0])
+    assert np.array_equal(mt.egfr[:, 0], mmf.egfr[:, 0])
+    # patient i does not depend on how many patients are simulated
+    small = simulate_arm("regimens", "mt", P, n=20, seed=5, weeks=30)
+    assert np.array_equal(small.upcr, mt.upcr[:20])
+
+
+def test_cni_off_means_no_podocyte_or_haemodynamic_effect():
+    prot = load_protocols()["regimens"]
+    # MMF arm: no CNI -> non-immune factor exactly 1 throughout
+    r = simulate_arm(prot, "mmf", P, n=100, seed=1, full=True)
+    assert np.all(r.nonimmune == 1.0) and np.all(r.inhibition == 0.0)
+    # CNI arm with podocyte and haemodynamic channels switched off
+    r = simulate_arm(prot, "tac", P, n=100, seed=1, full=True, channels=(True, False, False))
+    assert np.all(r.nonimmune == 1.0)
+    # CNI arm stopped at week 26 (switch to azathioprine): effect vanishes within weeks (reversible)
+    r = simulate_arm(prot, "tac", P, n=100, seed=1, full=True)
+    assert r.nonimmune[:, 20].mean() < 0.9
+    assert np.all(r.nonimmune[:, 40:] > 0.999)
+
+
+def test_monotone_dose_response():
+    prot = load_protocols()["li2012"]
+    arm = prot.arm("tac")
+    inh, act, up = [], [], []
+    for trough in (0.0, 3.0, 6.0, 10.0, 15.0):
+        spec = type(arm)(arm.arm, arm.regimen, [dict(arm.drugs[0], level=trough), arm.drugs[1]])
+        sched = build_schedule(spec, 26, P)
+        res = simulate_schedule(sched, P, 1500, seed=2, population=prot.population, full=True)
+        inh.append(res.inhibition[:, 10:].mean())
+        act.append(res.activity[:, 26].mean())
+        up.append(np.median(res.upcr_true[:, 26]))
+    assert np.all(np.diff(inh) > 0)
+    assert np.all(np.diff(act) < 0)
+    assert np.all(np.diff(up) < 0)
+
+
+def test_counterfactual_consistency():
+    prot = load_protocols()["regimens"]
+    full = simulate_arm(prot, "mt", P, n=300, seed=9, full=True)
+    cf = simulate_arm(prot, "mt", P, n=300, seed=9, full=True, channels=(True, False, False))
+    # switching off non-immune channels leaves the immune trajectory untouched ...
+    assert np.array_equal(full.activity, cf.activity)
+    # ... and only removes (never adds) proteinuria reduction
+    assert np.all(cf.upcr_true >= full.upcr_true - 1e-6)
+    # with no non-immune effect and no haemodynamic eGFR dip, the counterfactual IS the factual run
+    p0 = {**P, "f_nonimmune": 0.0, "gfr_hd_dip": 0.0}
+    a = simulate_arm(prot, "mt", p0, n=300, seed=9)
+    b = simulate_arm(prot, "mt", p0, n=300, seed=9, channels=(True, False, False))
+    assert np.array_equal(a.upcr, b.upcr) and np.array_equal(a.egfr, b.egfr)
+    # immune channel off -> less suppression -> higher activity
+    imm_off = simulate_arm(prot, "mt", P, n=300, seed=9, channels=(False, True, True))
+    assert imm_off.activity[:, 26].mean() > full.activity[:, 26].mean()
+
+
+def test_remission_endpoint_definitions():
+    res = simulate_arm("regimens", "mmf", P, n=500, seed=1)
+    cr, orr = remission_status(res, 26, {}, P)
+    assert np.all(orr[cr])  # complete implies overall
+    cr_strict, _ = remission_status(res, 26, {"cr_upcr": 0.3}, P)
+    assert cr_strict.sum() <= cr.sum()
+
+
+@pytest.fixture(scope="module")
+def tiny_bank():
+    from lnsynth.simulate.calibrate import calibrate
+
+    return calibrate(n_sim=30, m1=8, m2=8, seed=1, cache=False)
+
+
+def test_validate_output_columns(tiny_bank):
+    from lnsynth.simulate.validate import COLUMNS, validate_loo, validation_summary
+
+    df = validate_loo(bank=tiny_bank)
+    assert list(df.columns) == ["trial", "arm", "endpoint", "observed_events", "observed_n", "pred_low",
+                                "pred_high", "held_out"] == COLUMNS
+    assert len(df) > 0 and df["held_out"].all()
+    assert ((df.pred_low >= 0) & (df.pred_low <= df.pred_high)).all()
+    s = validation_summary(df)
+    assert 0 <= s["coverage"] <= 1 and s["n_arms"] == len(df)
+    csv = df.to_csv(index=False)
+    assert csv.splitlines()[0] == "trial,arm,endpoint,observed_events,observed_n,pred_low,pred_high,held_out"
+
+
+def test_bank_weights_and_loo(tiny_bank):
+    w = tiny_bank.weights()
+    assert np.isclose(w.sum(), 1.0) and np.all(w >= 0)
+    w2 = tiny_bank.weights(exclude="liu2015")
+    assert np.isclose(w2.sum(), 1.0)
+    post = tiny_bank.posterior_frame()
+    assert set(post.parameter) == {p.name for p in free_parameters()}
+
+
+def test_questions_run_small(tiny_bank):
+    from lnsynth.simulate.questions import question_nonimmune_share, question_remission_horizon
+
+    a = question_nonimmune_share(bank=tiny_bank, k=3, n=150)
+    assert a.low <= a.estimate <= a.high and a.question == "a"
+    d = question_remission_horizon(bank=tiny_bank, k=2, n=100)
+    assert set(d.table.months) == {6, 12, 24}
+    assert "not treatment advice" in a.text()
+
+
+def test_dask_sweep_equals_serial():
+    from lnsynth.simulate.sweep import sweep
+
+    grid = {"k_cni": [1.0, 4.0], "f_nonimmune": [0.0, 0.5]}
+    serial = sweep(grid, protocol="li2012", n=150, seed=3, scheduler=None)
+    dask = sweep(grid, protocol="li2012", n=150, seed=3, scheduler="local")
+    pd.testing.assert_frame_equal(serial, dask)
+    assert len(serial) == 4 * 3
+
+
+def test_figures_return_matplotlib(tiny_bank):
+    import matplotlib.figure
+
+    from lnsynth.plots import simulate as plots
+    from lnsynth.simulate.questions import question_remission_horizon
+
+    d = question_remission_horizon(bank=tiny_bank, k=2, n=80)
+    fig = d.figure()
+    assert isinstance(fig, matplotlib.figure.Figure)
+    assert fig.axes[0].get_ylabel() and fig.axes[0].get_xlabel()
+
+
+def test_computation_does_not_import_plotting():
+    import subprocess
+    import sys
+
+    code = ("import sys, lnsynth.simulate.questions, lnsynth.simulate.validate, lnsynth.simulate.sweep;"
+            "print('matplotlib' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False"
