@@ -100,23 +100,11 @@ def create_app(db_path: Path | str, token: Optional[str] = None) -> FastAPI:
     app.state.token_fp = tok_fp
     app.add_middleware(SessionMiddleware, secret_key=store.meta("secret") or secrets.token_hex(32),
                        session_cookie="lnsynth_session", max_age=8 * 3600, same_site="strict", https_only=False)
+    app.add_middleware(_Guard)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     env = Environment(loader=FileSystemLoader(str(HERE / "templates")),
                       autoescape=select_autoescape(default=True, default_for_string=True))
     env.globals.update(DISCLAIMER=DISCLAIMER, fmt_weeks=_fmt_weeks, num=_num, REGIMENS=REGIMENS)
-
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next):
-        cl = request.headers.get("content-length")
-        if cl is not None and (not cl.isdigit() or int(cl) > MAX_BODY):
-            return JSONResponse({"detail": f"request body too large (at most {MAX_BODY} bytes)",
-                                 "error": "body too large", "fields": ["body"]}, status_code=413)
-        resp = await call_next(request)
-        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-        resp.headers.setdefault("X-Frame-Options", "DENY")
-        resp.headers.setdefault("Referrer-Policy", "no-referrer")
-        resp.headers.setdefault("Content-Security-Policy", CSP)
-        return resp
 
     # ------------------------------------------------------------ errors
     @app.exception_handler(ApiError)
@@ -201,33 +189,46 @@ def create_app(db_path: Path | str, token: Optional[str] = None) -> FastAPI:
         return int(outcome_id)
 
     # ------------------------------------------------------------ trial summaries (cached per write)
-    cache: dict[str, Any] = {"gen": None}
+    cache: dict[str, Any] = {"gen": None, "frame_gen": None}
+    static: dict[str, dict] = {}
 
-    def summaries() -> tuple[list[dict], Any]:
-        gen = store.generation()
-        if cache["gen"] == gen:
-            return cache["trials"], cache["frame"]
-        ev = store.evidence()
-        frame = ev.outcomes_frame()
-        trials = []
-        for s in ev.studies:
-            outs = frame[frame["study"] == s.id] if len(frame) else frame
-            trials.append({
-                "id": s.id, "label": s.label, "acronym": s.acronym, "year": s.year,
-                "design": s.design.value, "population": s.population.value if s.population else None,
-                "setting": s.setting.value if s.setting else None,
-                "n_randomised": s.n_randomised.value if s.n_randomised else None,
-                "follow_up_weeks": s.follow_up.weeks if s.follow_up else None,
+    def static_summary(st) -> dict:
+        d = static.get(st.id)
+        if d is None:
+            d = {
+                "id": st.id, "label": st.label, "acronym": st.acronym, "year": st.year,
+                "design": st.design.value, "population": st.population.value if st.population else None,
+                "setting": st.setting.value if st.setting else None,
+                "n_randomised": st.n_randomised.value if st.n_randomised else None,
+                "follow_up_weeks": st.follow_up.weeks if st.follow_up else None,
                 "arms": [{"id": a.id, "label": a.label, "regimen": a.regimen,
                           "regimen_class": REGIMEN_CLASS.get(a.regimen), "phase": a.phase,
-                          "n": a.n.value if a.n else None} for a in s.arms],
-                "regimens": [a.regimen for a in s.arms],
-                "endpoints": sorted(set(outs["endpoint"])) if len(outs) else [],
-                "timepoints_weeks": sorted({float(x) for x in outs["timepoint_weeks"].dropna()}) if len(outs) else [],
-                "n_outcomes": int(len(outs)),
-            })
-        cache.update(gen=gen, trials=trials, frame=frame)
-        return trials, frame
+                          "n": a.n.value if a.n else None} for a in st.arms],
+                "regimens": [a.regimen for a in st.arms],
+            }
+            static[st.id] = d
+        return d
+
+    def summaries() -> list[dict]:
+        """Trial objects of /api/trials: static study facts + live outcome statistics."""
+        gen = store.generation()
+        if cache["gen"] == gen:
+            return cache["trials"]
+        stats = store.outcome_stats()
+        trials = []
+        for st in store.study_shells():
+            sd = stats.get(st.id, {"n": 0, "endpoints": set(), "timepoints": set()})
+            trials.append({**static_summary(st), "endpoints": sorted(sd["endpoints"]),
+                           "timepoints_weeks": sorted(sd["timepoints"]), "n_outcomes": sd["n"]})
+        cache.update(gen=gen, trials=trials)
+        return trials
+
+    def outcome_frame():
+        """Arm-level outcomes frame of the whole store for the analysis pages (cached per write)."""
+        gen = store.generation()
+        if cache["frame_gen"] != gen:
+            cache.update(frame_gen=gen, frame=store.evidence().outcomes_frame())
+        return cache["frame"]
 
     def filter_trials(trials: list[dict], q: dict[str, str]) -> tuple[list[dict], list[str]]:
         problems: list[str] = []
@@ -280,7 +281,7 @@ def create_app(db_path: Path | str, token: Optional[str] = None) -> FastAPI:
 
     @app.get("/api/trials")
     def api_trials(request: Request):
-        trials, _ = summaries()
+        trials = summaries()
         q = {k: request.query_params.get(k, "") for k in ("drug", "comparator", "population", "endpoint", "timepoint")}
         out, problems = filter_trials(trials, q)
         if problems:
@@ -290,7 +291,7 @@ def create_app(db_path: Path | str, token: Optional[str] = None) -> FastAPI:
 
     @app.get("/api/trials/{trial_id}")
     def api_trial(trial_id: str):
-        trials, _ = summaries()
+        trials = summaries()
         for t in trials:
             if t["id"] == trial_id:
                 return t
@@ -403,7 +404,7 @@ def create_app(db_path: Path | str, token: Optional[str] = None) -> FastAPI:
 
     @app.get("/trials", response_class=HTMLResponse, include_in_schema=False)
     def trials_page(request: Request):
-        trials, _ = summaries()
+        trials = summaries()
         q = {k: request.query_params.get(k, "") for k in ("drug", "comparator", "population", "endpoint", "timepoint")}
         shown, problems = filter_trials(trials, q)
         regs = sorted({a["regimen"] for t in trials for a in t["arms"]})
@@ -416,11 +417,11 @@ def create_app(db_path: Path | str, token: Optional[str] = None) -> FastAPI:
                                              "title": "Trials"})
 
     def trial_context(trial_id: str) -> dict:
-        trials, _ = summaries()
-        t = next((x for x in trials if x["id"] == trial_id), None)
-        if t is None:
-            raise StarletteHTTPException(404, f"unknown trial {trial_id[:80]!r}")
-        study = store.evidence().study(trial_id)
+        try:
+            study = store.study_shell(trial_id)
+        except NotFound:
+            raise StarletteHTTPException(404, f"unknown trial {trial_id[:80]!r}") from None
+        t = static_summary(study)
         study_numbers = [r for r in _provenance_rows(study, skip=("outcomes",))]
         outcomes = []
         arm_by_id = {a.id: a for a in study.arms}
@@ -479,7 +480,7 @@ def create_app(db_path: Path | str, token: Optional[str] = None) -> FastAPI:
 
     @app.get("/analysis", response_class=HTMLResponse, include_in_schema=False)
     def analysis_page(request: Request):
-        _, frame = summaries()
+        frame = outcome_frame()
         qp = request.query_params
         q = {"outcome": qp.get("outcome", "complete remission"), "treatment": qp.get("treatment", "CNI-any"),
              "control": qp.get("control", "non-CNI"), "measure": qp.get("measure", "RR"),
@@ -493,7 +494,7 @@ def create_app(db_path: Path | str, token: Optional[str] = None) -> FastAPI:
 
     @app.get("/network", response_class=HTMLResponse, include_in_schema=False)
     def network_page(request: Request):
-        _, frame = summaries()
+        frame = outcome_frame()
         qp = request.query_params
         q = {"outcome": qp.get("outcome", "complete remission"), "measure": qp.get("measure", "OR"),
              "method": qp.get("method", "REML"), "node": qp.get("node", "class")}
@@ -578,6 +579,34 @@ def create_app(db_path: Path | str, token: Optional[str] = None) -> FastAPI:
         return Response(status_code=204)
 
     return app
+
+
+_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
+            (b"referrer-policy", b"no-referrer"), (b"content-security-policy", CSP.encode())]
+
+
+class _Guard:
+    """ASGI middleware: refuse oversized bodies early (413) and add security headers."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        for k, v in scope.get("headers", ()):
+            if k == b"content-length" and (not v.isdigit() or int(v) > MAX_BODY):
+                resp = JSONResponse({"detail": f"request body too large (at most {MAX_BODY} bytes)",
+                                     "error": "body too large", "fields": ["body"]}, status_code=413)
+                return await resp(scope, receive, send)
+
+        async def send_with_headers(msg):
+            if msg["type"] == "http.response.start":
+                have = {k.lower() for k, _ in msg.get("headers", [])}
+                msg = {**msg, "headers": list(msg.get("headers", [])) + [h for h in _HEADERS if h[0] not in have]}
+            await send(msg)
+
+        return await self.app(scope, receive, send_with_headers)
 
 
 def _safe_next(n: Optional[str]) -> str:

@@ -213,6 +213,7 @@ class Store:
         self._local = threading.local()
         self._cache_lock = threading.Lock()
         self._cache: tuple[int, EvidenceBase] | None = None
+        self._shells: dict[str, Study] = {}
         self._init_db()
 
     # ------------------------------------------------------------ connections
@@ -480,9 +481,35 @@ class Store:
         return EvidenceBase(tuple(src), tuple(studies), tuple(Synthesis.model_validate(s) for s in synth),
                             self.path)
 
+    def study_shell(self, trial_id: str) -> Study:
+        """The trial's :class:`Study` without outcomes (trials are not edited through the app)."""
+        with self._cache_lock:
+            st = self._shells.get(trial_id)
+        if st is None:
+            st = Study.model_validate({**self.study_doc(trial_id), "outcomes": []})
+            with self._cache_lock:
+                self._shells[trial_id] = st
+        return st
+
+    def study_shells(self) -> list[Study]:
+        return [self.study_shell(t) for t in self.trial_ids()]
+
+    def outcome_stats(self) -> dict[str, dict[str, Any]]:
+        """Per trial: live outcome count, endpoints and timepoints (one aggregate query)."""
+        out: dict[str, dict[str, Any]] = {}
+        for r in self._conn().execute(
+                "SELECT trial_id, outcome, timepoint_weeks, COUNT(*) FROM outcomes WHERE deleted = 0"
+                " GROUP BY trial_id, outcome, timepoint_weeks"):
+            d = out.setdefault(r[0], {"n": 0, "endpoints": set(), "timepoints": set()})
+            d["n"] += r[3]
+            d["endpoints"].add(r[1])
+            if r[2] is not None:
+                d["timepoints"].add(float(r[2]))
+        return out
+
     def outcome_models(self, trial_id: str) -> list[tuple[dict, Outcome]]:
         """(API record, schema Outcome) for every live outcome of a trial."""
-        shell = Study.model_validate({**self.study_doc(trial_id), "outcomes": []})
+        shell = self.study_shell(trial_id)
         return [(self.record(r), row_to_outcome(r, shell)) for r in self.outcome_rows(trial_id)]
 
 
