@@ -318,6 +318,23 @@ def test_pages_render_results(shared):
     assert n.status_code == 200 and 'id="league"' in n.text and "<svg" in n.text
     s = shared.get("/simulator")
     assert s.status_code == 200
+
+
+def test_simulator_page(shared):
+    from lnsynth.web.analysis import simulator
+
+    sim, why = simulator()
+    page = shared.get("/simulator?run=1&protocol=bao2008&n=50&seed=1")
+    if sim is None:  # no results are invented when the simulator is missing
+        assert 'id="sim-unavailable"' in page.text and 'id="sim-result"' not in page.text
+        pytest.skip(f"simulator not available: {why}")
+    assert page.status_code == 200 and 'id="sim-result"' in page.text, page.text[-2000:]
+    again = shared.get("/simulator?run=1&protocol=bao2008&n=50&seed=1")
+    table = lambda t: t[t.index('id="sim-result"'):t.index("</table>", t.index('id="sim-result"'))]  # noqa: E731
+    assert table(page.text) == table(again.text)  # same seed, same virtual patients
+    bad = shared.get("/simulator?run=1&protocol=nope&n=999999&seed=-3")
+    assert bad.status_code == 400
+    assert all(f'id="err-{f}"' in bad.text for f in ("protocol", "n", "seed"))
     t = shared.get("/trials?drug=CNI%2BMMF&comparator=IVCYC")
     assert 'data-trial="bao2008"' in t.text
     t = shared.get("/trials?endpoint=kidney+relapse")

@@ -339,14 +339,44 @@ def network_svg(nodes: list[str], edges: list[dict]) -> Markup:
 
 
 # -------------------------------------------------------------------- simulator
+SIM_MAX_N = 5000
+
+
 def simulator() -> tuple[Optional[Any], str]:
-    """The simulator entry point if :mod:`lnsynth.simulate` provides one, else why not."""
+    """``(lnsynth.simulate module, "")`` when the simulator can be used, else ``(None, why not)``."""
     try:
         import lnsynth.simulate as sim
-    except Exception as exc:  # being written; any import failure means "not available"
+    except Exception as exc:  # any import failure means "not available"; never fake results
         return None, f"lnsynth.simulate cannot be imported ({type(exc).__name__}: {exc})"
-    for name in ("simulate_trial", "run_trial", "virtual_trial", "simulate"):
-        fn = getattr(sim, name, None)
-        if callable(fn):
-            return fn, name
-    return None, "lnsynth.simulate does not provide a trial simulator entry point yet"
+    missing = [n for n in ("run_protocol", "load_protocols") if not callable(getattr(sim, n, None))]
+    if missing:
+        return None, f"lnsynth.simulate does not provide {', '.join(missing)}"
+    return sim, ""
+
+
+def _assumptions(node: Any, path: str = "") -> list[dict]:
+    """Values a protocol marks ``assumption: true`` (with the stated reason)."""
+    out: list[dict] = []
+    if isinstance(node, dict):
+        if node.get("assumption") is True:
+            val = node.get("value", node.get("level", node.get("drug", "")))
+            out.append({"where": path or "protocol", "value": val, "why": node.get("why", "")})
+        for k, v in node.items():
+            if k not in ("assumption", "why"):
+                out += _assumptions(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            ident = v.get("arm") or v.get("drug") if isinstance(v, dict) else None
+            out += _assumptions(v, f"{path}[{ident or i}]")
+    return out
+
+
+def run_simulation(sim, protocol_id: str, n: int, seed: int) -> dict:
+    """Simulate every arm of a stored protocol; returns rows plus the protocol's assumptions."""
+    prots = sim.load_protocols()
+    prot = prots[protocol_id]
+    res = sim.run_protocol(protocol_id, n=n, seed=seed)
+    regimen = {a.arm: a.regimen for a in prot.arms}
+    rows = [{"arm": arm, "regimen": regimen.get(arm, ""), "endpoint": ep, "value": float(v[0]),
+             "exposure": float(v[1]), "n_included": int(v[2])} for (arm, ep), v in res.items()]
+    return {"rows": rows, "protocol": prot, "assumptions": _assumptions(prot.raw)}

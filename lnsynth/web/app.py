@@ -508,37 +508,35 @@ def create_app(db_path: Path | str, token: Optional[str] = None) -> FastAPI:
 
     @app.get("/simulator", response_class=HTMLResponse, include_in_schema=False)
     def simulator_page(request: Request):
-        fn, why = an.simulator()
+        sim, why = an.simulator()
+        qp = request.query_params
+        values = {"protocol": qp.get("protocol", ""), "n": qp.get("n", "500"), "seed": qp.get("seed", "1")}
+        errors: dict[str, str] = {}
+        protocols: list[tuple[str, str]] = []
         result, error = None, None
-        params = dict(request.query_params)
-        if fn is not None and params.get("run"):
-            import inspect
-
+        if sim is not None:
             try:
-                sig = inspect.signature(fn)
-                kwargs = {}
-                for k, v in params.items():
-                    if k in sig.parameters:
-                        try:
-                            kwargs[k] = json.loads(v)
-                        except ValueError:
-                            kwargs[k] = v
-                result = fn(**kwargs)
-            except Exception as exc:  # show the simulator's own message; never a 500
-                error = f"{type(exc).__name__}: {exc}"
-        params_doc = []
-        if fn is not None:
-            import inspect
-
-            try:
-                params_doc = [(p.name, None if p.default is inspect.Parameter.empty else p.default)
-                              for p in inspect.signature(fn).parameters.values()
-                              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-            except (TypeError, ValueError):
-                params_doc = []
-        return page(request, "simulator.html", {"available": fn is not None, "why": why, "params": params_doc,
-                                                "values": params, "result": result, "error": error,
-                                                "title": "Simulator"})
+                protocols = [(k, p.label) for k, p in sim.load_protocols().items() if getattr(p, "arms", None)]
+            except Exception as exc:  # the simulator's own loading problem, shown as such
+                sim, why = None, f"protocols could not be loaded ({type(exc).__name__}: {exc})"
+        if sim is not None and qp.get("run"):
+            ids = [k for k, _ in protocols]
+            if values["protocol"] not in ids:
+                errors["protocol"] = "choose one of the protocols"
+            n_s, seed_s = values["n"].strip(), values["seed"].strip()
+            if not n_s.isdigit() or not 1 <= int(n_s) <= an.SIM_MAX_N:
+                errors["n"] = f"virtual patients per arm must be a whole number from 1 to {an.SIM_MAX_N}"
+            if not seed_s.isdigit() or len(seed_s) > 10 or int(seed_s) > 2 ** 31 - 1:
+                errors["seed"] = "seed must be a whole number from 0 to 2147483647"
+            if not errors:
+                try:
+                    result = an.run_simulation(sim, values["protocol"], int(n_s), int(seed_s))
+                except Exception as exc:  # show the simulator's own message; never a 500
+                    error = f"{type(exc).__name__}: {exc}"
+        return page(request, "simulator.html", {"available": sim is not None, "why": why, "protocols": protocols,
+                                                "values": values, "errors": errors, "result": result,
+                                                "error": error, "max_n": an.SIM_MAX_N, "title": "Simulator"},
+                    status=400 if errors else 200)
 
     @app.get("/audit", response_class=HTMLResponse, include_in_schema=False)
     def audit_page(request: Request):
