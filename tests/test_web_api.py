@@ -205,6 +205,13 @@ def test_oversized_body_refused(shared):
                     headers={**AUTH, "Content-Type": "application/json"})
     assert r.status_code == 413
 
+    def chunks():  # no Content-Length: the limit still holds while streaming
+        for _ in range(100):
+            yield b"x" * 1000
+
+    r = shared.post(f"/api/trials/{TRIAL}/outcomes", content=chunks(), headers=AUTH)
+    assert r.status_code == 413
+
 
 def test_never_5xx_on_junk(shared):
     junk = [None, True, -1, 0, 1.5, 10 ** 40, -(10 ** 40), "", "x" * 3000, [], {}, "<script>", "1e3", "🙂"]
@@ -482,3 +489,46 @@ def test_export_round_trip(client, db, tmp_path):
     assert edited.events.value == 11 and edited.events.provenance.quote == "edited"
     assert edited.percent == ev0.study(TRIAL).outcomes[0].percent  # the rest of the record is kept
     assert gone["key"] not in {o.id for o in ev.study("li2012").outcomes}
+
+
+# ------------------------------------------------------- CLI entry points
+def test_serve_entry_point_generates_token(tmp_path):
+    """serve() as `lnsynth serve` calls it: without a token one is generated and printed once."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from lnsynth.web.server import free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "LNSYNTH_TOKEN"}
+    code = f"from lnsynth.web import serve; serve('127.0.0.1', {port}, {str(tmp_path / 's.db')!r}, None)"
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        line = proc.stderr.readline()
+        m = re.search(r"token for writes this run: (\S+)", line)
+        assert m, line
+        base = f"http://127.0.0.1:{port}"
+        t0 = time.monotonic()
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() - t0 < 30 and proc.poll() is None
+            time.sleep(0.1)
+        r = httpx.post(f"{base}/api/trials/{TRIAL}/outcomes", json=good(),
+                       headers={"Authorization": f"Bearer {m.group(1)}"})
+        assert r.status_code == 201
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_export_needs_existing_store(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        export(tmp_path / "missing.db", tmp_path / "out")
+    assert not (tmp_path / "missing.db").exists()

@@ -144,10 +144,14 @@ def create_app(db_path: Path | str, token: Optional[str] = None) -> FastAPI:
     def client(request: Request) -> str:
         return request.client.host if request.client else "unknown"
 
+    token_digest = hashlib.sha256(token_b).digest() if token_b else None
+
     def token_ok(candidate: str) -> bool:
-        if token_b is None:
+        """Constant-time check (digests compared, so not even the length leaks)."""
+        if token_digest is None:
             return False
-        return hmac.compare_digest(candidate.encode("utf-8", "surrogatepass"), token_b)
+        cand = hashlib.sha256(candidate.encode("utf-8", "surrogatepass")).digest()
+        return hmac.compare_digest(cand, token_digest)
 
     def bearer(request: Request) -> str:
         h = request.headers.get("authorization")
@@ -164,9 +168,13 @@ def create_app(db_path: Path | str, token: Optional[str] = None) -> FastAPI:
         return f"api:bearer:{tok_fp}@{client(request)}"
 
     async def json_body(request: Request, allow_empty: bool = False) -> Any:
-        raw = await request.body()
-        if len(raw) > MAX_BODY:
-            raise ApiError(413, f"request body too large (at most {MAX_BODY} bytes)")
+        chunks, size = [], 0
+        async for chunk in request.stream():  # bounded even without a Content-Length header
+            size += len(chunk)
+            if size > MAX_BODY:
+                raise ApiError(413, f"request body too large (at most {MAX_BODY} bytes)")
+            chunks.append(chunk)
+        raw = b"".join(chunks)
         if not raw.strip():
             if allow_empty:
                 return None
