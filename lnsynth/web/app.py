@@ -105,6 +105,8 @@ def create_app(db_path: Path | str, token: Optional[str] = None) -> FastAPI:
     env = Environment(loader=FileSystemLoader(str(HERE / "templates")),
                       autoescape=select_autoescape(default=True, default_for_string=True))
     env.globals.update(DISCLAIMER=DISCLAIMER, fmt_weeks=_fmt_weeks, num=_num, REGIMENS=REGIMENS)
+    # plain text (autoescaped on output), unlike |tojson which emits \u003c-style escapes
+    env.filters["pretty"] = lambda x: json.dumps(x, ensure_ascii=False, indent=1, sort_keys=True)
 
     # ------------------------------------------------------------ errors
     @app.exception_handler(ApiError)
