@@ -532,3 +532,30 @@ def test_export_needs_existing_store(tmp_path):
     with pytest.raises(FileNotFoundError):
         export(tmp_path / "missing.db", tmp_path / "out")
     assert not (tmp_path / "missing.db").exists()
+
+
+def test_new_package_trials_are_imported_on_start(db, monkeypatch):
+    import sqlite3
+
+    import lnsynth.web.store as store_mod
+
+    with TestClient(create_app(db, TOKEN)) as c:
+        first = [t["id"] for t in c.get("/api/trials").json()]
+    victim = first[0]
+    con = sqlite3.connect(db)  # as if the package gained this trial after the store was seeded
+    with con:
+        con.execute("DELETE FROM outcomes WHERE trial_id = ?", (victim,))
+        con.execute("DELETE FROM studies WHERE id = ?", (victim,))
+    con.close()
+    monkeypatch.setattr(store_mod, "_package_evidence", lambda: (_ for _ in ()).throw(ValueError("mid-edit")))
+    with pytest.warns(RuntimeWarning, match="mid-edit"):
+        app = create_app(db, TOKEN)  # a broken package never blocks the store
+    with TestClient(app) as c:
+        assert victim not in [t["id"] for t in c.get("/api/trials").json()]
+    monkeypatch.undo()
+    with TestClient(create_app(db, TOKEN)) as c:
+        ids = [t["id"] for t in c.get("/api/trials").json()]
+        assert ids[-1] == victim and sorted(ids) == sorted(first)  # newest last
+        assert c.get(f"/api/trials/{victim}/outcomes").json()
+        log = c.get("/api/audit", headers=AUTH).json()
+        assert log[-1]["action"] == "import" and log[-1]["after"]["studies"] == [victim]

@@ -19,6 +19,7 @@ import hmac
 import json
 import os
 import secrets
+import sqlite3
 from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import urlencode
@@ -118,6 +119,12 @@ def create_app(db_path: Path | str, token: Optional[str] = None) -> FastAPI:
         detail = [{"loc": list(x.get("loc", ())), "field": str(x.get("loc", ("", ""))[-1]), "msg": x.get("msg"),
                    "type": x.get("type")} for x in e.errors()]
         return JSONResponse(_api_error_body(ApiError(422, detail)), status_code=422)
+
+    @app.exception_handler(sqlite3.OperationalError)
+    async def _busy(request: Request, e: sqlite3.OperationalError):
+        # the write lock was not obtained within the busy timeout: nothing was written
+        return JSONResponse({"detail": "store busy, nothing was written; retry", "error": str(e)},
+                            status_code=503, headers={"Retry-After": "1"})
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, e: StarletteHTTPException):

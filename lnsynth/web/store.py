@@ -27,6 +27,7 @@ import re
 import secrets
 import sqlite3
 import threading
+import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -268,6 +269,34 @@ class Store:
                 tx.execute("INSERT INTO meta(key, value) VALUES ('secret', ?)", (secrets.token_hex(32),))
                 tx.execute("INSERT INTO meta(key, value) VALUES ('generation', '0')")
                 tx.execute("INSERT INTO meta(key, value) VALUES ('seeded', ?)", (now(),))
+                return
+        self._import_new_trials()
+
+    def _import_new_trials(self) -> None:
+        """Add trials that appeared in the package data since the store was seeded (newest last).
+
+        Only additions: a trial already in the store is never overwritten (the store is the
+        curated copy).  A package that does not load (e.g. mid-edit) leaves the store as it is.
+        """
+        try:
+            ev = _package_evidence()
+        except Exception as exc:  # the store still works on what it has
+            warnings.warn(f"lnsynth web: package evidence not loaded, no new trials imported ({exc})",
+                          RuntimeWarning, stacklevel=3)
+            return
+        with self._tx() as tx:
+            have = {r[0] for r in tx.execute("SELECT id FROM studies")}
+            new = [s for s in ev.studies if s.id not in have]
+            if not new:
+                return
+            known = json.loads(tx.execute("SELECT value FROM meta WHERE key = 'sources'").fetchone()[0] or "[]")
+            ids = {x["id"] for x in known}
+            known += [s.model_dump(mode="json", exclude_none=True) for s in ev.sources if s.id not in ids]
+            tx.execute("UPDATE meta SET value = ? WHERE key = 'sources'", (_dumps(known),))
+            n_out = self._insert_studies(tx, new, now())
+            self._audit(tx, "system:import", "import", None, None, None,
+                        {"from": str(ev.root), "studies": [s.id for s in new], "outcomes": n_out})
+            self._bump(tx)
 
     def _seed(self, tx: sqlite3.Connection, ev: EvidenceBase) -> None:
         ts = now()
@@ -275,8 +304,17 @@ class Store:
                    (_dumps([s.model_dump(mode="json", exclude_none=True) for s in ev.sources]),))
         tx.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('syntheses', ?)",
                    (_dumps([s.model_dump(mode="json", exclude_none=True) for s in ev.syntheses]),))
+        n_out = self._insert_studies(tx, ev.studies, ts)
+        tx.execute(
+            "INSERT INTO audit(at, actor, action, trial_id, outcome_id, before, after) VALUES (?,?,?,?,?,?,?)",
+            (ts, "system:seed", "seed", None, None, None,
+             _dumps({"from": str(ev.root), "studies": len(ev.studies), "outcomes": n_out})),
+        )
+
+    @staticmethod
+    def _insert_studies(tx: sqlite3.Connection, studies, ts: str) -> int:
         n_out = 0
-        for s in ev.studies:
+        for s in studies:
             doc = s.model_dump(mode="json", exclude_none=True)
             doc.pop("outcomes", None)
             tx.execute("INSERT INTO studies(id, doc) VALUES (?, ?)", (s.id, _dumps(doc)))
@@ -291,11 +329,7 @@ class Store:
                      _dumps(o.model_dump(mode="json", exclude_none=True)), ts, ts),
                 )
                 n_out += 1
-        tx.execute(
-            "INSERT INTO audit(at, actor, action, trial_id, outcome_id, before, after) VALUES (?,?,?,?,?,?,?)",
-            (ts, "system:seed", "seed", None, None, None,
-             _dumps({"from": str(ev.root), "studies": len(ev.studies), "outcomes": n_out})),
-        )
+        return n_out
 
     # ------------------------------------------------------------------ reads
     def meta(self, key: str) -> Optional[str]:
@@ -383,7 +417,8 @@ class Store:
         tx.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
 
     @staticmethod
-    def _audit(tx, actor: str, action: str, trial_id: str, outcome_id: int, before, after) -> None:
+    def _audit(tx, actor: str, action: str, trial_id: Optional[str], outcome_id: Optional[int], before,
+               after) -> None:
         tx.execute(
             "INSERT INTO audit(at, actor, action, trial_id, outcome_id, before, after) VALUES (?,?,?,?,?,?,?)",
             (now(), actor, action, trial_id, outcome_id,
