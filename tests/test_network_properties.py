@@ -96,7 +96,20 @@ def test_q_decomposition_and_ranking_identities(df):
     from lnsynth.network import _core
     stk = _core.stack(r.data.studies, r.params)
     for t in np.concatenate([[0.0], np.geomspace(1e-4, 10, 25), [r.tau2 * 1.01, r.tau2 * 0.99]]):
-        assert _core.gls(stk.y, stk.V + t * stk.B, stk.X).loglik_reml <= r.loglik + 1e-10
+        assert _core.gls_st(stk, t).loglik_reml <= r.loglik + 1e-10
+    # analytic REML score = numerical derivative of the REML log-likelihood
+    for t in (0.05, 0.4):
+        h = 1e-6
+        num = (_core.gls_st(stk, t + h).loglik_reml - _core.gls_st(stk, t - h).loglik_reml) / (2 * h)
+        assert np.isclose(_core.reml_score(t, stk), num, rtol=1e-5, atol=1e-6)
+    # batched block algebra agrees with the dense computation
+    V, B = stk.dense()
+    for t in (0.0, 0.3):
+        dense, blk = _core.gls(stk.y, V + t * B, stk.X), _core.gls_st(stk, t)
+        np.testing.assert_allclose(blk.beta, dense.beta, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(blk.vcov, dense.vcov, rtol=1e-10, atol=1e-14)
+        assert np.isclose(blk.Q, dense.Q, rtol=1e-10, atol=1e-12)
+        assert np.isclose(blk.loglik_reml, dense.loglik_reml, rtol=1e-12)
     ns = r.node_split()
     if len(ns):
         np.testing.assert_allclose(ns["difference"], ns["direct"] - ns["indirect"], atol=1e-12)

@@ -31,39 +31,62 @@ _LOG2PI = float(np.log(2.0 * np.pi))
 
 
 @dataclass(frozen=True, eq=False)
+class Block:
+    """All studies with the same number of contrasts ``q``, stacked for batched algebra."""
+
+    rows: np.ndarray  # (n, q) row indices into the stacked vectors
+    y: np.ndarray  # (n, q)
+    V: np.ndarray  # (n, q, q)
+    X: np.ndarray  # (n, q, p)
+    B: np.ndarray  # (q, q): (I + J)/2
+
+
+@dataclass(frozen=True, eq=False)
 class Stacked:
     y: np.ndarray
-    V: np.ndarray
     X: np.ndarray
-    B: np.ndarray
+    blocks: tuple[Block, ...]
     study_index: np.ndarray  # study number of each row
+
+    def dense(self) -> tuple[np.ndarray, np.ndarray]:
+        """Dense block-diagonal ``V`` and ``B`` (for checks and small problems)."""
+        m = len(self.y)
+        V, B = np.zeros((m, m)), np.zeros((m, m))
+        for b in self.blocks:
+            for r, Vi in zip(b.rows, b.V):
+                V[np.ix_(r, r)] = Vi
+                B[np.ix_(r, r)] = b.B
+        return V, B
 
 
 def stack(studies: Sequence[StudyContrasts], params: Sequence[str]) -> Stacked:
-    """Stack studies into ``y, V, X, B``; ``params`` are the column treatments."""
+    """Stack studies into ``y, X`` and per-size blocks of ``V`` (``B`` implied)."""
     col = {t: i for i, t in enumerate(params)}
     m = sum(len(s.y) for s in studies)
     y = np.empty(m)
-    V = np.zeros((m, m))
-    B = np.zeros((m, m))
     X = np.zeros((m, len(params)))
     sidx = np.empty(m, dtype=int)
+    by_q: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
     r = 0
     for k, s in enumerate(studies):
         q = len(s.y)
-        sl = slice(r, r + q)
-        y[sl] = s.y
-        V[sl, sl] = s.V
-        B[sl, sl] = 0.5 * (np.eye(q) + 1.0)
+        rows = np.arange(r, r + q)
+        y[rows] = s.y
         b = s.treatments[0]
         for i, t in enumerate(s.treatments[1:]):
             if t in col:
                 X[r + i, col[t]] += 1.0
             if b in col:
                 X[r + i, col[b]] -= 1.0
-        sidx[sl] = k
+        sidx[rows] = k
+        by_q.setdefault(q, []).append((rows, np.asarray(s.V, float)))
         r += q
-    return Stacked(y, V, X, B, sidx)
+    blocks = []
+    for q, items in sorted(by_q.items()):
+        rows = np.array([it[0] for it in items])
+        blocks.append(Block(rows, y[rows], np.array([it[1] for it in items]), X[rows],
+                            0.5 * (np.eye(q) + 1.0)))
+    return Stacked(y, X, tuple(blocks), sidx)
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,8 +98,14 @@ class GLSFit:
     loglik_ml: float
 
 
+def _loglik(k: int, p: int, logdetS: float, logdetXWX: float, logdetXX: float, Q: float) -> tuple[float, float]:
+    ll_reml = -0.5 * (k - p) * _LOG2PI + 0.5 * logdetXX - 0.5 * logdetS - 0.5 * logdetXWX - 0.5 * Q
+    ll_ml = -0.5 * k * _LOG2PI - 0.5 * logdetS - 0.5 * Q
+    return float(ll_reml), float(ll_ml)
+
+
 def gls(y: np.ndarray, Sigma: np.ndarray, X: np.ndarray) -> GLSFit:
-    """Generalised least squares ``beta = (X'WX)^{-1} X'Wy`` with ``W = Sigma^{-1}``."""
+    """Dense generalised least squares ``beta = (X'WX)^{-1} X'Wy`` with ``W = Sigma^{-1}``."""
     c = linalg.cho_factor(Sigma, lower=True)
     Wy = linalg.cho_solve(c, y)
     WX = linalg.cho_solve(c, X)
@@ -88,26 +117,74 @@ def gls(y: np.ndarray, Sigma: np.ndarray, X: np.ndarray) -> GLSFit:
     Q = float(r @ linalg.cho_solve(c, r))
     logdetS = 2.0 * np.log(np.diag(c[0])).sum()
     logdetX = 2.0 * np.log(np.diag(cx[0])).sum()
-    sign, logdetXX = np.linalg.slogdet(X.T @ X)
-    k, p = X.shape
-    ll = -0.5 * (k - p) * _LOG2PI + 0.5 * logdetXX - 0.5 * logdetS - 0.5 * logdetX - 0.5 * Q
-    ll_ml = -0.5 * k * _LOG2PI - 0.5 * logdetS - 0.5 * Q
-    return GLSFit(beta, 0.5 * (vcov + vcov.T), Q, float(ll), float(ll_ml))
+    _, logdetXX = np.linalg.slogdet(X.T @ X)
+    ll, ll_ml = _loglik(*X.shape, logdetS, logdetX, logdetXX, Q)
+    return GLSFit(beta, 0.5 * (vcov + vcov.T), Q, ll, ll_ml)
+
+
+def _block_weights(st: Stacked, tau2: float) -> tuple[list[np.ndarray], float]:
+    """Per-block inverses of ``V_i + tau2 B`` and the total log-determinant."""
+    Ws, logdet = [], 0.0
+    for b in st.blocks:
+        S = b.V + tau2 * b.B
+        L = np.linalg.cholesky(S)
+        logdet += 2.0 * float(np.log(np.diagonal(L, axis1=1, axis2=2)).sum())
+        Linv = np.linalg.inv(L)
+        Ws.append(np.einsum("nji,njk->nik", Linv, Linv))  # (L L')^{-1} = L^{-T} L^{-1}
+    return Ws, logdet
+
+
+def gls_st(st: Stacked, tau2: float = 0.0) -> GLSFit:
+    """GLS fit with ``Sigma = V + tau2 B`` using the block-diagonal structure (batched)."""
+    Ws, logdetS = _block_weights(st, tau2)
+    p = st.X.shape[1]
+    XtWX = np.zeros((p, p))
+    XtWy = np.zeros(p)
+    for b, W in zip(st.blocks, Ws):
+        WX = W @ b.X
+        XtWX += np.einsum("nqp,nqr->pr", b.X, WX)
+        XtWy += np.einsum("nqp,nq->p", WX, b.y)
+    cx = linalg.cho_factor(XtWX, lower=True)
+    beta = linalg.cho_solve(cx, XtWy)
+    vcov = linalg.cho_solve(cx, np.eye(p))
+    Q = 0.0
+    for b, W in zip(st.blocks, Ws):
+        r = b.y - b.X @ beta
+        Q += float(np.einsum("nq,nqr,nr->", r, W, r))
+    logdetX = 2.0 * np.log(np.diag(cx[0])).sum()
+    _, logdetXX = np.linalg.slogdet(st.X.T @ st.X)
+    ll, ll_ml = _loglik(len(st.y), p, logdetS, logdetX, logdetXX, Q)
+    return GLSFit(beta, 0.5 * (vcov + vcov.T), Q, ll, ll_ml)
 
 
 def reml_score(tau2: float, st: Stacked) -> float:
     """Derivative of the REML log-likelihood w.r.t. tau^2.
 
     ``dl/dtau2 = 1/2 [ y'P B P y - tr(P B) ]`` with
-    ``P = W - W X (X'WX)^{-1} X'W``, ``W = (V + tau2 B)^{-1}``.
+    ``P = W - W X (X'WX)^{-1} X'W``, ``W = (V + tau2 B)^{-1}``; computed block
+    by block: ``Py = W r``, ``tr(PB) = tr(WB) - tr((X'WX)^{-1} X'WBWX)``.
     """
-    S = st.V + tau2 * st.B
-    c = linalg.cho_factor(S, lower=True)
-    W = linalg.cho_solve(c, np.eye(len(st.y)))
-    WX = W @ st.X
-    P = W - WX @ np.linalg.solve(st.X.T @ WX, WX.T)
-    Py = P @ st.y
-    return 0.5 * (float(Py @ st.B @ Py) - float(np.sum(P * st.B)))
+    Ws, _ = _block_weights(st, tau2)
+    p = st.X.shape[1]
+    XtWX = np.zeros((p, p))
+    XtWy = np.zeros(p)
+    M = np.zeros((p, p))
+    trWB = 0.0
+    WXs = []
+    for b, W in zip(st.blocks, Ws):
+        WX = W @ b.X
+        WXs.append(WX)
+        XtWX += np.einsum("nqp,nqr->pr", b.X, WX)
+        XtWy += np.einsum("nqp,nq->p", WX, b.y)
+        M += np.einsum("nqp,qr,nrs->ps", WX, b.B, WX)
+        trWB += float(np.einsum("nqr,rq->", W, b.B))
+    beta = np.linalg.solve(XtWX, XtWy)
+    quad = 0.0
+    for b, W in zip(st.blocks, Ws):
+        Pr = np.einsum("nqr,nr->nq", W, b.y - b.X @ beta)
+        quad += float(np.einsum("nq,qr,nr->", Pr, b.B, Pr))
+    trPB = trWB - float(np.trace(np.linalg.solve(XtWX, M)))
+    return 0.5 * (quad - trPB)
 
 
 def reml_tau2(st: Stacked) -> tuple[float, dict]:
@@ -132,9 +209,10 @@ def reml_tau2(st: Stacked) -> tuple[float, dict]:
                      "note": "no residual degrees of freedom"}
 
     def ll(t: float) -> float:
-        return gls(st.y, st.V + t * st.B, st.X).loglik_reml
+        return gls_st(st, t).loglik_reml
 
-    scale = max(float(np.var(st.y)), float(np.mean(np.diag(st.V))), 1e-8)
+    vbar = float(np.mean(np.concatenate([np.diagonal(b.V, axis1=1, axis2=2).ravel() for b in st.blocks])))
+    scale = max(float(np.var(st.y)), vbar, 1e-8)
     upper = 100.0 * scale + 10.0
     grid = np.concatenate([[0.0], np.geomspace(1e-8 * scale, upper, 60)])
     vals = np.array([ll(t) for t in grid])

@@ -78,7 +78,7 @@ def _q_of(studies: Sequence[StudyContrasts], tau2: float) -> tuple[float, int]:
     trts = sorted({t for s in studies for t in s.treatments})
     params = trts[1:]
     st = _core.stack(studies, params)
-    fit = _core.gls(st.y, st.V + tau2 * st.B, st.X)
+    fit = _core.gls_st(st, tau2)
     return fit.Q, len(st.y) - len(params)
 
 
@@ -184,7 +184,7 @@ def node_split(result: "NMAResult") -> pd.DataFrame:
         sub = [s for s in rest if s.treatments[0] in comp]
         params = [t for t in comp if t != a]
         st = _core.stack(sub, params)
-        g = _core.gls(st.y, st.V + tau2 * st.B, st.X)
+        g = _core.gls_st(st, tau2)
         k = params.index(b)
         i_est, i_se = float(g.beta[k]), float(np.sqrt(g.vcov[k, k]))
         diff = d_est - i_est

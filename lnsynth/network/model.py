@@ -263,8 +263,8 @@ def fit(data: NetworkData, method: str = "REML", level: float = 0.95, tau2: floa
         t2, info = 0.0, {"at_boundary": True}
     else:
         t2, info = _core.reml_tau2(st)
-    fe = _core.gls(st.y, st.V, st.X)
-    g = fe if t2 == 0 else _core.gls(st.y, st.V + t2 * st.B, st.X)
+    fe = _core.gls_st(st, 0.0)
+    g = fe if t2 == 0 else _core.gls_st(st, t2)
     df = m - p
     est, vc = g.beta.copy(), g.vcov.copy()
     est.setflags(write=False)  # the result is immutable, arrays included
