@@ -559,3 +559,15 @@ def test_new_package_trials_are_imported_on_start(db, monkeypatch):
         assert c.get(f"/api/trials/{victim}/outcomes").json()
         log = c.get("/api/audit", headers=AUTH).json()
         assert log[-1]["action"] == "import" and log[-1]["after"]["studies"] == [victim]
+
+
+def test_analysis_uses_newest_entry_per_arm(client):
+    """A corrected count entered as a new outcome replaces, never adds to, the older one."""
+    before = client.get("/analysis?outcome=complete+remission&treatment=CNI%2BMMF&control=IVCYC&measure=RR"
+                        "&method=FE&timepoint=latest").text
+    assert "13 / 20" in before  # Bao 2008, 9 months, multitarget arm (seeded)
+    post(client, good(events=14, n=20, timepoint_weeks=39, outcome="complete remission"))
+    after = client.get("/analysis?outcome=complete+remission&treatment=CNI%2BMMF&control=IVCYC&measure=RR"
+                       "&method=FE&timepoint=latest").text
+    assert "14 / 20" in after and "13 / 20" not in after and "14 / 40" not in after
+    assert "older duplicate entry" in after

@@ -58,6 +58,22 @@ class PairwiseRun:
     method: str = "REML"
 
 
+def _newest_per_arm(frame: pd.DataFrame, notes: list[tuple[str, str]]) -> pd.DataFrame:
+    """One row per (study, arm, endpoint, timepoint): the newest entry (rows are in id order).
+
+    Curators may enter a corrected count as a new outcome; summing both would double n.
+    """
+    if not len(frame):
+        return frame
+    key = ["study", "arm", "endpoint", "tp_key"]
+    f = frame.assign(tp_key=frame["timepoint_weeks"].fillna(-1))
+    dup = f.duplicated(subset=key, keep="last")
+    for r in f[dup].itertuples():
+        notes.append((r.study, f"older duplicate entry {r.outcome_id} for arm {r.arm} at the same timepoint "
+                               "ignored (newest entry used)"))
+    return f[~dup].drop(columns="tp_key")
+
+
 def select_pairs(frame: pd.DataFrame, outcome: str, treatment: str, control: str,
                  timepoint: str = "latest") -> tuple[list[dict], list[tuple[str, str]]]:
     """One two-group comparison per study: arms matching each spec, summed when several match.
@@ -68,7 +84,10 @@ def select_pairs(frame: pd.DataFrame, outcome: str, treatment: str, control: str
     t_spec, c_spec = spec_set(treatment), spec_set(control)
     rows: list[dict] = []
     excluded: list[tuple[str, str]] = []
-    sub = frame[frame["endpoint"] == outcome] if len(frame) else frame
+    sub = frame[(frame["endpoint"] == outcome) & frame["events"].notna() & frame["n"].notna()] if len(frame) else frame
+    sub = pd.concat([_newest_per_arm(sub, excluded),
+                     frame[(frame["endpoint"] == outcome) & ~(frame["events"].notna() & frame["n"].notna())]]) \
+        if len(frame) else frame
     for study, g in sub.groupby("study", sort=False):
         t = g[g["regimen"].map(lambda r: _match(r, t_spec))]
         c = g[g["regimen"].map(lambda r: _match(r, c_spec) and not _match(r, t_spec))]
@@ -255,6 +274,7 @@ def network_arms(frame: pd.DataFrame, outcome: str, node: str = "class") -> list
     """Arm-level rows for one outcome: per study, the latest timepoint with counts in >= 2 nodes."""
     out: list[dict] = []
     sub = frame[(frame["endpoint"] == outcome) & frame["events"].notna() & frame["n"].notna()] if len(frame) else frame
+    sub = _newest_per_arm(sub, [])
     for study, g in sub.groupby("study", sort=False):
         g = g.assign(node=g["regimen"].map(lambda r: REGIMEN_CLASS.get(r, r) if node == "class" else r),
                      tp=g["timepoint_weeks"].fillna(-1))
