@@ -214,6 +214,9 @@ class NMAResult:
             "loglik": self.loglik,
             "level": self.level,
             "relative_effects": re.to_dict(orient="records"),
+            "q_decomposition": {k: {"Q": float(r.Q), "df": int(r.df), "pvalue": float(r.pvalue)}
+                                for k, r in self.q_decomposition().iterrows()},
+            "design_by_treatment": self.design_by_treatment(),
         }
 
     def summary(self) -> str:
