@@ -170,6 +170,11 @@ BAD = [
 ]
 
 
+def test_outcome_name_is_normalised(client):
+    r = post(client, good(outcome="Complete_Remission"))
+    assert r.status_code == 201 and r.json()["outcome"] == "complete remission"
+
+
 @pytest.mark.parametrize("field,body", BAD, ids=[f"{f}-{i}" for i, (f, _) in enumerate(BAD)])
 def test_bad_input_names_field(shared, field, body):
     r = post(shared, body)
@@ -292,6 +297,7 @@ def test_every_write_is_audited(client):
     assert d["before"]["version"] == 2 and d["after"] is None
     assert all(e["at"] and e["actor"].startswith("api:bearer:") and TOKEN not in e["actor"] for e in new)
     assert log[0]["action"] == "seed"
+    assert c["when"] == c["at"] and c["who"] == c["actor"] and c["what"] == f"create {TRIAL}/outcomes/{rec['id']}"
     assert len(client.get("/api/audit?limit=2", headers=AUTH).json()) == 2
 
 

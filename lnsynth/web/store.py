@@ -408,6 +408,11 @@ class Store:
             d = dict(r)
             d["before"] = json.loads(d["before"]) if d["before"] else None
             d["after"] = json.loads(d["after"]) if d["after"] else None
+            # the contract's words: when, who, what (aliases of at, actor, action + target)
+            d["when"], d["who"] = d["at"], d["actor"]
+            target = f" {d['trial_id']}" if d["trial_id"] else ""
+            target += f"/outcomes/{d['outcome_id']}" if d["outcome_id"] is not None else ""
+            d["what"] = f"{d['action']}{target}"
             out.append(d)
         return out
 

@@ -82,7 +82,7 @@ def validate_outcome(data: Any, arms: Iterable[str]) -> tuple[dict, list[dict]]:
 
     Every key of :data:`FIELDS` is required (``timepoint_weeks`` may be ``null``);
     unknown keys are ignored.  ``events`` <= ``n``; ``arm`` must be an arm of the
-    trial; ``outcome`` must be a known endpoint (case-insensitive).
+    trial; ``outcome`` must be a known endpoint (case, ``_``/``-`` and spacing are normalised).
     """
     if not isinstance(data, dict):
         return {}, [{"loc": ["body"], "field": "body", "msg": f"expected a JSON object, got "
@@ -105,7 +105,7 @@ def validate_outcome(data: Any, arms: Iterable[str]) -> tuple[dict, list[dict]]:
     if out.get("arm") is not None and out["arm"] not in arms:
         errors.append(err("arm", f"unknown arm {out['arm']!r}; arms of this trial: {', '.join(arms)}", "unknown_arm"))
     if out.get("outcome") is not None:
-        ep = out["outcome"].lower()
+        ep = " ".join(out["outcome"].replace("_", " ").replace("-", " ").lower().split())
         if ep not in ENDPOINTS:
             errors.append(err("outcome", f"unknown outcome {out['outcome']!r}; known: {', '.join(sorted(ENDPOINTS))}",
                               "unknown_outcome"))
