@@ -115,3 +115,18 @@ def test_fsn_rosenthal_known_bcg():
     f = fail_safe_n(yi=bcg["yi"], vi=bcg["vi"])
     assert f.fsnum == 598  # metafor: fsn(yi, vi, data=dat) for BCG log RR
     assert fail_safe_n(meta_analysis(yi=bcg["yi"], vi=bcg["vi"])).fsnum == 598
+
+
+def test_funnel_plot_smoke():
+    import matplotlib.pyplot as plt
+
+    from lnsynth.plots.funnel import funnel_plot
+
+    ref = _load()
+    s = next(x for x in ref["sets"] if x["name"] == "hackshaw1998")
+    fit = meta_analysis(yi=s["yi"], vi=s["vi"], method="REML", measure="OR")
+    tf = trim_and_fill(fit)
+    for kw in ({"trimfill": tf}, {"contours": None}, {"transf": "exp"}):
+        fig = funnel_plot(fit, **kw)
+        assert fig.axes
+        plt.close(fig)

@@ -81,3 +81,18 @@ def test_random_subsets_seeded_and_large_k():
 def test_all_subsets_order():
     m = all_subsets(3)
     assert list(m) == [1, 2, 4, 3, 5, 6, 7]
+
+
+def test_gosh_plot_smoke():
+    import matplotlib.pyplot as plt
+
+    from lnsynth.plots.gosh import gosh_plot
+
+    rng = np.random.default_rng(2)
+    y = rng.normal(0.2, 0.5, 8)
+    v = rng.uniform(0.02, 0.4, 8)
+    g = gosh(meta_analysis(yi=y, vi=v, method="REML", labels=list("abcdefgh")))
+    for kw in ({}, {"highlight": 2}, {"max_points": 100}):
+        fig = gosh_plot(g, **kw)
+        assert fig.axes
+        plt.close(fig)

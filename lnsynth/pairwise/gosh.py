@@ -6,8 +6,10 @@ p = 1 study (2^k - 1 subsets) is fitted, otherwise a random sample of subsets
 the subset size from Binomial(k, 1/2) restricted to >= 1 and then a uniform
 subset of that size, which is the same distribution).  Every subset is fitted
 by the compiled batched engine (:func:`lnsynth.pairwise.core.fit_batch`): a
-chunk of subsets is a (B, k) batch in which the studies left out are masked
-(``y = 0, v = +inf``, i.e. weight exactly zero, the engine's encoding of NaN).
+chunk of subsets is split by subset size j and each part is a dense (B_j, j)
+batch holding only the included studies (the (B, k) NaN-masked layout would
+make the kernel walk over the k - j absent studies of every subset too; the
+results are the same up to summation order).
 
 For DL (and FE) the H^2 column is Q/(k-1) as metafor's gosh computes it (its
 fast path), which for DL differs from ``rma()``'s H^2 = 1 when tau2 = 0.
@@ -96,29 +98,43 @@ def random_subsets(k: int, n: int, seed=None, min_k: int = 1) -> np.ndarray:
     return out[np.argsort(sizes, kind="stable")]
 
 
-def fit_subsets(y, v, incl, method: str = "REML", chunk: int = 1 << 16, parallel: bool | None = None):
-    """Fit every row of ``incl`` (N, k bool) through the compiled engine; returns a dict of (N,) arrays."""
+def _fit_compact(y, v, m, method, parallel, out, s):
+    """Fit the rows of bool matrix m (B, k) and store into out[...][s:s+B].
+
+    Rows of equal size j are packed into dense (n_j, j) arrays (no masked
+    padding), so the kernel touches only the studies in each subset.
+    """
     from . import core
 
+    K = m.sum(axis=1).astype(np.int64)
+    if m.shape[0] == 0:
+        return
+    sizes = np.unique(K)
+    for j in sizes:
+        rows = np.flatnonzero(K == j)
+        sub = m[rows]
+        cols = np.nonzero(sub)[1].reshape(len(rows), int(j))
+        Y = np.ascontiguousarray(y[cols])
+        V = np.ascontiguousarray(v[cols])
+        r = core.fit_batch(Y, V, np.full(len(rows), j, dtype=np.int64), method, False, False, 0.95,
+                           parallel=parallel)
+        for f in out:
+            out[f][s + rows] = r[f]
+
+
+def fit_subsets(y, v, incl, method: str = "REML", chunk: int = 1 << 16, parallel: bool | None = None):
+    """Fit every row of ``incl`` (N, k bool) through the compiled engine; returns a dict of (N,) arrays."""
     y = np.asarray(y, dtype=np.float64)
     v = np.asarray(v, dtype=np.float64)
     N, k = incl.shape
     out = {f: np.empty(N) for f in ("estimate", "tau2", "q", "i2", "h2", "converged")}
     for s in range(0, N, chunk):
-        m = incl[s:s + chunk]
-        Y = np.where(m, y[None, :], 0.0)
-        V = np.where(m, v[None, :], np.inf)
-        K = m.sum(axis=1).astype(np.int64)
-        r = core.fit_batch(Y, V, K, method, False, False, 0.95, parallel=parallel)
-        for f in out:
-            out[f][s:s + chunk] = r[f]
+        _fit_compact(y, v, incl[s:s + chunk], method, parallel, out, s)
     return out
 
 
 def _fit_masks(y, v, masks, method, chunk, parallel):
     """As fit_subsets but builds each chunk's inclusion matrix from bit masks (saves memory)."""
-    from . import core
-
     N = masks.shape[0]
     k = len(y)
     out = {f: np.empty(N) for f in ("estimate", "tau2", "q", "i2", "h2", "converged")}
@@ -128,12 +144,7 @@ def _fit_masks(y, v, masks, method, chunk, parallel):
         mk = masks[s:s + chunk]
         m = ((mk[:, None] >> bits[None, :]) & 1).astype(bool)
         incl[s:s + chunk] = m
-        Y = np.where(m, y[None, :], 0.0)
-        V = np.where(m, v[None, :], np.inf)
-        K = m.sum(axis=1).astype(np.int64)
-        r = core.fit_batch(Y, V, K, method, False, False, 0.95, parallel=parallel)
-        for f in out:
-            out[f][s:s + chunk] = r[f]
+        _fit_compact(y, v, m, method, parallel, out, s)
     return out, incl
 
 
