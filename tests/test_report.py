@@ -107,7 +107,7 @@ def test_summary_of_findings_numbers_equal_the_engine(report_html):
     from lnsynth.analyses.syntheses import COMPARISONS
     from lnsynth.pairwise import effect_sizes, meta_analysis
 
-    g = _TableGrab("sof")
+    g = _TableGrab("sof-table")
     g.feed(report_html)
     header, rows = g.rows[0], g.rows[1:]
     assert rows, "empty summary-of-findings table"
@@ -159,3 +159,9 @@ def test_report_renders_in_chromium_without_console_errors(tmp_path_factory, rep
             page.screenshot(path=str(art / f"report-{sid}.png"))
         b.close()
     assert not errors, errors
+
+
+def test_html_ids_are_unique(report_html):
+    ids = re.findall(r'\sid="([^"]+)"', report_html)
+    dup = {i for i in ids if ids.count(i) > 1}
+    assert not dup, dup

@@ -111,7 +111,7 @@ def rate_certainty(
     # indirectness
     concerns = []
     if len(studies) and "setting" in studies:
-        single = studies["setting"].fillna("").str.lower().map(lambda s: any(h in s for h in SINGLE_COUNTRY_HINTS))
+        single = studies["setting"].astype(object).where(studies["setting"].notna(), "").astype(str).str.lower().map(lambda s: any(h in s for h in SINGLE_COUNTRY_HINTS))
         n_single = (studies.loc[single, "n_treat"] + studies.loc[single, "n_ctrl"]).sum()
         if n_total and n_single / n_total >= 0.5:
             concerns.append(f"{100 * n_single / n_total:.0f}% of patients from single-country trials")

@@ -105,20 +105,20 @@ def section_network(ev, ctx):
     figs.append(fh)
     parts.append(fh)
     lt = fit.league_table(exponentiate=True).reset_index().rename(columns={"index": ""})
-    parts.append("<h3>League table (odds ratio, row vs column)</h3>" + _table(lt, table_id="league"))
+    parts.append("<h3>League table (odds ratio, row vs column)</h3>" + _table(lt, table_id="league-table"))
     rk = fit.sucra(small_values="bad").assign(pscore=lambda x: x["treatment"].map(fit.pscores(small_values="bad")))
     rk = rk.sort_values("pscore", ascending=False)
     rk_fmt = rk.assign(**{c: rk[c].map(lambda v: f"{v:.3f}") for c in ("sucra", "mean_rank", "p_best", "pscore")})
-    parts.append("<h3>Rankings (higher remission is better)</h3>" + _table(rk_fmt, table_id="ranking")
+    parts.append("<h3>Rankings (higher remission is better)</h3>" + _table(rk_fmt, table_id="ranking-table")
                  + "<p class='meta'>Rankings from sparse, mostly single-trial edges are fragile; read them with the intervals above.</p>")
     q = fit.q_decomposition().reset_index()
     q_fmt = q.assign(Q=q["Q"].map(lambda v: f"{v:.3f}"), pvalue=q["pvalue"].map(lambda v: "NA" if pd.isna(v) else f"{v:.3f}"))
     dbt = fit.design_by_treatment()
     ns = fit.node_split()
-    parts.append("<h3>Heterogeneity and inconsistency</h3>" + _table(q_fmt, table_id="qdecomp")
+    parts.append("<h3>Heterogeneity and inconsistency</h3>" + _table(q_fmt, table_id="qdecomp-table")
                  + f"<p>Design-by-treatment interaction: chi² = {_fmt(dbt['chi2'], 3)}, df = {dbt['df']}, p = {_fmt(dbt['pvalue'], 3)}. "
                  + ("Node-splitting: the network has no closed loop, so no comparison has both direct and indirect evidence; "
-                    "consistency cannot be checked from these trials.</p>" if ns.empty else "</p>" + _table(ns.round(3), table_id="nodesplit")))
+                    "consistency cannot be checked from these trials.</p>" if ns.empty else "</p>" + _table(ns.round(3), table_id="nodesplit-table")))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         red = rederive(ev)
@@ -135,7 +135,7 @@ def section_network(ev, ctx):
         "Range over count variants": ["" if pd.isna(a) else f"{_fmt(a)} to {_fmt(b)}" for a, b in zip(f["range_low"], f["range_high"])],
         "Why they differ": f["why_different"],
     })
-    parts.append("<h3>The review's syntheses re-derived from the stored trials</h3>" + _table(tab, table_id="rederive"))
+    parts.append("<h3>The review's syntheses re-derived from the stored trials</h3>" + _table(tab, table_id="rederive-table"))
     return Section("network", "Network meta-analysis and the review's syntheses re-derived", "".join(parts), figures=figs)
 
 
@@ -158,7 +158,7 @@ def section_sensitivity(ev, ctx):
                          f"Sensitivity analysis {i + 1}.")
         figs.append(fh)
         parts.append(fh)
-    parts.append(_table(rep.to_frame().round(3), table_id="sensitivity"))
+    parts.append(_table(rep.to_frame().round(3), table_id="sensitivity-table"))
     return Section("sensitivity", "Sensitivity: the review's critiques tested", "".join(parts), figures=figs)
 
 
@@ -204,7 +204,7 @@ def section_sof(ev, ctx):
     body = (
         "<p>Certainty ratings come from explicit rules (below), not a panel's judgement. The evidence base records no "
         "risk-of-bias assessment, so risk of bias counts as unclear (-1) everywhere.</p>"
-        + _table(pd.DataFrame(rows), table_id="sof")
+        + _table(pd.DataFrame(rows), table_id="sof-table")
         + f"<details><summary>Rules used</summary><pre>{html.escape(rules_doc or '')}</pre></details>"
         + "<p class='disclaimer'>A summary of published evidence, not a recommendation for any patient.</p>"
     )
