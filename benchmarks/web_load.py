@@ -211,8 +211,9 @@ def main() -> int:
     lines += [
         "Notes: latencies are client-side wall times (request sent to body read) under full concurrency, so they",
         "include queueing behind other clients; each POST is one `BEGIN IMMEDIATE` transaction (insert + audit",
-        "row + generation bump), serialised by SQLite's write lock, and the JSON/HTML GETs re-use a per-write",
-        "cache of the evidence frames. Reproduce: `.venv/bin/python benchmarks/web_load.py`.",
+        "row + generation bump) committed with `synchronous=FULL` (an fsync per commit, so an acknowledged write",
+        "survives a power cut), serialised by SQLite's write lock; the POST tail is that queue. The JSON/HTML GETs",
+        "read the WAL without blocking. Reproduce: `.venv/bin/python benchmarks/web_load.py`.",
         "",
     ]
     a.out.write_text("\n".join(lines))
