@@ -80,6 +80,7 @@ def test_bcg_known_values():
     # formula interface gives the same fit (formulaic names)
     r2 = meta_regression(yi=bcg["yi"], vi=bcg["vi"], moderators="ablat + alloc", data=df, method="REML")
     np.testing.assert_allclose(r2.coefficients, r.coefficients, rtol=1e-12)
+    assert r2.names == r.names
     assert r2.qm == pytest.approx(r.qm, rel=1e-12)
     d = r.to_dict()
     for key in ("coefficients", "se", "tau2", "qm", "qm_pvalue", "qe", "qe_pvalue"):

@@ -55,7 +55,8 @@ def design_matrix(moderators, data=None, intercept: bool = True):
     with treatment coding, reference = first level (sorted, or the
     Categorical's category order), dummies named ``<column><level>`` as R.
     Formula string (``"~ ablat + alloc"``; needs ``data``): built with
-    formulaic (its own naming, e.g. ``alloc[T.random]``).
+    formulaic (string columns are factors with sorted levels, as R), names
+    converted to R's (``alloc[T.random]`` -> ``allocrandom``).
     """
     import pandas as pd
 
@@ -69,7 +70,10 @@ def design_matrix(moderators, data=None, intercept: bool = True):
             f = "~ " + f
         df = pd.DataFrame(data)
         mm = model_matrix(f, df, na_action="raise")
-        names = list(mm.columns)
+        import re
+
+        # R-style names: alloc[T.random] -> allocrandom (as model.matrix with treatment contrasts)
+        names = [re.sub(r"([\w.]+)\[T\.([^\]]+)\]", r"\1\2", str(c)) for c in mm.columns]
         X = np.asarray(mm, dtype=np.float64)
         if "Intercept" not in names:
             if intercept:

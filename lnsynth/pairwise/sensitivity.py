@@ -263,7 +263,7 @@ class SensitivityReport:
             for _, r in g.iterrows():
                 fmt = lambda x, d=digits: "" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.{d}f}"  # noqa: E731
                 if r["subgroup"] == "test for subgroup differences" or str(r["subgroup"]).startswith("meta-regression"):
-                    stat = (f"Q = {fmt(r['test_statistic'])} (df {r['test_df']}), p = {fmt(r['test_pvalue'], 3)}"
+                    stat = (f"Q = {fmt(r['test_statistic'])} (df {int(r['test_df'])}), p = {fmt(r['test_pvalue'], 3)}"
                             if np.isfinite(r["test_statistic"]) else "")
                     lines.append(f"| *{r['subgroup']}* | {r['k']} | | {stat} | | | | | {r['note']} |")
                     continue
@@ -361,6 +361,45 @@ def _question_rows(question, outcome, c, by, method, test, label_fn=None):
     return rows
 
 
+def _joint_regression(outcome, prim, method, test):
+    """Meta-regression on all moderators at once (population, late timepoint, CNI + MMF), when estimable."""
+    import pandas as pd
+
+    from lnsynth.effects import effect_sizes
+
+    from .regression import design_matrix, meta_regression
+
+    row = {"question": "meta-regression (joint)", "outcome": outcome,
+           "subgroup": "meta-regression on population + late timepoint + CNI regimen", "k": len(prim)}
+    if len(prim) == 0:
+        row["note"] = "no data"
+        return row
+    mods = pd.DataFrame({
+        "population_group": prim["population_group"].astype(str).to_numpy(),
+        "late": (prim["timepoint_weeks"].fillna(-1.0) > EARLY_WEEKS).astype(float).to_numpy(),
+        "cni_regimen_class": prim["cni_regimen_class"].astype(str).to_numpy(),
+    })
+    mods = mods[[c for c in mods.columns if mods[c].nunique() > 1]]
+    if mods.shape[1] == 0:
+        row["note"] = "no moderator varies across the studies"
+        return row
+    X, names = design_matrix(mods)
+    k, p = X.shape
+    if k < p + 2 or np.linalg.matrix_rank(X) < p:
+        row["note"] = (f"k = {k} for {p} coefficients ({', '.join(names[1:])}): not estimable "
+                       "(needs k >= p + 2 and moderators that are not confounded)")
+        return row
+    es = effect_sizes("RR", events_treat=prim["events_treat"].to_numpy(), n_treat=prim["n_treat"].to_numpy(),
+                      events_ctrl=prim["events_ctrl"].to_numpy(), n_ctrl=prim["n_ctrl"].to_numpy())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mr = meta_regression(yi=es.yi, vi=es.vi, moderators=mods, method=method, test=test)
+    coef = ", ".join(f"{n}: RR ratio {math.exp(b):.2f}" for n, b in zip(mr.names[1:], mr.coefficients[1:]))
+    row.update(test_statistic=mr.qm, test_df=mr.qm_df[0], test_pvalue=mr.qm_pvalue, tau2=mr.tau2,
+               note=f"residual tau^2 = {mr.tau2:.3g}; {coef}" + ("; k < 10: little power" if k < 10 else ""))
+    return row
+
+
 def run_sensitivity(ev=None, method: str = "REML", test: str = "z") -> SensitivityReport:
     """Answer the review's sensitivity questions on the stored trials (see module docstring)."""
     import pandas as pd
@@ -410,6 +449,7 @@ def run_sensitivity(ev=None, method: str = "REML", test: str = "z") -> Sensitivi
         rows += _question_rows("CNI type", outcome, c, "cni_drug", method, test)
         rows += _question_rows("CNI alone vs CNI + MMF", outcome, c, "cni_regimen_class", method, test)
         rows += _question_rows("dose", outcome, c, "dose", method, test)
+        rows.append(_joint_regression(outcome, prim, method, test))
     frame = pd.DataFrame(rows)
     for col in FRAME_COLUMNS:
         if col not in frame:
