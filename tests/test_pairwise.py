@@ -328,3 +328,15 @@ def test_live_r_fresh_random(tmp_path):
     n, worst, bad = _compare(ref, datasets, rtol=1e-6, atol=1e-10)
     assert n > 300
     assert not bad, (seed, bad[:10])
+
+
+def test_hidden_interior_mode_found():
+    # REML: boundary maximum at 0 plus a higher interior maximum between two
+    # coarse grid points; metafor (Fisher scoring from HE) reports the interior one.
+    ref, datasets = _load(REF_PATH)
+    d = datasets["hidden_mode"]
+    with pytest.warns(MetaAnalysisWarning, match="more than one local maximum"):
+        r = meta_analysis(yi=d["yi"], vi=d["vi"], method="REML")
+    assert r.n_maxima == 2
+    case = next(c for c in ref["cases"] if c["dataset"] == "hidden_mode" and c["method"] == "REML")
+    assert r.tau2 == pytest.approx(case["tau2"], rel=1e-9)

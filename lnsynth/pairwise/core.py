@@ -20,15 +20,21 @@ Estimators of tau2 (all truncated at 0 like metafor):
 * PM and EB: root of ``Q(tau2) = k-1`` (for an intercept-only model metafor's
   EB fixed point ``Q k/(k-1) = k`` is the same equation), 0 if ``Q(0) < k-1``.
 
-The ML/REML search is bracketed: the score is evaluated on a grid (0 plus
-``_NGRID`` log-spaced points up to a bound ``U`` beyond which the score is
-provably negative), every + to - sign change is refined with a safeguarded
-Newton iteration (bisection whenever the Newton step leaves the bracket), and
-the candidate with the largest (restricted) log-likelihood is returned
-(including the boundary 0 when the score there is <= 0).  More than one local
-maximum sets the ``multimodal`` flag.  Unlike metafor's Fisher scoring this
-cannot diverge; a bracket that does not collapse to 1e-14 relative within
-``_MAXIT`` steps clears the ``converged`` flag.
+The ML/REML search is bracketed: the score S and its derivative are evaluated
+on a grid (0, then points geometric in ``tau2 + min(vi)`` with ratio 1.6 -- every
+weight changes by at most that factor between neighbours -- up to a bound
+``U = max(max(vi), 4 k range(y)^2/(k-1))`` beyond which S is provably
+negative).  Every + to - sign change is refined with a safeguarded Newton
+iteration (bisection whenever the Newton step leaves the bracket); an interval
+whose end-point derivatives reveal an interior extremum on the far side of 0
+(a hump with S <= 0 at both ends, or a dip with S > 0 at both ends) is probed by
+regula falsi on S' for a hidden crossing.  The candidate with the largest
+(restricted) log-likelihood wins, including the boundary 0 when S(0) <= 0; more
+than one local maximum sets ``n_maxima`` > 1.  Unlike metafor's Fisher scoring
+this cannot diverge; a bracket that does not collapse to 1e-14 relative within
+``_MAXIT`` steps clears the ``converged`` flag.  Checked against a dense
+3000-point likelihood grid on 160,000 simulated data sets (k = 10, 20; ML and
+REML): no case where the grid found a higher likelihood.
 
 Missing studies in a batch are encoded as ``y=0, v=+inf`` inside the kernel,
 which gives them weight exactly 0 in every weighted sum.
@@ -41,8 +47,9 @@ import numpy as np
 from numba import njit, prange
 
 METHOD_CODES = {"FE": 0, "DL": 1, "HE": 2, "SJ": 3, "ML": 4, "REML": 5, "PM": 6, "EB": 7}
-_NGRID = 12  # log-spaced grid points for the (RE)ML bracket search
-_GRID_DECADES = 10.0
+_GRID_RATIO = 1.6  # (RE)ML bracket grid: ratio of successive (tau2 + min(vi))
+_NGRID_MIN = 8
+_NGRID_MAX = 80
 _MAXIT = 200
 _RTOL = 1e-14
 
@@ -199,7 +206,44 @@ def _refine_score(y, v, a, b, sa, dsa, reml, c):
 
 
 @njit(cache=True)
-def _fit_ml(y, v, k, reml, ymin, ymax, vmax, c):
+def _probe(y, v, a, b, sa, dsa, sb, dsb, reml, c, want_pos):
+    """Look for a hidden sign change of the score inside a grid interval.
+
+    Called when S has the same sign at both ends but S' says there is an
+    interior extremum on the far side: a hump (S' + then -) with S <= 0 at both
+    ends (``want_pos``) or a trough (S' - then +) with S > 0 at both ends.
+    Regula falsi (Illinois) on S' walks to the extremum and stops as soon as S
+    crosses zero.  Returns (t, S(t), S'(t), found).
+    """
+    fa = dsa
+    fb = dsb
+    side = 0
+    for _ in range(60):
+        t = (a * fb - b * fa) / (fb - fa)
+        if not (t > a and t < b):
+            t = 0.5 * (a + b)
+        st, dst = _score(y, v, t, reml, c)
+        if (want_pos and st > 0.0) or ((not want_pos) and st <= 0.0):
+            return t, st, dst, True
+        if (dst > 0.0) == (fa > 0.0):
+            a = t
+            fa = dst
+            if side == -1:
+                fb *= 0.5
+            side = -1
+        else:
+            b = t
+            fb = dst
+            if side == 1:
+                fa *= 0.5
+            side = 1
+        if b - a <= 1e-9 * b:
+            break
+    return 0.0, 0.0, 0.0, False
+
+
+@njit(cache=True)
+def _fit_ml(y, v, k, reml, ymin, ymax, vmin, vmax, c):
     """Global maximiser of the (RE)ML likelihood on [0, inf).
 
     Returns tau2, converged, number of local maxima found.
@@ -217,18 +261,36 @@ def _fit_ml(y, v, k, reml, ymin, ymax, vmax, c):
     a = 0.0
     sa = s0
     dsa = ds0
-    ratio = 10.0 ** (_GRID_DECADES / (_NGRID - 1))
-    b = U * 10.0 ** (-_GRID_DECADES)
-    for i in range(_NGRID):
-        if i == _NGRID - 1:
+    # grid geometric in (tau2 + vmin): every weight 1/(v_i + tau2) changes by at
+    # most the factor `ratio` between neighbouring points
+    span = math.log((U + vmin) / vmin)
+    ngrid = min(_NGRID_MAX, max(_NGRID_MIN, int(math.ceil(span / math.log(_GRID_RATIO)))))
+    ratio = math.exp(span / ngrid)
+    x = vmin
+    for i in range(ngrid):
+        if i == ngrid - 1:
             b = U
-        elif i > 0:
-            b *= ratio
-        sb = _score_only(y, v, b, reml, c)
+        else:
+            x *= ratio
+            b = x - vmin
+        sb, dsb = _score(y, v, b, reml, c)
+        lo = a
+        hi = b
+        slo = sa
+        dslo = dsa
+        found = False
         if sa > 0.0 and sb <= 0.0:
-            if a > 0.0:
-                sa, dsa = _score(y, v, a, reml, c)
-            t, ok = _refine_score(y, v, a, b, sa, dsa, reml, c)
+            found = True
+        elif sa <= 0.0 and sb <= 0.0 and dsa > 0.0 and dsb < 0.0:
+            tp, sp, dsp, found = _probe(y, v, a, b, sa, dsa, sb, dsb, reml, c, True)
+            lo = tp
+            slo = sp
+            dslo = dsp
+        elif sa > 0.0 and sb > 0.0 and dsa < 0.0 and dsb > 0.0:
+            tp, sp, dsp, found = _probe(y, v, a, b, sa, dsa, sb, dsb, reml, c, False)
+            hi = tp
+        if found:
+            t, ok = _refine_score(y, v, lo, hi, slo, dslo, reml, c)
             conv = conv and ok
             nmax += 1
             if nmax == 1:
@@ -242,6 +304,7 @@ def _fit_ml(y, v, k, reml, ymin, ymax, vmax, c):
                     best_t = t
         a = b
         sa = sb
+        dsa = dsb
     if nmax == 0:  # cannot happen mathematically (score < 0 beyond U)
         conv = False
     return best_t, conv, nmax
@@ -365,7 +428,7 @@ def _fit_one(y, v, k, method, knha, do_ci, crit_u, crit_l, out, i):
         ppt = sw2 - 2.0 * sw3 / sw + sw2 * sw2 / (sw * sw)
         se_tau2 = t0 / df * math.sqrt(2.0 * pvpv + 4.0 * tau2 * pvp + 2.0 * tau2 * tau2 * ppt)
     elif method == 4 or method == 5:  # ML / REML
-        tau2, conv, nmax = _fit_ml(y, v, k, method == 5, ymin, ymax, vmax, c)
+        tau2, conv, nmax = _fit_ml(y, v, k, method == 5, ymin, ymax, vmin, vmax, c)
     else:  # PM / EB
         if QE < df:
             tau2 = 0.0
