@@ -327,6 +327,7 @@ def test_every_page_shows_disclaimer(shared):
 def test_pages_render_results(shared):
     a = shared.get("/analysis?outcome=complete+remission&treatment=CNI-any&control=non-CNI&measure=RR&method=REML")
     assert a.status_code == 200 and "<svg" in a.text and 'id="pooled"' in a.text
+    assert "style=" not in a.text and "<style" not in a.text  # inline SVG obeys style-src 'self'
     n = shared.get("/network?outcome=complete+remission&measure=OR&method=REML&node=class")
     assert n.status_code == 200 and 'id="league"' in n.text and "<svg" in n.text
     s = shared.get("/simulator")

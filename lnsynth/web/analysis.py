@@ -7,6 +7,8 @@ All figures are inline SVG built here; every piece of text placed in them goes t
 from __future__ import annotations
 
 import math
+import re
+import threading
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -165,11 +167,72 @@ def run_pairwise(frame: pd.DataFrame, outcome: str, treatment: str, control: str
             "k": int(res.k), "pi_low": f(res.pi_low) if np.isfinite(res.pi_low) else None,
             "pi_high": f(res.pi_high) if np.isfinite(res.pi_high) else None,
         }
-        run.svg = forest_svg(rows, run.pooled, log_scale=ratio,
-                             xlabel=f"{measure}: {treatment} vs {control}")
+        run.svg = engine_forest_svg(res, xlabel=f"{measure}: {treatment} vs {control}"
+                                    + (" (log scale)" if ratio else ""))
+        if run.svg is None:  # plotting module unavailable or failed: the built-in SVG
+            run.svg = forest_svg(rows, run.pooled, log_scale=ratio, xlabel=f"{measure}: {treatment} vs {control}")
     except Exception as exc:  # engines raise ValueError naming the problem; show it, never 500
         run.error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
     return run
+
+
+_PLOT_LOCK = threading.Lock()  # pyplot keeps global state; pages render in a thread pool
+_PRESENTATION = {"fill", "fill-opacity", "fill-rule", "stroke", "stroke-width", "stroke-opacity", "stroke-linecap",
+                 "stroke-linejoin", "stroke-dasharray", "stroke-dashoffset", "stroke-miterlimit", "opacity",
+                 "clip-path", "font-size", "font-family", "font-weight", "font-style", "text-anchor", "visibility",
+                 "display", "color"}
+
+
+def csp_safe_svg(svg: str) -> str:
+    """Make matplotlib's SVG embeddable under ``style-src 'self'`` (no inline CSS).
+
+    Drops the XML prolog, DOCTYPE, metadata and ``<style>`` element, and turns every
+    ``style="prop: value; ..."`` into the equivalent SVG presentation attributes.
+    """
+    svg = re.sub(r"<\?xml[^>]*\?>|<!DOCTYPE[^>]*>|<metadata>.*?</metadata>|<style[^>]*>.*?</style>", "", svg,
+                 flags=re.S)
+    svg = re.sub(r"<defs>\s*</defs>", "", svg)
+
+    def attrs(m: re.Match) -> str:
+        out = []
+        for decl in m.group(1).split(";"):
+            prop, _, val = decl.partition(":")
+            prop, val = prop.strip().lower(), val.strip()
+            if prop in _PRESENTATION and val:
+                out.append(f'{prop}="{escape(val)}"')
+        return " ".join(out)
+
+    svg = re.sub(r'style="([^"]*)"', attrs, svg)
+    # defaults the dropped <style> gave every element
+    svg = svg.replace("<svg ", '<svg class="forest-engine" role="img" aria-label="Forest plot" '
+                      'stroke-linejoin="round" stroke-linecap="butt" ', 1)
+    return svg.strip()
+
+
+def engine_forest_svg(res, xlabel: str) -> Optional[Markup]:
+    """The metafor-style forest plot of :mod:`lnsynth.plots.forest` as inline, CSP-safe SVG."""
+    try:
+        import io
+
+        import matplotlib.pyplot as plt
+
+        from lnsynth.plots.forest import forest_plot
+    except Exception:
+        return None
+    try:
+        with _PLOT_LOCK:
+            fig = forest_plot(res, xlabel=xlabel)
+            try:
+                buf = io.StringIO()
+                fig.savefig(buf, format="svg", metadata={"Date": None})
+            finally:
+                plt.close(fig)
+        svg = csp_safe_svg(buf.getvalue())
+    except Exception:
+        return None
+    if re.search(r"<script|<foreignObject|\son[a-z]+=|javascript:", svg, re.I):  # never expected from matplotlib
+        return None
+    return Markup(svg)
 
 
 def _fmt(x: Optional[float], d: int = 2) -> str:
