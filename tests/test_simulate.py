@@ -18,7 +18,8 @@ P = default_params()
 def test_every_parameter_has_provenance():
     assert check_provenance() == []
     table = load_param_table()
-    assert {p.name for p in free_parameters()} == {"k_bg", "k_cni", "tau_trial", "flare_h0", "f_nonimmune"}
+    assert {p.name for p in free_parameters()} == {"k_bg", "k_cni", "nih_cyc_units", "tau_trial", "flare_h0",
+                                                   "f_nonimmune"}
     # the sourced facts we rely on
     assert table["vcs_ec50_ng_ml"].source and "78.3" in table["vcs_ec50_ng_ml"].quote
     assert table["tac_half_life_h"].source and "48.4" in table["tac_half_life_h"].quote
@@ -183,3 +184,13 @@ def test_computation_does_not_import_plotting():
             "print('matplotlib' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
+
+
+@pytest.mark.slow
+def test_benchmark_100k_patients_52_weeks_under_5s():
+    import time
+
+    simulate_arm("regimens", "mt", P, n=100, seed=0, weeks=52)
+    t0 = time.perf_counter()
+    simulate_arm("regimens", "mt", P, n=100_000, seed=0, weeks=52)
+    assert time.perf_counter() - t0 < 5.0

@@ -161,3 +161,30 @@ def question_figure(res) -> plt.Figure:
     if res.question == "d":
         return remission_horizon(res.table)
     raise ValueError(res.question)
+
+
+def simulator_figures(bank=None, k: int = 20, n: int = 600) -> dict:
+    """All simulator figures for the report: {name: (Figure, caption)}. Runs the (cached) calibration and
+    the four questions with modest posterior draws (k) and virtual patients per arm (n)."""
+    from lnsynth.simulate.calibrate import calibrate
+    from lnsynth.simulate.questions import (question_flares_after_taper, question_hard_endpoint_power,
+                                            question_nonimmune_share, question_remission_horizon)
+    from lnsynth.simulate.validate import validate_loo, validation_summary
+
+    bank = bank or calibrate()
+    out = {}
+    val = validate_loo(bank=bank)
+    s = validation_summary(val)
+    out["sim_validation"] = (validation_intervals(val),
+                             f"Leave-one-trial-out: {s['n_inside']}/{s['n_arms']} held-out arms inside the 95% "
+                             f"predictive interval; median width {s['median_width_ratio']:.2f}x the binomial width.")
+    a = question_nonimmune_share(bank=bank, k=k, n=n)
+    out["sim_q_a_trajectories"] = (a.figure(), a.text())
+    out["sim_q_a_share"] = (nonimmune_share(a.table), a.text())
+    b = question_flares_after_taper(bank=bank, k=k, n=n)
+    out["sim_q_b_flares"] = (b.figure(), b.text())
+    c = question_hard_endpoint_power(bank=bank, k=max(k // 2, 5), n=n)
+    out["sim_q_c_power"] = (c.figure(), c.text())
+    d = question_remission_horizon(bank=bank, k=k, n=n)
+    out["sim_q_d_remission"] = (d.figure(), d.text())
+    return out

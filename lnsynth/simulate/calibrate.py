@@ -11,8 +11,8 @@ Method (simulation-based likelihood with importance sampling):
 * Likelihood of a trial = sum_k w_k prod_outcomes Bin(events | n, p_sim) (Poisson for flare rates), with
   outcome log-likelihoods of one arm down-weighted by 1/(outcomes in that arm) because repeated outcomes on
   the same patients are not independent.
-* Stage 1: scrambled Sobol draws from the prior. Stage 2: draws from a Gaussian fitted to the stage-1
-  posterior (covariance inflated x2). All draws are weighted with the deterministic-mixture proposal
+* Stage 1: scrambled Sobol draws from the prior. Stages 2..: draws from a Gaussian fitted to the current
+  tempered weighted posterior (likelihood^(stage/stages); covariance inflated x2, then x1.5). All draws are weighted with the deterministic-mixture proposal
   density, so the same bank of simulations gives the full posterior and every leave-one-trial-out
   posterior (by dropping that trial's likelihood) without re-simulation.
 
@@ -270,13 +270,23 @@ def _bank_key(tg, n_sim, m1, m2, seed) -> str:
     return h.hexdigest()[:16]
 
 
-def calibrate(ev=None, n_sim: int = 250, m1: int = 128, m2: int = 192, seed: int = 2024,
-              scheduler: str | None = None, progress=None, cache: bool = True) -> Bank:
+def _mixture_logq(x, comps) -> np.ndarray:
+    """Deterministic-mixture proposal density of all draws (probit space)."""
+    tot = sum(c[3] for c in comps)
+    parts = []
+    for kind, mu, cov, m in comps:
+        lq = stats.norm.logpdf(x).sum(1) if kind == "prior" else stats.multivariate_normal(mu, cov).logpdf(x)
+        parts.append(np.log(m / tot) + lq)
+    return logsumexp(np.stack(parts), axis=0)
+
+
+def calibrate(ev=None, n_sim: int = 250, m1: int = 128, m2: int = 160, seed: int = 2024,
+              scheduler: str | None = None, progress=None, cache: bool = True, stages: int = 3) -> Bank:
     """Build (or load from cache) the simulation bank and return it (see module docstring)."""
     tg = targets(ev)
     nm = names()
     d = len(nm)
-    key = _bank_key(tg, n_sim, m1, m2, seed)
+    key = _bank_key(tg, n_sim, m1, m2, seed) + f"-s{stages}"
     path = _cache_dir() / f"bank-{key}.npz"
     if cache and path.exists():
         z = np.load(path)
@@ -292,22 +302,27 @@ def calibrate(ev=None, n_sim: int = 250, m1: int = 128, m2: int = 192, seed: int
         items = [(dict(zip(nm, map(float, row))), tg, n_sim, seed) for row in th]
         return np.stack(map_tasks(_simulate_draw, items, scheduler=scheduler, progress=progress))
 
-    s1 = run(x1)
-    tl, _ = trial_loglik(s1, tg, n_sim)
-    lw = tl.sum(1)
-    w = np.exp(lw - lw.max())
-    w /= w.sum()
-    mu = (w[:, None] * x1).sum(0)
-    cov = np.cov(x1.T, aweights=w + 1e-12) + 1e-3 * np.eye(d)
-    cov2 = 2.0 * cov
+    xs, ss, comps = [x1], [run(x1)], [("prior", None, None, m1)]
     rng = np.random.default_rng(seed + 1)
-    x2 = rng.multivariate_normal(mu, cov2, size=m2)
-    s2 = run(x2)
-    x = np.vstack([x1, x2])
-    sims = np.concatenate([s1, s2])
-    lq1 = stats.norm.logpdf(x).sum(1)
-    lq2 = stats.multivariate_normal(mu, cov2).logpdf(x)
-    log_q = np.logaddexp(np.log(m1 / (m1 + m2)) + lq1, np.log(m2 / (m1 + m2)) + lq2)
+    for stage in range(1, stages):
+        x = np.vstack(xs)
+        sims = np.concatenate(ss)
+        log_q = _mixture_logq(x, comps)
+        tl, _ = trial_loglik(sims, tg, n_sim)
+        beta = stage / stages  # tempered likelihood: robust proposals from few effective draws
+        lw = beta * tl.sum(1) + stats.norm.logpdf(x).sum(1) - log_q
+        w = np.exp(lw - lw.max())
+        w /= w.sum()
+        mu = (w[:, None] * x).sum(0)
+        cov = np.cov(x.T, aweights=w + 1e-12) + 1e-3 * np.eye(d)
+        infl = 2.0 if stage == 1 else 1.5
+        xn = rng.multivariate_normal(mu, infl * cov, size=m2)
+        xs.append(xn)
+        ss.append(run(xn))
+        comps.append(("gauss", mu, infl * cov, m2))
+    x = np.vstack(xs)
+    sims = np.concatenate(ss)
+    log_q = _mixture_logq(x, comps)
     theta = from_probit(x)
     bank = Bank(x, theta, log_q, sims, tg, n_sim, nm)
     if cache:

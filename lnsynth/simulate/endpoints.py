@@ -6,6 +6,10 @@ Remission (at absolute week ``W``; baseline = week 0 of the simulation)::
     PR: UPCR_W <= pr_upcr_max and UPCR_W <= (1 - pr_reduction) UPCR_0 and eGFR stable (not CR)
     overall (OR) = CR or PR
 
+Withdrawal: each patient has an exponential withdrawal time (``dropout_per_year``); remission endpoints
+count withdrawn patients as non-responders (intention to treat). Flare and kidney-function endpoints
+ignore withdrawal (the stored long-term figures are cumulative incidences).
+
 Kidney flare (visits only): after a response (OR at a visit), a visit with UPCR >= max(flare_upcr_abs,
 flare_upcr_rel x post-response nadir) or relative activity >= flare_activity, at two consecutive visits;
 the patient must respond
@@ -30,13 +34,17 @@ def _opt(spec_opts: dict, key: str, p: dict):
     return float(p[key])
 
 
-def remission_status(res, w: int, opts: dict, p: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(complete, overall) boolean arrays at absolute week ``w``."""
+def remission_status(res, w: int, opts: dict, p: dict, itt: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(complete, overall) boolean arrays at absolute week ``w``; with ``itt`` patients withdrawn before
+    ``w`` count as non-responders (intention to treat)."""
     u = res.upcr[:, w]
     g = res.egfr[:, w]
     stable = g >= (1.0 - _opt(opts, "gfr_drop", p)) * res.egfr[:, 0]
     cr = (u < _opt(opts, "cr_upcr", p)) & stable & (res.activity[:, w] < p["ce_activity_max"])
     pr = (u <= _opt(opts, "pr_upcr_max", p)) & (u <= (1.0 - _opt(opts, "pr_reduction", p)) * res.upcr[:, 0]) & stable
+    if itt and res.dropout_week is not None:
+        on = res.dropout_week > w
+        cr, pr = cr & on, pr & on
     return cr, cr | pr
 
 
@@ -56,7 +64,7 @@ def flare_counts(res, start: int, stop: int, visit_every: int, opts: dict, p: di
         pending = crit & ~flare
         if v > start:
             count += flare
-        _, orr = remission_status(res, v, opts, p)
+        _, orr = remission_status(res, v, opts, p, itt=False)
         new_resp = ~resp & orr & ~flare
         resp = np.where(flare, False, resp | new_resp)
         nadir = np.where(flare | ~resp, np.inf, np.where(crit, nadir, np.minimum(nadir, u)))
@@ -83,7 +91,7 @@ def evaluate(res, spec, protocol, p: dict) -> tuple[float, float, int]:
     w = min(w, T)
     incl = np.ones(res.upcr.shape[0], bool)
     if protocol.entry == "response":
-        _, orr = remission_status(res, r0, spec.opts, p)
+        _, orr = remission_status(res, r0, spec.opts, p, itt=False)
         incl = orr
     k = int(incl.sum())
     if k == 0:

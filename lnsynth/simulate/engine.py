@@ -26,7 +26,7 @@ THETA = (
     "flare_boost_tc_weeks", "f_nonimmune", "hd_share", "injury_tc_weeks", "chronic_frac_mean",
     "chronic_frac_logit_sd", "upcr_meas_cv", "egfr_meas_cv", "gfr_inflam_frac", "gfr_hd_dip",
     "nephrotox_per_inhib_year", "activity_loss_per_year", "background_decline_ml_min_year", "iiv_cv",
-    "adherence_mean", "adherence_logit_sd", "missed_week_exposure", "hill", "imax",
+    "adherence_mean", "adherence_logit_sd", "missed_week_exposure", "hill", "imax", "dropout_per_year",
 )
 
 
@@ -75,7 +75,7 @@ def _mix(seed, i):
 
 @numba.njit(cache=True)
 def _kernel(i0, i1, seed, shift, th, flags, pop, css_ref, ec50, decay, bg, cyc, ster,
-            out_upcr, out_egfr, out_act, full, out_true, out_ni, out_inh):
+            out_upcr, out_egfr, out_act, out_drop, full, out_true, out_ni, out_inh):
     T = css_ref.shape[0]
     k_bg, k_cni, k_ster, sens_sd = th[0], th[1], th[2], th[3]
     r_a = 1.0 - math.exp(-1.0 / th[4])
@@ -94,6 +94,7 @@ def _kernel(i0, i1, seed, shift, th, flags, pop, css_ref, ec50, decay, bg, cyc, 
     am = th[22]
     adh_logit = math.log(am / (1.0 - am))
     adh_sd, miss, hill, imax = th[23], th[24], th[25], th[26]
+    drop_w = th[27] / 52.0
     imm_on, pod_on, hd_on = flags[0], flags[1], flags[2]
     for i in range(i0, i1):
         np.random.seed(_mix(seed, i))
@@ -104,6 +105,8 @@ def _kernel(i0, i1, seed, shift, th, flags, pop, css_ref, ec50, decay, bg, cyc, 
         z4 = np.random.standard_normal()
         z5 = np.random.standard_normal()
         z6 = np.random.standard_normal()
+        u7 = np.random.random()
+        out_drop[i - i0] = -math.log(1.0 - u7) / drop_w if drop_w > 0 else 1e9
         sens = math.exp(shift + sens_sd * z0)
         drive = math.exp(drive_sd * z1 - 0.5 * drive_sd * drive_sd)
         p0 = pop[0] * math.exp(pop[1] * z2)
@@ -158,6 +161,7 @@ class ArmResult:
     upcr: np.ndarray  # measured UPCR, patients x (weeks+1), g/g
     egfr: np.ndarray  # measured eGFR, mL/min/1.73m2
     activity: np.ndarray  # relative latent activity (1 = entry)
+    dropout_week: np.ndarray | None = None  # week of (ITT) withdrawal; counted as non-response
     upcr_true: np.ndarray | None = None
     nonimmune: np.ndarray | None = None
     inhibition: np.ndarray | None = None
@@ -184,6 +188,7 @@ def simulate_schedule(
     up = np.empty(shape, np.float32)
     eg = np.empty(shape, np.float32)
     ac = np.empty(shape, np.float32)
+    dr = np.empty(n, np.float64)
     if full:
         tr, ni, ih = (np.empty(shape, np.float32) for _ in range(3))
     else:
@@ -191,8 +196,8 @@ def simulate_schedule(
     flags = np.array([1.0 if c else 0.0 for c in channels], dtype=np.float64)
     _kernel(
         int(first_patient), int(first_patient) + int(n), int(seed) & 0xFFFFFFFF, float(trial_shift),
-        theta_vector(params), flags, population.array(), *schedule.arrays(), up, eg, ac, bool(full), tr, ni, ih,
+        theta_vector(params), flags, population.array(), *schedule.arrays(), up, eg, ac, dr, bool(full), tr, ni, ih,
     )
     if full:
-        return ArmResult(up, eg, ac, tr, ni, ih)
-    return ArmResult(up, eg, ac)
+        return ArmResult(up, eg, ac, dr, tr, ni, ih)
+    return ArmResult(up, eg, ac, dr)
