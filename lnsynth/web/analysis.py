@@ -209,30 +209,44 @@ def csp_safe_svg(svg: str) -> str:
     return svg.strip()
 
 
-def engine_forest_svg(res, xlabel: str) -> Optional[Markup]:
-    """The metafor-style forest plot of :mod:`lnsynth.plots.forest` as inline, CSP-safe SVG."""
+def _figure_svg(draw, label: str) -> Optional[Markup]:
+    """Run ``draw()`` (returns a matplotlib Figure) and inline it as CSP-safe SVG; None on failure."""
     try:
         import io
 
         import matplotlib.pyplot as plt
 
-        from lnsynth.plots.forest import forest_plot
-    except Exception:
-        return None
-    try:
         with _PLOT_LOCK:
-            fig = forest_plot(res, xlabel=xlabel)
+            fig = draw()
             try:
                 buf = io.StringIO()
-                fig.savefig(buf, format="svg", metadata={"Date": None})
+                fig.savefig(buf, format="svg", metadata={"Date": None}, bbox_inches="tight")
             finally:
                 plt.close(fig)
-        svg = csp_safe_svg(buf.getvalue())
-    except Exception:
+        svg = csp_safe_svg(buf.getvalue()).replace('aria-label="Forest plot"', f'aria-label="{escape(label)}"', 1)
+    except Exception:  # the page falls back to its own figure / omits this one
         return None
     if re.search(r"<script|<foreignObject|\son[a-z]+=|javascript:", svg, re.I):  # never expected from matplotlib
         return None
     return Markup(svg)
+
+
+def engine_forest_svg(res, xlabel: str) -> Optional[Markup]:
+    """The metafor-style forest plot of :mod:`lnsynth.plots.forest` as inline, CSP-safe SVG."""
+    try:
+        from lnsynth.plots.forest import forest_plot
+    except Exception:
+        return None
+    return _figure_svg(lambda: forest_plot(res, xlabel=xlabel), "Forest plot")
+
+
+def engine_nma_forest_svg(res) -> Optional[Markup]:
+    """:func:`lnsynth.plots.network.nma_forest` (each treatment vs the reference) as inline SVG."""
+    try:
+        from lnsynth.plots.network import nma_forest
+    except Exception:
+        return None
+    return _figure_svg(lambda: nma_forest(res), "Network forest plot")
 
 
 def _fmt(x: Optional[float], d: int = 2) -> str:
@@ -329,6 +343,7 @@ class NetworkRun:
     ranking: Optional[list[tuple[str, float]]] = None
     summary: Optional[dict] = None
     svg: Optional[Markup] = None
+    forest: Optional[Markup] = None
     error: Optional[str] = None
     warnings: list[str] = field(default_factory=list)
 
@@ -393,6 +408,7 @@ def run_network(frame: pd.DataFrame, outcome: str, measure: str, method: str, no
             run.ranking = sorted(((str(k), float(v)) for k, v in ps.items()), key=lambda x: -x[1])
         except Exception:  # ranking is a nicety; the league table is the result
             run.ranking = None
+        run.forest = engine_nma_forest_svg(res)
         run.summary = {"n_studies": res.n_studies, "treatments": list(res.treatments),
                        "reference": getattr(res, "reference", None), "tau2": getattr(res, "tau2", None)}
     except Exception as exc:
