@@ -130,3 +130,15 @@ def test_funnel_plot_smoke():
         fig = funnel_plot(fit, **kw)
         assert fig.axes
         plt.close(fig)
+
+
+def test_trimfill_equal_vi_needs_side_and_egger_errors():
+    fit = meta_analysis(yi=[0.1, 0.4, 0.2, 0.9, 0.5], vi=[0.1] * 5)
+    with pytest.raises(ValueError, match="side"):
+        trim_and_fill(fit)
+    tf = trim_and_fill(fit, side="left")
+    assert tf.side == "left" and tf.k0 >= 0
+    with pytest.raises(ValueError, match="full rank"):
+        egger_test(fit)
+    with pytest.raises(ValueError, match="estimator"):
+        trim_and_fill(fit, side="left", estimator="Q9")

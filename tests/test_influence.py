@@ -145,3 +145,39 @@ def test_live_r_fresh_random(tmp_path):
 
     worst_b, n_tf = compare_bias(ref)
     assert n_tf > 0
+
+
+def compare_influence_regression(ref):
+    import pandas as pd
+
+    from lnsynth.pairwise.regression import meta_regression
+
+    data = {d["name"]: d for d in ref["regression_data"]}
+    worst = 0.0
+    for c in ref["influence_regression"]:
+        dd = data[c["data"]]
+        mods = pd.DataFrame({v: dd["mods"][v] for v in c["mods"]})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = meta_regression(yi=dd["yi"], vi=dd["vi"], moderators=mods, method=c["method"], test=c["test"])
+        inf = influence(fit)
+        k = len(dd["yi"])
+        for key in INF_KEYS:
+            mine = np.asarray(getattr(inf, key))
+            refv = np.asarray([np.nan if x is None else x for x in c[key]], float)
+            if key == "dfbs":
+                mine = mine.T.ravel()  # R: column-major (k, p)
+            e = rel_diff(mine, refv, ATOL.get(key, 1e-12))
+            assert e < RTOL, ("influence (mods)", key, c["data"], c["method"], c["test"])
+            worst = max(worst, e)
+        np.testing.assert_array_equal(inf.flagged, np.asarray(c["flagged"], bool))
+        assert inf.to_frame().shape[0] == k
+    return worst
+
+
+def test_influence_regression_reference():
+    ref = _load()
+    if "influence_regression" not in ref:
+        pytest.skip("reference without influence_regression")
+    worst = compare_influence_regression(ref)
+    print(f"influence (moderators): max rel diff {worst:.2e}")

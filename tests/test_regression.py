@@ -177,5 +177,9 @@ def test_live_r_fresh_random(tmp_path):
     seed = int(np.random.default_rng().integers(1, 2**31 - 1))
     subprocess.run(["Rscript", str(REFERENCE_DIR / "make_sensitivity.R"), str(out), str(seed), "2", "regression"],
                    check=True, capture_output=True, timeout=240)
-    worst, n = compare_regression(_load(out))
+    ref = _load(out)
+    worst, n = compare_regression(ref)
     assert n > 0
+    from test_influence import compare_influence_regression
+
+    compare_influence_regression(ref)

@@ -224,6 +224,9 @@ def trim_and_fill(fit, side: str | None = None, estimator: str = "L0", maxiter: 
     if k == 1:
         raise ValueError("fit: stopped because k = 1")
     if side is None:
+        if np.ptp(v0) == 0.0:
+            raise ValueError("side: cannot be chosen from the Egger slope when all vi are equal "
+                             "(metafor fails here too); pass side='left' or side='right'")
         d = rma_fit(y0, v0, np.column_stack([np.ones(k), np.sqrt(v0)]), method=fit.method, test="z", r2=False)
         side = "right" if d["beta"][1] < 0 else "left"
     elif side not in ("left", "right"):

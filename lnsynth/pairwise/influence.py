@@ -153,14 +153,28 @@ class Influence:
     def to_frame(self):
         import pandas as pd
 
-        return pd.DataFrame({"study": list(self.labels), "rstudent": self.rstudent, "dffits": self.dffits,
-                             "cook_d": self.cook_d, "cov_r": self.cov_r, "tau2_del": self.tau2_del,
-                             "qe_del": self.qe_del, "hat": self.hat, "weight": self.weight, "dfbs": self.dfbs,
-                             "flagged": self.flagged})
+        df = pd.DataFrame({"study": list(self.labels), "rstudent": self.rstudent, "dffits": self.dffits,
+                           "cook_d": self.cook_d, "cov_r": self.cov_r, "tau2_del": self.tau2_del,
+                           "qe_del": self.qe_del, "hat": self.hat, "weight": self.weight})
+        dfbs = np.asarray(self.dfbs)
+        if dfbs.ndim == 1:
+            df["dfbs"] = dfbs
+        else:
+            for j in range(dfbs.shape[1]):
+                df[f"dfbs_{j}"] = dfbs[:, j]
+        df["flagged"] = self.flagged
+        return df
 
 
 def influence(fit, loo: LeaveOneOut | None = None) -> Influence:
-    """metafor ``influence(fit)`` for an intercept-only model (leave-one-out fits in one batch)."""
+    """metafor ``influence(fit)``.
+
+    For an intercept-only :class:`~lnsynth.pairwise.MetaResult` the k deleted fits are one
+    batched engine call; for a :class:`~lnsynth.pairwise.regression.MetaRegressionResult`
+    (moderators) they are k calls of the regression fitter (``dfbs`` is then (k, p)).
+    """
+    if hasattr(fit, "X") and getattr(fit, "coefficients", None) is not None:
+        return _influence_regression(fit)
     _check_fit(fit)
     if loo is None:
         loo = leave_one_out(fit)
@@ -231,3 +245,61 @@ def baujat(fit, loo: LeaveOneOut | None = None) -> Baujat:
     x = (y - fit.estimate) ** 2 / (fit.tau2 + v)
     yy = (np.asarray(b.estimate) - fit.estimate) ** 2 / np.asarray(b.se) ** 2
     return Baujat(tuple(_labels(fit)), x, yy)
+
+
+def _influence_regression(fit) -> Influence:
+    """influence.rma.uni for a model with moderators (Cook's distance over all p coefficients, as metafor)."""
+    from .regression import rma_fit
+
+    y = np.asarray(fit.yi, dtype=float)
+    v = np.asarray(fit.vi, dtype=float)
+    X = np.asarray(fit.X, dtype=float)
+    k, p = X.shape
+    if k < 2:
+        raise ValueError("fit: stopped because k = 1")
+    beta = np.asarray(fit.coefficients, dtype=float)
+    vb = np.asarray(fit.vb, dtype=float)
+    tau2 = float(fit.tau2)
+    w = 1.0 / (v + tau2)
+    A = np.linalg.inv((X.T * w) @ X)
+    hat = np.einsum("ij,jk,ik->i", X, A, X) * w
+    weight = 100.0 * w / w.sum()
+    pred_full = X @ beta
+    svb = np.linalg.inv(vb)
+    nan = np.full(k, np.nan)
+    tau2_del, qe_del, delpred, vdelpred, s2w_del = nan.copy(), nan.copy(), nan.copy(), nan.copy(), nan.copy()
+    dffits, cook, covr = nan.copy(), nan.copy(), nan.copy()
+    dfbs = np.full((k, p), np.nan)
+    det_vb = np.linalg.det(vb)
+    for i in range(k):
+        keep = np.arange(k) != i
+        Xi = X[keep]
+        if np.linalg.matrix_rank(Xi) < p:
+            continue  # a coefficient is not estimable without study i (metafor: coef.na -> NA row)
+        try:
+            d = rma_fit(y[keep], v[keep], Xi, method=fit.method, test=fit.test, level=fit.level, r2=False)
+        except (ValueError, RuntimeError, np.linalg.LinAlgError):
+            continue
+        tau2_del[i] = d["tau2"]
+        qe_del[i] = d["qe"]
+        delpred[i] = X[i] @ d["beta"]
+        vdelpred[i] = X[i] @ d["vb"] @ X[i]
+        s2w_del[i] = d["s2w"]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dffits[i] = (pred_full[i] - delpred[i]) / np.sqrt(d["s2w"] * hat[i] * (d["tau2"] + v[i]))
+            vb_del_all = np.linalg.inv((X.T / (v + d["tau2"])) @ X)
+            dfb = beta - d["beta"]
+            dfbs[i] = dfb / np.sqrt(d["s2w"] * np.diag(vb_del_all))
+            cook[i] = dfb @ svb @ dfb
+            covr[i] = np.linalg.det(d["vb"]) / det_vb
+    with np.errstate(divide="ignore", invalid="ignore"):
+        resid = y - delpred
+        resid = np.where(np.abs(resid) < 100.0 * np.finfo(float).eps, 0.0, resid)
+        se_resid = np.sqrt(v * s2w_del + vdelpred + tau2_del * s2w_del)
+        rstud = resid / se_resid
+        flagged = ((np.abs(dffits) > 3.0 * np.sqrt(p / (k - p))) | (special.chdtr(p, cook) > 0.5)
+                   | (hat > 3.0 * p / k) | np.any(np.abs(dfbs) > 1.0, axis=1))
+    flagged = flagged & ~np.isnan(dffits)
+    labels = tuple(f"Study {i + 1}" for i in range(k))
+    return Influence(labels, rstud, dffits, cook, covr, tau2_del, qe_del, hat, weight, dfbs, flagged, resid,
+                     se_resid)

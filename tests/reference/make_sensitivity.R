@@ -104,6 +104,23 @@ for (dd in if (do_reg) reg_data else list()) {
       qm_pvalue = num1(com$QMp), common_estimate = arr(pr$pred), common_se = arr(pr$se)))
   }
 }
+# influence diagnostics of meta-regression models
+infreg_cases <- list()
+for (dd in if (do_reg) reg_data else list()) {
+  fml <- if (dd$name == "bcg") ~ ablat else ~ x1
+  for (m in c("FE", "DL", "REML")) for (tt in tests) {
+    res <- try(suppressWarnings(rma(dd$yi, dd$vi, mods = fml, data = dd$mods, method = m, test = tt, control = ctrl)),
+               silent = TRUE)
+    if (inherits(res, "try-error")) next
+    inf <- try(suppressWarnings(influence(res)), silent = TRUE)
+    if (inherits(inf, "try-error")) next
+    infreg_cases[[length(infreg_cases) + 1]] <- obj(list(data = str_(dd$name), mods = sarr(all.vars(fml)),
+      method = str_(m), test = str_(tt), rstudent = arr(inf$inf$rstudent), dffits = arr(inf$inf$dffits),
+      cook_d = arr(inf$inf$cook.d), cov_r = arr(inf$inf$cov.r), tau2_del = arr(inf$inf$tau2.del),
+      qe_del = arr(inf$inf$QE.del), hat = arr(inf$inf$hat), weight = arr(inf$inf$weight),
+      dfbs = arr(do.call(cbind, unclass(inf$dfbs)[seq_len(res$p)])), flagged = arr(as.numeric(inf$is.infl))))
+  }
+}
 reg_data_json <- lapply(reg_data, function(dd) {
   cols <- lapply(dd$mods, function(col) if (is.numeric(col)) arr(col) else sarr(col))
   obj(list(name = str_(dd$name), yi = arr(dd$yi), vi = arr(dd$vi), mods = obj(cols)))
@@ -214,6 +231,7 @@ txt <- paste0("{", '"metafor_version":', str_(as.character(packageVersion("metaf
               '"regression_data":', lst_json(reg_data_json), ",",
               '"regression":', lst_json(reg_cases), ",",
               '"subgroup":', lst_json(sub_cases), ",",
+              '"influence_regression":', lst_json(infreg_cases), ",",
               '"sets":', lst_json(sets_json), ",",
               '"diagnostics":', lst_json(diag_cases), ",",
               '"fsn":', lst_json(fsn_cases), ",",
