@@ -468,7 +468,9 @@ def _fit_one(y, v, k, method, knha, do_ci, crit_u, crit_l, out, i):
                 ci_hi = tmax
                 ci_flag |= 2
             else:
-                ci_hi, ok = _root_q(y, v, crit_l, 0.0, tmax, c)
+                # Q is decreasing: Q(tau2_hat) = q brackets the root from one side
+                lo_ub = tau2 if (q > crit_l and tau2 < tmax) else 0.0
+                ci_hi, ok = _root_q(y, v, crit_l, lo_ub, tmax, c)
                 conv = conv and ok
         if q_max > crit_u:
             ci_lo = tmax
@@ -478,7 +480,8 @@ def _fit_one(y, v, k, method, knha, do_ci, crit_u, crit_l, out, i):
             if QE < crit_u:
                 ci_lo = 0.0
             else:
-                ci_lo, ok = _root_q(y, v, crit_u, 0.0, tmax, c)
+                hi_lb = tau2 if (q < crit_u and tau2 > 0.0) else tmax
+                ci_lo, ok = _root_q(y, v, crit_u, 0.0, hi_lb, c)
                 conv = conv and ok
     out[0, i] = mu
     out[1, i] = math.sqrt(vb)
