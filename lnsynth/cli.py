@@ -308,6 +308,38 @@ def rederive(
         typer.echo(f"\n{DISCLAIMER}")
 
 
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8000, "--port"),
+    db: Path = typer.Option(Path("lnsynth.sqlite"), "--db", help="SQLite store (seeded from the package data on first start)."),
+    token: Optional[str] = typer.Option(None, "--token", envvar="LNSYNTH_TOKEN", help="Bearer token for writes (default: $LNSYNTH_TOKEN, else generated)."),
+) -> None:
+    """Run the local web app (browse, analyse and curate the evidence). Needs the 'web' extra."""
+    try:
+        from lnsynth.web import serve as _serve
+    except ImportError as exc:  # pragma: no cover - depends on extras
+        err.print(f"[red]the web app needs the 'web' extra: pip install 'lnsynth[web]' ({exc})[/]")
+        raise typer.Exit(2)
+    _serve(host, port, db, token)
+
+
+@app.command("export")
+def export_cmd(
+    db: Path = typer.Option(..., "--db", help="SQLite store written by 'lnsynth serve'."),
+    out: Path = typer.Option(Path("evidence-export"), "--out", help="Directory for the YAML layout (studies/, syntheses/, sources.yaml)."),
+) -> None:
+    """Write the web app's store back to the YAML layout that 'load_evidence(dir)' reads."""
+    from lnsynth.web import export as _export
+
+    try:
+        _export(db, out)
+    except FileNotFoundError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(2)
+    typer.echo(f"exported to {out}")
+
+
 def main() -> None:  # pragma: no cover - thin wrapper
     app()
 

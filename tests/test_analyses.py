@@ -151,3 +151,17 @@ def test_cli_meta_nma_rederive(tmp_path):
     assert {"treatment", "estimate", "se", "ci_low", "ci_high"} <= set(df.columns)
     res = runner.invoke(app, ["rederive", "--format", "md"])
     assert res.exit_code == 0 and "Palmer" in res.output and "Hannah" in res.output
+
+
+def test_cli_export_round_trips_the_web_store(tmp_path):
+    pytest.importorskip("fastapi")
+    from lnsynth.web import create_app
+
+    db = tmp_path / "store.sqlite"
+    create_app(db, token="t")  # seeds the store from the package data
+    res = runner.invoke(app, ["export", "--db", str(db), "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    ev2 = load_evidence(tmp_path / "out")
+    assert {s.id for s in ev2.studies} == {s.id for s in load_evidence().studies}
+    res = runner.invoke(app, ["export", "--db", str(tmp_path / "missing.sqlite"), "--out", str(tmp_path / "o2")])
+    assert res.exit_code == 2
