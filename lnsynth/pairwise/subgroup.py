@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import special
 
-from .regression import meta_regression, rma_fit
+from .regression import meta_regression
 
 
 @dataclass(frozen=True)
@@ -134,4 +134,4 @@ def subgroup_analysis(yi, vi, groups, method: str = "REML", test: str = "z", lev
     return SubgroupResult(tuple(levels), K, sep, com, t_sep, t_com, method.upper(), test.lower(), overall, reg)
 
 
-__all__ = ["subgroup_analysis", "SubgroupResult", "rma_fit"]
+__all__ = ["subgroup_analysis", "SubgroupResult"]
