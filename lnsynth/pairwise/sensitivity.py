@@ -444,11 +444,27 @@ def run_sensitivity(ev=None, method: str = "REML", test: str = "z") -> Sensitivi
                 parts.append(_latest(g))
             cw = pd.concat(parts) if parts else cw
             rows += _question_rows("timepoint", outcome, cw, "window", method, test)
+            nots = c_all[c_all["timepoint_weeks"].isna() & ~c_all["study"].isin(cw["study"])]
+            if len(nots):
+                labs = sorted(set(nots["study_label"]))
+                rows.append({"question": "timepoint", "outcome": outcome, "subgroup": "timepoint not stated",
+                             "k": len(labs), "studies": ", ".join(labs),
+                             "note": "excluded from this question (no timepoint stated): " + ", ".join(labs)})
         else:
             rows += _question_rows("timepoint", outcome, c_all, "timepoint_weeks", method, test)
         rows += _question_rows("CNI type", outcome, c, "cni_drug", method, test)
         rows += _question_rows("CNI alone vs CNI + MMF", outcome, c, "cni_regimen_class", method, test)
-        rows += _question_rows("dose", outcome, c, "dose", method, test)
+        dose_rows = _question_rows("dose", outcome, c, "dose", method, test)
+        stated = c[c["dose"] != "dose not stated"] if not c.empty else c
+        if not c.empty:
+            multi = [d for d, g in stated.groupby("cni_drug") if g["dose"].nunique() > 1]
+            msg = ("dose groups mix different drugs and studies; "
+                   + (f"within-drug dose contrasts exist only for {', '.join(multi)}" if multi
+                      else "no drug has more than one stated dose"))
+            for r in dose_rows:
+                if r["subgroup"] == "test for subgroup differences":
+                    r["note"] = (r.get("note", "") + "; " if r.get("note") else "") + msg
+        rows += dose_rows
         rows.append(_joint_regression(outcome, prim, method, test))
     frame = pd.DataFrame(rows)
     for col in FRAME_COLUMNS:
