@@ -33,8 +33,16 @@ regula falsi on S' for a hidden crossing.  The candidate with the largest
 than one local maximum sets ``n_maxima`` > 1.  Unlike metafor's Fisher scoring
 this cannot diverge; a bracket that does not collapse to 1e-14 relative within
 ``_MAXIT`` steps clears the ``converged`` flag.  Checked against a dense
-3000-point likelihood grid on 160,000 simulated data sets (k = 10, 20; ML and
-REML): no case where the grid found a higher likelihood.
+3000-point likelihood grid on 320,000 simulated data sets (k = 2 to 40, vi
+spread up to e^6, ML and REML): no case where the grid found a higher likelihood.
+
+Q-profile CI for tau2 (``confint.rma.uni`` type "QP"): roots of
+``Q(tau2) = chi2_{k-1, 1-a/2}`` (lower) and ``chi2_{k-1, a/2}`` (upper) on
+``[0, tau2.max = max(100, 10 tau2_hat)]`` by safeguarded Newton on ``1/Q``
+(nearly linear in tau2); a bound is 0 when ``Q(0)`` is already below its
+quantile and is reported as tau2.max (flag ``tau2_ci_flag``) when not reached,
+as metafor does.  It is computed inside the same kernel by default; it costs
+roughly a third of a REML fit and can be switched off (``ci_tau2=False``).
 
 Missing studies in a batch are encoded as ``y=0, v=+inf`` inside the kernel,
 which gives them weight exactly 0 in every weighted sum.
