@@ -309,6 +309,40 @@ def rederive(
 
 
 @app.command()
+def sensitivity(
+    method: str = typer.Option("REML", "--method"),
+    test: str = typer.Option("z", "--test", help="z or knha."),
+    fmt: MdFormat = typer.Option(MdFormat.md, "--format"),
+    figures: str = typer.Option("", "--figures", help="Directory to write the figures (PNG) into."),
+    data: Optional[Path] = DataOpt,
+) -> None:
+    """The review's critiques as analyses: population, endpoint timepoint, CNI type and dose; leave-one-out."""
+    import warnings as _w
+
+    from lnsynth.pairwise.sensitivity import run_sensitivity
+
+    ev = _load(data)
+    with _w.catch_warnings(record=True) as caught:
+        _w.simplefilter("always")
+        rep = run_sensitivity(ev, method=method, test=test)
+    for c in caught:
+        err.print(f"[yellow]warning: {c.message}[/]", highlight=False)
+    if fmt == MdFormat.csv:
+        sys.stdout.write(rep.to_frame().to_csv(index=False))
+    elif fmt == MdFormat.json:
+        sys.stdout.write(rep.to_frame().to_json(orient="records", indent=2) + "\n")
+    else:
+        sys.stdout.write(rep.to_markdown())
+        typer.echo(f"\n{DISCLAIMER}")
+    if figures:
+        out = Path(figures)
+        out.mkdir(parents=True, exist_ok=True)
+        for i, fig in enumerate(rep.figures(), 1):
+            fig.savefig(out / f"sensitivity-{i}.png", bbox_inches="tight", dpi=120)
+        err.print(f"figures written to {out}")
+
+
+@app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8000, "--port"),

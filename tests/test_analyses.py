@@ -165,3 +165,11 @@ def test_cli_export_round_trips_the_web_store(tmp_path):
     assert {s.id for s in ev2.studies} == {s.id for s in load_evidence().studies}
     res = runner.invoke(app, ["export", "--db", str(tmp_path / "missing.sqlite"), "--out", str(tmp_path / "o2")])
     assert res.exit_code == 2
+
+
+def test_cli_sensitivity(tmp_path):
+    res = runner.invoke(app, ["sensitivity", "--format", "csv", "--figures", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    df = pd.read_csv(io.StringIO(res.stdout[res.stdout.index("question"):]))
+    assert {"question", "outcome", "subgroup", "k", "estimate", "ci_low", "ci_high"} <= set(df.columns)
+    assert len(list(tmp_path.glob("sensitivity-*.png"))) >= 1
