@@ -194,3 +194,28 @@ def test_benchmark_100k_patients_52_weeks_under_5s():
     t0 = time.perf_counter()
     simulate_arm("regimens", "mt", P, n=100_000, seed=0, weeks=52)
     assert time.perf_counter() - t0 < 5.0
+
+
+def test_bank_cache_key_ignores_provenance_text():
+    from lnsynth.simulate.calibrate import _semantic
+
+    a = {"drugs": [{"drug": "TAC", "level": 4, "quote": "x"}], "weeks": {"value": 24, "source": "s"}}
+    b = {"drugs": [{"drug": "TAC", "level": 4, "why": "y"}], "weeks": {"value": 24}}
+    c = {"drugs": [{"drug": "TAC", "level": 5}], "weeks": {"value": 24}}
+    assert _semantic(a) == _semantic(b) != _semantic(c)
+
+
+def test_protocol_drug_entries_have_provenance():
+    import glob
+    from importlib import resources
+
+    import yaml
+
+    root = resources.files("lnsynth.simulate").joinpath("protocols")
+    for f in root.iterdir():
+        if not f.name.endswith(".yaml"):
+            continue
+        d = yaml.safe_load(f.read_text())
+        for arm in d["arms"]:
+            for dr in arm["drugs"]:
+                assert any(k in dr for k in ("quote", "assumption", "why")), (f.name, arm["arm"], dr)

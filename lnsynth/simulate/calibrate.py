@@ -255,14 +255,32 @@ def _cache_dir() -> Path:
     return d
 
 
+_PROV_KEYS = {"quote", "source", "assumption", "why", "note", "range", "loc", "source_address", "label"}
+
+
+def _semantic(obj):
+    """Drop provenance text so that documenting a value does not invalidate the cache."""
+    if isinstance(obj, dict):
+        return {k: _semantic(v) for k, v in sorted(obj.items()) if k not in _PROV_KEYS}
+    if isinstance(obj, list):
+        return [_semantic(v) for v in obj]
+    return obj
+
+
 def _bank_key(tg, n_sim, m1, m2, seed) -> str:
     from importlib import resources
 
+    import yaml
+
+    from .params import load_param_table
+
     h = hashlib.sha256()
-    h.update(resources.files("lnsynth.simulate").joinpath("params/model.yaml").read_bytes())
+    h.update(json.dumps({k: [v.value, v.prior, v.prior_scale] for k, v in sorted(load_param_table().items())},
+                        default=str).encode())
     root = resources.files("lnsynth.simulate").joinpath("protocols")
     for trial in sorted({t.trial for t in tg}):
-        h.update(root.joinpath(f"{trial}.yaml").read_bytes())
+        d = yaml.safe_load(root.joinpath(f"{trial}.yaml").read_text(encoding="utf-8"))
+        h.update(json.dumps(_semantic(d), sort_keys=True, default=str).encode())
     for mod in ("engine.py", "endpoints.py", "protocols.py", "core.py", "immune.py", "kidney.py", "pk.py", "pd.py"):
         h.update(resources.files("lnsynth.simulate").joinpath(mod).read_bytes())
     h.update(json.dumps([t.__dict__ for t in tg], sort_keys=True, default=str).encode())
@@ -280,9 +298,15 @@ def _mixture_logq(x, comps) -> np.ndarray:
     return logsumexp(np.stack(parts), axis=0)
 
 
-def calibrate(ev=None, n_sim: int = 250, m1: int = 128, m2: int = 160, seed: int = 2024,
-              scheduler: str | None = None, progress=None, cache: bool = True, stages: int = 3) -> Bank:
-    """Build (or load from cache) the simulation bank and return it (see module docstring)."""
+def calibrate(ev=None, n_sim: int = 300, m1: int = 128, m2: int = 160, seed: int = 2024,
+              scheduler: str | None = "auto", progress=None, cache: bool = True, stages: int = 4) -> Bank:
+    """Build (or load from cache) the simulation bank and return it (see module docstring).
+
+    ``scheduler``: None (serial), "local" (2-worker ``distributed.LocalCluster``), a scheduler address, or
+    "auto" (LocalCluster when a full-size bank has to be built, serial for small ones). The bank is cached
+    in ``$LNSYNTH_CACHE`` (default ``~/.cache/lnsynth``) under a key of the parameter/protocol files, the
+    simulator source and the targets; building it takes ~4-7 minutes on 2 cores.
+    """
     tg = targets(ev)
     nm = names()
     d = len(nm)
@@ -293,6 +317,8 @@ def calibrate(ev=None, n_sim: int = 250, m1: int = 128, m2: int = 160, seed: int
         return Bank(z["x"], z["theta"], z["log_q"], z["sims"], tg, n_sim, nm)
     from .sweep import map_tasks
 
+    if scheduler == "auto":
+        scheduler = "local" if n_sim * (m1 + (stages - 1) * m2) > 20_000 else None
     sob = stats.qmc.Sobol(d, scramble=True, seed=seed)
     u = np.clip(sob.random(m1), 1e-6, 1 - 1e-6)
     x1 = stats.norm.ppf(u)
@@ -315,7 +341,7 @@ def calibrate(ev=None, n_sim: int = 250, m1: int = 128, m2: int = 160, seed: int
         w /= w.sum()
         mu = (w[:, None] * x).sum(0)
         cov = np.cov(x.T, aweights=w + 1e-12) + 1e-3 * np.eye(d)
-        infl = 2.0 if stage == 1 else 1.5
+        infl = 2.0 if stage == 1 else 1.5 if stage == 2 else 1.2
         xn = rng.multivariate_normal(mu, infl * cov, size=m2)
         xs.append(xn)
         ss.append(run(xn))

@@ -17,7 +17,7 @@ from .calibrate import Bank, binomial_width, calibrate, predictive_interval
 COLUMNS = ["trial", "arm", "endpoint", "observed_events", "observed_n", "pred_low", "pred_high", "held_out"]
 
 
-def validate_loo(ev=None, seed: int = 2024, progress=None, scheduler: str | None = None,
+def validate_loo(ev=None, seed: int = 2024, progress=None, scheduler: str | None = "auto",
                  bank: Bank | None = None, include_fitted: bool = False) -> pd.DataFrame:
     """Leave-one-trial-out predictive intervals; columns exactly
     ``trial, arm, endpoint, observed_events, observed_n, pred_low, pred_high, held_out``.
