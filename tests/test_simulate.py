@@ -152,6 +152,12 @@ def test_questions_run_small(tiny_bank):
     d = question_remission_horizon(bank=tiny_bank, k=2, n=100)
     assert set(d.table.months) == {6, 12, 24}
     assert "not treatment advice" in a.text()
+    from lnsynth.simulate.questions import answer
+
+    b = answer("b", bank=tiny_bank, k=2, n=100)
+    assert {"TAC then AZA", "MMF then AZA"} <= set(b.table.arm)
+    c = answer("c", bank=tiny_bank, k=2, n=100, years=(1, 5))
+    assert list(c.table.years) == [1, 5] and (c.table.p_cni >= 0).all()
 
 
 def test_dask_sweep_equals_serial():
