@@ -109,7 +109,19 @@ def validation_section(k: int = 40, n: int = 1000) -> str:
         lines += [f"### ({q}) {res.summary}", "",
                   f"Estimate **{res.estimate:.3g}** {res.unit}, 95% interval {res.low:.3g} to {res.high:.3g} "
                   f"({time.perf_counter() - t0:.0f} s).", "", _md(res.table), ""]
-    lines.append("Hypothesis-generating simulation, not treatment advice.")
+    from lnsynth.simulate.params import provenance_frame
+
+    prov = provenance_frame()
+    counts = prov["provenance"].value_counts().to_dict()
+    lines += ["## Parameter provenance", "",
+              f"{counts.get('sourced', 0)} sourced (verbatim quote), {counts.get('calibrated', 0)} calibrated, "
+              f"{counts.get('assumption', 0)} assumptions (range and reason in params/model.yaml).", "",
+              "| parameter | module | value | provenance | source / reason |", "|---|---|---:|---|---|"]
+    for _, r in prov.iterrows():
+        why = (f"{r.source}: \"{r.quote}\"" if r.provenance == "sourced" else
+               f"prior {r.range_or_prior}" if r.provenance == "calibrated" else f"range {r.range_or_prior}; {r.why}")
+        lines.append(f"| {r.parameter} | {r.module} | {r.value:g} | {r.provenance} | {why.replace('|', '/')} |")
+    lines += ["", "Hypothesis-generating simulation, not treatment advice."]
     return "\n".join(lines) + "\n"
 
 
