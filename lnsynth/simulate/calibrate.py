@@ -288,6 +288,11 @@ def _bank_key(tg, n_sim, m1, m2, seed) -> str:
     return h.hexdigest()[:16]
 
 
+def n_calibration_draws(m1: int = 128, m2: int = 160, stages: int = 4) -> int:
+    """Number of simulation tasks ``calibrate`` runs when the bank is not cached (for progress bars)."""
+    return m1 + (stages - 1) * m2
+
+
 def _mixture_logq(x, comps) -> np.ndarray:
     """Deterministic-mixture proposal density of all draws (probit space)."""
     tot = sum(c[3] for c in comps)

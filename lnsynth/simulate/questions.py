@@ -58,12 +58,14 @@ def _q(x, a):
     return float(np.quantile(x, a)) if len(x) else float("nan")
 
 
-def _draws(bank: Bank | None, k: int, exclude: str | None, seed: int):
+def _draws(bank: Bank | None, k: int, exclude: str | None, seed: int, overrides: dict | None = None):
+    """Posterior parameter sets (optionally with fixed-parameter overrides for sensitivity analyses) and a
+    trial-level random effect drawn for each (a new trial population)."""
     bank = bank or calibrate()
     rng = np.random.default_rng(seed)
     out = []
     for d in bank.draws(k, exclude=exclude, seed=seed):
-        out.append(({**default_params(), **d}, float(rng.standard_normal()) * d["tau_trial"]))
+        out.append(({**default_params(), **(overrides or {}), **d}, float(rng.standard_normal()) * d["tau_trial"]))
     return out
 
 
@@ -73,10 +75,13 @@ ALL_ARMS = {**CNI_ARMS, "mmf": "MMF", "ivc": "IVCYC"}
 
 # ------------------------------------------------------------------------------------------------ (a)
 def question_nonimmune_share(bank: Bank | None = None, k: int = 40, n: int = 1000, seed: int = 7,
-                             week: int = 26) -> QuestionResult:
+                             week: int = 26, overrides: dict | None = None,
+                             trajectories: bool = True) -> QuestionResult:
+    """``overrides``: fixed (non-calibrated) parameters to change for a sensitivity analysis (the posterior
+    of the calibrated parameters is kept, not re-fitted)."""
     prot = load_protocols()["regimens"]
     rows = []
-    for j, (p, shift) in enumerate(_draws(bank, k, None, seed)):
+    for j, (p, shift) in enumerate(_draws(bank, k, None, seed, overrides)):
         for arm in CNI_ARMS:
             full = simulate_arm(prot, arm, p, n=n, seed=seed + j, trial_shift=shift)
             cf = simulate_arm(prot, arm, p, n=n, seed=seed + j, trial_shift=shift, channels=(True, False, False))
@@ -93,17 +98,19 @@ def question_nonimmune_share(bank: Bank | None = None, k: int = 40, n: int = 100
         share_low=("share_nonimmune", lambda x: _q(x, 0.025)), share_high=("share_nonimmune", lambda x: _q(x, 0.975)),
     ).reset_index()
     est, lo, hi = float(np.median(share)), _q(share, 0.025), _q(share, 0.975)
-    # trajectories for the figure: one posterior-median-like draw, multitarget arm
-    p0 = {**default_params(), **(bank or calibrate()).posterior_frame().set_index("parameter")["median"].to_dict()}
-    full = simulate_arm(prot, "mt", p0, n=2000, seed=seed, full=True)
-    cf = simulate_arm(prot, "mt", p0, n=2000, seed=seed, full=True, channels=(True, False, False))
-    off = simulate_arm(prot, "mmf", p0, n=2000, seed=seed, full=True)
-    traj = pd.DataFrame({
-        "week": np.arange(full.upcr.shape[1]),
-        "cni_full": np.median(full.upcr_true, 0),
-        "cni_immune_only": np.median(cf.upcr_true, 0),
-        "mmf": np.median(off.upcr_true, 0),
-    })
+    traj = None
+    if trajectories:  # for the figure: posterior-median parameters, multitarget arm
+        p0 = {**default_params(), **(overrides or {}),
+              **(bank or calibrate()).posterior_frame().set_index("parameter")["median"].to_dict()}
+        full = simulate_arm(prot, "mt", p0, n=2000, seed=seed, full=True)
+        cf = simulate_arm(prot, "mt", p0, n=2000, seed=seed, full=True, channels=(True, False, False))
+        off = simulate_arm(prot, "mmf", p0, n=2000, seed=seed, full=True)
+        traj = pd.DataFrame({
+            "week": np.arange(full.upcr.shape[1]),
+            "cni_full": np.median(full.upcr_true, 0),
+            "cni_immune_only": np.median(cf.upcr_true, 0),
+            "mmf": np.median(off.upcr_true, 0),
+        })
     return QuestionResult(
         "a", est, lo, hi, "fraction",
         f"Share of 6-month complete remission on CNI regimens (TAC, CsA, TAC+MMF, VCS+MMF; pooled) that "
@@ -225,6 +232,26 @@ def question_remission_horizon(bank: Bank | None = None, k: int = 40, n: int = 1
         "shrinks with time).",
         tab, {"draws": df},
     )
+
+
+def sensitivity_nonimmune_share(bank: Bank | None = None, k: int = 20, n: int = 600, seed: int = 7,
+                                settings: dict | None = None) -> pd.DataFrame:
+    """Question (a) under alternative values of assumptions the remission data cannot identify (one at a
+    time, each at the ends of its documented range; the calibrated posterior is NOT re-fitted)."""
+    from .params import load_param_table
+
+    table = load_param_table()
+    names = settings or ["injury_tc_weeks", "ce_activity_max", "upcr_meas_cv", "chronic_frac_mean", "tac_ec50_ng_ml",
+                         "vcs_conc_ref_ng_ml"]
+    rows = []
+    base = question_nonimmune_share(bank, k=k, n=n, seed=seed, trajectories=False)
+    rows.append({"parameter": "(base)", "value": float("nan"), "estimate": base.estimate, "low": base.low,
+                 "high": base.high})
+    for nm in names:
+        for v in table[nm].range:
+            r = question_nonimmune_share(bank, k=k, n=n, seed=seed, overrides={nm: v}, trajectories=False)
+            rows.append({"parameter": nm, "value": float(v), "estimate": r.estimate, "low": r.low, "high": r.high})
+    return pd.DataFrame(rows)
 
 
 QUESTIONS = {
