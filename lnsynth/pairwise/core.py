@@ -23,8 +23,8 @@ Estimators of tau2 (all truncated at 0 like metafor):
 The ML/REML search is bracketed: the score S and its derivative are evaluated
 on a grid (0, then points geometric in ``tau2 + min(vi)`` with ratio 1.6 -- every
 weight changes by at most that factor between neighbours -- up to a bound
-``U = max(max(vi), 4 k range(y)^2/(k-1))`` beyond which S is provably
-negative).  Every + to - sign change is refined with a safeguarded Newton
+``U = max(max(vi), 2 RSS/(k-2))`` for REML, ``max(max(vi), 2 RSS/k)`` for ML,
+with RSS the unweighted sum of squares, beyond which S is provably negative).  Every + to - sign change is refined with a safeguarded Newton
 iteration (bisection whenever the Newton step leaves the bracket); an interval
 whose end-point derivatives reveal an interior extremum on the far side of 0
 (a hump with S <= 0 at both ends, or a dip with S > 0 at both ends) is probed by
@@ -257,7 +257,21 @@ def _fit_ml(y, v, k, reml, ymin, ymax, vmin, vmax, c):
     Returns tau2, converged, number of local maxima found.
     """
     rng = ymax - ymin
-    U = max(vmax, 4.0 * k * rng * rng / (k - 1.0)) * 1.01
+    # beyond U the score is provably negative: for t >= max(vi), w_i in [1/(2t), 1/t],
+    # sum(w^2 r^2) <= Q(t)/t <= RSS/t^2 (RSS about the unweighted mean) while
+    # sum(w) >= k/(2t) (ML) and tr(P) >= sum(w) - max(w) >= (k-2)/(2t) (REML, k >= 3;
+    # tr(P) >= 1/(4t) for k = 2)
+    rss = 0.0
+    for j in range(y.shape[0]):
+        if _is_valid(v[j]):
+            rss += (y[j] - c) * (y[j] - c)
+    if not reml:
+        ub = 2.0 * rss / k
+    elif k >= 3:
+        ub = 2.0 * rss / (k - 2.0)
+    else:
+        ub = 4.0 * rss
+    U = max(vmax, ub) * 1.01
     conv = True
     s0, ds0 = _score(y, v, 0.0, reml, c)
     if rng == 0.0:
