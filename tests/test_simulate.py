@@ -225,3 +225,13 @@ def test_protocol_drug_entries_have_provenance():
         for arm in d["arms"]:
             for dr in arm["drugs"]:
                 assert any(k in dr for k in ("quote", "assumption", "why")), (f.name, arm["arm"], dr)
+
+
+def test_kidney_function_endpoints_nested():
+    from lnsynth.simulate.endpoints import hard_event
+
+    res = simulate_arm("regimens", "mmf", {**P, "activity_loss_per_year": 0.4}, n=400, seed=2, weeks=260)
+    d30 = hard_event(res, 260, 4, 0.3, 0.0)
+    d40 = hard_event(res, 260, 4, 0.4, 0.0)
+    dbl = hard_event(res, 260, 4, 0.5, 0.0)
+    assert np.all(d40 <= d30) and np.all(dbl <= d40)

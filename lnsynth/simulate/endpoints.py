@@ -16,7 +16,9 @@ the patient must respond
 again before another flare counts. ``flare`` = proportion with >= 1 flare in the window, ``flare_rate`` =
 flares per patient-year, ``relapse`` = ``flare`` among those who entered in response.
 Composite / hard endpoint: eGFR decline >= ``decline`` from baseline or eGFR < ``floor`` at two
-consecutive visits (``hard``: 40% decline or eGFR < 15, i.e. ESKD).
+consecutive visits (``hard``: 40% decline or eGFR < 15, i.e. ESKD). Single components:
+``egfr_decline`` (>= ``decline``, default 30%), ``doubling`` (doubling of serum creatinine, taken as a
+sustained halving of eGFR), ``eskd`` (eGFR < 15 at two consecutive visits).
 """
 
 from __future__ import annotations
@@ -113,6 +115,12 @@ def evaluate(res, spec, protocol, p: dict) -> tuple[float, float, int]:
         v = hard_event(res, w, ve, float(spec.opts.get("decline", 0.3)), float(spec.opts.get("floor", 30)))[incl].mean()
     elif spec.kind == "hard":
         v = hard_event(res, w, ve, 0.4, 15.0)[incl].mean()
+    elif spec.kind == "egfr_decline":
+        v = hard_event(res, w, ve, float(spec.opts.get("decline", 0.3)), 0.0)[incl].mean()
+    elif spec.kind == "doubling":
+        v = hard_event(res, w, ve, 0.5, 0.0)[incl].mean()
+    elif spec.kind == "eskd":
+        v = hard_event(res, w, ve, 1.0, 15.0)[incl].mean()
     else:
         raise ValueError(spec.kind)
     return float(v), 1.0, k
