@@ -115,8 +115,9 @@ def meta_analysis(es=None, *, yi=None, vi=None, sei=None, method: str = "REML", 
         Confidence level (0.95 or 95).
     control : dict, optional
         ``ci_tau2`` (bool, default True): compute the Q-profile CI of tau2;
-        ``parallel`` (bool or None): use the multi-threaded kernel (default
-        for B >= 256).
+        ``parallel`` (bool or None): use the multi-threaded kernel (default:
+        B >= 1024, in the main thread of a process that is not a
+        multiprocessing worker).
     ci_tau2 : bool, optional
         Shortcut for ``control={"ci_tau2": ...}``.
 

@@ -552,7 +552,14 @@ def fit_batch(Y, V, K, method: str, knha: bool, do_ci: bool, level: float, paral
     crit_l = special.chdtri(udf, 1.0 - alpha / 2.0)[inv]
     out = np.empty((N_OUT, B))
     if parallel is None:
-        parallel = B >= 256
+        # threads only pay off for large batches; worker processes (e.g. a
+        # multiprocessing pool, possibly forked after OpenMP was started -- GNU
+        # OpenMP is not fork-safe) and non-main threads use the serial kernel
+        import multiprocessing
+        import threading
+
+        parallel = (B >= 1024 and multiprocessing.parent_process() is None
+                    and threading.current_thread() is threading.main_thread())
     fn = _fit_batch_par if parallel else _fit_batch_ser
     fn(Y, V, K.astype(np.int64), METHOD_CODES[method], bool(knha), bool(do_ci), crit_u, crit_l, out)
     return {name: out[j] for j, name in enumerate(OUT_FIELDS)}
