@@ -98,6 +98,10 @@ def validation_section(k: int = 40, n: int = 1000) -> str:
               f"Median interval width {s['median_width']:.3f} vs median pure binomial width "
               f"{s['median_binomial_width']:.3f}: median ratio **{s['median_width_ratio']:.2f}** (aim <= 2).",
               f"Aim met: **{'yes' if s['aim_met'] else 'no'}**. Outside: {', '.join(s['outside']) or 'none'}.", "",
+              "Leave-one-trial-out posteriors re-weight the same bank (the adaptive proposal saw all trials; the "
+              "importance weights drop the held-out trial's likelihood). Effective sample size per held-out "
+              "trial: " + ", ".join(f"{tr} {bank.ess(tr):.0f}" for tr in sorted({t.trial for t in bank.targets}))
+              + ". Small values mean that trial's interval rests on few distinct parameter draws.", "",
               "| trial | arm | endpoint | observed | 95% predictive interval |", "|---|---|---|---:|---|"]
     for _, r in val.iterrows():
         lines.append(f"| {r.trial} | {r.arm} | {r.endpoint} | {r.observed_events}/{r.observed_n} | "
