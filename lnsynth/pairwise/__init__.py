@@ -7,23 +7,21 @@ subgroups, influence, small-study tests and GOSH are re-exported lazily from the
 from .api import METHODS, TESTS, MetaAnalysisWarning, meta_analysis
 from .results import DICT_KEYS, MetaBatchResult, MetaResult
 
+# Submodules whose names equal their main function (``gosh``, ``influence``) must be imported
+# eagerly: once a submodule is loaded, Python binds the package attribute to the module.
+from .bias import egger_test, fail_safe_n, rank_test, trim_and_fill  # noqa: E402
+from .gosh import gosh  # noqa: E402
+from .influence import baujat, cumulative, influence, leave_one_out  # noqa: E402
+from .regression import meta_regression  # noqa: E402
+from .subgroup import subgroup_analysis  # noqa: E402
+
 _LAZY = {
-    "meta_regression": ("lnsynth.pairwise.regression", "meta_regression"),
-    "subgroup_analysis": ("lnsynth.pairwise.subgroup", "subgroup_analysis"),
-    "leave_one_out": ("lnsynth.pairwise.influence", "leave_one_out"),
-    "cumulative": ("lnsynth.pairwise.influence", "cumulative"),
-    "influence": ("lnsynth.pairwise.influence", "influence"),
-    "baujat": ("lnsynth.pairwise.influence", "baujat"),
-    "egger_test": ("lnsynth.pairwise.bias", "egger_test"),
-    "rank_test": ("lnsynth.pairwise.bias", "rank_test"),
-    "trim_and_fill": ("lnsynth.pairwise.bias", "trim_and_fill"),
-    "fail_safe_n": ("lnsynth.pairwise.bias", "fail_safe_n"),
-    "gosh": ("lnsynth.pairwise.gosh", "gosh"),
     "run_sensitivity": ("lnsynth.pairwise.sensitivity", "run_sensitivity"),
 }
+_EAGER = ["egger_test", "fail_safe_n", "rank_test", "trim_and_fill", "gosh", "baujat", "cumulative", "influence",
+          "leave_one_out", "meta_regression", "subgroup_analysis"]
 
-
-__all__ = ["meta_analysis", "effect_sizes", *sorted(_LAZY), "MetaResult", "MetaBatchResult", "MetaAnalysisWarning",
+__all__ = ["meta_analysis", "effect_sizes", *_EAGER, *sorted(_LAZY), "MetaResult", "MetaBatchResult", "MetaAnalysisWarning",
            "DICT_KEYS", "METHODS", "TESTS"]
 
 

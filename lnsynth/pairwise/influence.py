@@ -150,9 +150,14 @@ class Influence:
     resid: np.ndarray
     se_resid: np.ndarray
 
-    def to_frame(self):
+    def to_frame(self, names: str = "python"):
+        """One row per study. ``names="python"`` (default): ``cook_d, cov_r, tau2_del, qe_del``;
+        ``names="metafor"``: metafor's ``cook.d, cov.r, tau2.del, QE.del`` (``inf`` element of
+        ``influence.rma.uni``)."""
         import pandas as pd
 
+        if names not in ("python", "metafor"):
+            raise ValueError(f"names: 'python' or 'metafor', got {names!r}")
         df = pd.DataFrame({"study": list(self.labels), "rstudent": self.rstudent, "dffits": self.dffits,
                            "cook_d": self.cook_d, "cov_r": self.cov_r, "tau2_del": self.tau2_del,
                            "qe_del": self.qe_del, "hat": self.hat, "weight": self.weight})
@@ -163,6 +168,8 @@ class Influence:
             for j in range(dfbs.shape[1]):
                 df[f"dfbs_{j}"] = dfbs[:, j]
         df["flagged"] = self.flagged
+        if names == "metafor":
+            df = df.rename(columns={"cook_d": "cook.d", "cov_r": "cov.r", "tau2_del": "tau2.del", "qe_del": "QE.del"})
         return df
 
 
