@@ -118,7 +118,7 @@ def test_remission_endpoint_definitions():
 def tiny_bank():
     from lnsynth.simulate.calibrate import calibrate
 
-    return calibrate(n_sim=30, m1=8, m2=8, seed=1, cache=False)
+    return calibrate(n_sim=30, m1=8, m2=8, seed=1, cache=False, loo_min_ess=0)
 
 
 def test_validate_output_columns(tiny_bank):
