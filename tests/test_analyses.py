@@ -173,3 +173,19 @@ def test_cli_sensitivity(tmp_path):
     df = pd.read_csv(io.StringIO(res.stdout[res.stdout.index("question"):]))
     assert {"question", "outcome", "subgroup", "k", "estimate", "ci_low", "ci_high"} <= set(df.columns)
     assert len(list(tmp_path.glob("sensitivity-*.png"))) >= 1
+
+
+def test_cli_simulate_validate_and_question(tmp_path):
+    res = runner.invoke(app, ["simulate", "validate", "--format", "csv"])
+    assert res.exit_code == 0, res.output
+    body = res.stdout[res.stdout.index("trial,"):]
+    df = pd.read_csv(io.StringIO(body.split("Hypothesis-generating")[0]))
+    assert list(df.columns) == ["trial", "arm", "endpoint", "observed_events", "observed_n", "pred_low", "pred_high", "held_out"]
+    assert len(df) > 10 and ((df["pred_low"] <= df["pred_high"]).all())
+    res = runner.invoke(app, ["simulate", "question", "a", "--format", "json", "--plot", str(tmp_path / "a.png")])
+    assert res.exit_code == 0, res.output
+    payload = json.loads(res.stdout[res.stdout.index("{"):res.stdout.rindex("}") + 1])
+    assert payload["low"] <= payload["estimate"] <= payload["high"]
+    assert (tmp_path / "a.png").exists()
+    res = runner.invoke(app, ["simulate", "question", "z"])
+    assert res.exit_code == 2

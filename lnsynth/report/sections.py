@@ -158,7 +158,22 @@ def section_sensitivity(ev, ctx):
                          f"Sensitivity analysis {i + 1}.")
         figs.append(fh)
         parts.append(fh)
-    parts.append(_table(rep.to_frame().round(3), table_id="sensitivity-table"))
+    f = rep.to_frame()
+
+    def _num(v, d=2):
+        return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{d}f}"
+
+    tab = pd.DataFrame({
+        "Question": f["question"],
+        "Outcome": f["outcome"],
+        "Subgroup": f["subgroup"],
+        "k": f["k"],
+        "RR [95% CI]": [("" if pd.isna(e) else f"{_num(e)} [{_num(lo)}, {_num(hi)}]") for e, lo, hi in zip(f["estimate"], f["ci_low"], f["ci_high"])],
+        "I² (%)": [_num(x, 0) for x in f["i2"]],
+        "Test (stat, df, p)": [("" if pd.isna(t) else f"{_num(t)}, {int(d) if not pd.isna(d) else ''}, p = {_num(p_, 3)}") for t, d, p_ in zip(f["test_statistic"], f["test_df"], f["test_pvalue"])],
+        "Note": f["note"].fillna(""),
+    })
+    parts.append(_table(tab, table_id="sensitivity-table"))
     return Section("sensitivity", "Sensitivity: the review's critiques tested", "".join(parts), figures=figs)
 
 
@@ -167,9 +182,38 @@ def section_sensitivity(ev, ctx):
 
 def section_simulator(ev, ctx):
     Section, figure_html = _S()
-    from lnsynth.simulate.report import simulator_section_parts
+    from lnsynth.plots.simulate import simulator_figures
+    from lnsynth.simulate import provenance_frame
 
-    parts, figs = simulator_section_parts(ev, figure_html)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        figs_map = simulator_figures()
+    prov = provenance_frame()
+    kinds = prov["provenance"].value_counts().to_dict() if "provenance" in prov else {}
+    parts = [
+        "<p class='disclaimer'><strong>Hypothesis-generating simulation, not treatment advice.</strong> "
+        "A mechanistic model (drug exposure → calcineurin inhibition → immune activity and podocyte/haemodynamic "
+        "proteinuria effects → remission, flare, kidney function), calibrated to the stored arm-level outcomes and checked "
+        "by leave-one-trial-out prediction. Most parameters are stated assumptions"
+        + (f" ({', '.join(f'{v} {k}' for k, v in kinds.items())})" if kinds else "")
+        + "; intervals reflect parameter uncertainty given those assumptions, not the assumptions themselves.</p>"
+    ]
+    alts = {
+        "sim_validation": "Interval plot of leave-one-trial-out 95% predictive intervals for each held-out trial arm, with the observed proportion marked.",
+        "sim_q_a_trajectories": "Line plot of simulated proteinuria over weeks on CNI therapy, split into the immune and the non-immune (podocyte and haemodynamic) components.",
+        "sim_q_a_share": "Chart of the simulated share of 6-month complete remission on CNI regimens attributable to non-immune mechanisms, with its interval.",
+        "sim_q_b_flares": "Plot of simulated cumulative kidney flares after tacrolimus induction versus MMF induction, both followed by azathioprine.",
+        "sim_q_c_power": "Power curves for a trial on eGFR decline of 40% or more or kidney failure, by patients per arm and follow-up years.",
+        "sim_q_d_remission": "Simulated complete remission at 6, 12 and 24 months for each regimen, with intervals.",
+    }
+    figs = []
+    for name, (fig, caption) in figs_map.items():
+        fh = figure_html(fig, alts.get(name, f"Simulator figure {name.replace('_', ' ')}."), html.escape(caption))
+        figs.append(fh)
+        parts.append(fh)
+    if len(prov):
+        cols = [c for c in ("parameter", "module", "value", "unit", "provenance", "source", "quote", "range_or_prior", "why") if c in prov.columns]
+        parts.append("<details><summary>Parameters and their provenance</summary>" + _table(prov[cols], table_id="sim-params-table") + "</details>")
     return Section("simulator", "Simulator: what the mechanism implies (hypothesis-generating)", "".join(parts), figures=figs)
 
 
