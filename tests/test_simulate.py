@@ -192,16 +192,6 @@ def test_computation_does_not_import_plotting():
     assert out == "False"
 
 
-@pytest.mark.slow
-def test_benchmark_100k_patients_52_weeks_under_5s():
-    import time
-
-    simulate_arm("regimens", "mt", P, n=100, seed=0, weeks=52)
-    t0 = time.perf_counter()
-    simulate_arm("regimens", "mt", P, n=100_000, seed=0, weeks=52)
-    assert time.perf_counter() - t0 < 5.0
-
-
 def test_bank_cache_key_ignores_provenance_text():
     from lnsynth.simulate.calibrate import _semantic
 
