@@ -76,7 +76,7 @@ def _validate(yi, vi, labels):
     bad = ~nv & (V <= 0)
     if bad.any():
         b, j = (int(x) for x in np.argwhere(bad)[0])
-        raise ValueError(f"vi must be > 0; got {V[b, j]!r} at {_where(j, labels, an(b))}")
+        raise ValueError(f"vi must be > 0; got {float(V[b, j])!r} at {_where(j, labels, an(b))}")
     K = (~ny).sum(axis=1)
     empty = np.flatnonzero(K == 0)
     if empty.size:
@@ -160,7 +160,7 @@ def meta_analysis(es=None, *, yi=None, vi=None, sei=None, method: str = "REML", 
             bad = ~np.isnan(s) & (s <= 0)
             if bad.any():
                 idx = tuple(int(x) for x in np.argwhere(bad)[0])
-                raise ValueError(f"sei must be > 0; got {s[idx]!r} at index {idx}")
+                raise ValueError(f"sei must be > 0; got {float(s[idx])!r} at index {idx}")
             vi = s * s
 
     if method in ("MH", "PETO"):
