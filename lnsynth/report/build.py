@@ -54,6 +54,25 @@ def data_version(root: Path) -> str:
 # ----------------------------------------------------------------------------- sections
 
 
+def _headlines(ev, ctx) -> str:
+    """Headline pooled results (the same engine results as the summary of findings)."""
+    from .sections import _syntheses
+
+    items = []
+    for s in _syntheses(ev, ctx):
+        if s.result is None or s.comparison.key not in ("cr_vs_cyc", "cr_vs_mmf", "or_vs_cyc", "sae", "death"):
+            continue
+        r = s.row()
+        what = s.comparison.title if s.comparison.kind != "efficacy" else f"{s.comparison.title}, {s.comparison.outcome}"
+        items.append(
+            f"<li>{html.escape(what)}: RR {r['estimate']:.2f} (95% CI {r['ci_low']:.2f} to {r['ci_high']:.2f}; "
+            f"{s.k} trial{'s' if s.k != 1 else ''}, {s.data.patients} patients; certainty {html.escape(r['certainty'])})</li>"
+        )
+    if not items:
+        return ""
+    return "<h3>Headline results</h3><ul>" + "".join(items) + "</ul><p class='meta'>Details, caveats and all other comparisons below; certainty ratings follow the rules in the last section.</p>"
+
+
 def section_overview(ev, ctx) -> Section:
     n_arms = sum(len(s.arms) for s in ev.studies)
     n_vals = len(ev.provenance_rows())
@@ -69,6 +88,7 @@ It then re-analyses those numbers with lnsynth's statistics engine.</p>
 arm sizes from N), each with its rule;</li>
 <li>the review's Tables 1 and 2 are rebuilt from these records, not retyped.</li>
 </ul>
+{_headlines(ev, ctx)}
 <p>The review's argument, which later sections test: calcineurin inhibitors (CNIs) lower proteinuria through
 podocyte stabilisation and afferent vasoconstriction as well as through T-cell suppression, so 6-month
 proteinuria-based remission may overstate what they do for the immune disease; flares follow their taper; most
