@@ -78,7 +78,8 @@ def test_network_data_maps_regimens_to_nodes(ev):
     assert "liu2015" in dict(d.excluded)
     aura = d.frame[d.frame["study"] == "rovin2019"].set_index("treatment")
     assert aura.loc["Voclosporin+MMF", "n"] == 177 and aura.loc["MMF", "n"] == 88
-    assert any("route not stated" in n for n in d.notes)
+    zav = d.frame[d.frame["study"] == "zavada2010"].set_index("treatment")
+    assert "IV cyclophosphamide" in zav.index  # route from the title of ref 10
 
 
 @pytest.fixture(scope="module")
