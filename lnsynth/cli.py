@@ -5,14 +5,17 @@ lnsynth summarises published evidence and simulates hypotheses; it does not pres
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+import warnings
 from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from lnsynth import DISCLAIMER, __version__
 
@@ -39,6 +42,16 @@ class ListFormat(str, Enum):
     table = "table"
     csv = "csv"
     json = "json"
+
+
+@contextlib.contextmanager
+def _warnings_to_stderr(category: type = Warning):
+    """Record warnings raised in the block and print them to stderr afterwards (markup-escaped)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", category)
+        yield
+    for c in caught:
+        err.print(f"[yellow]warning: {escape(str(c.message))}[/]", highlight=False)
 
 
 def _load(data: Optional[Path]):
@@ -89,8 +102,6 @@ def validate(
     n_warn = sum(f.level == "warning" for f in findings)
     for f in findings:
         style = "red" if f.level == "error" else "yellow"
-        from rich.markup import escape
-
         err.print(f"[{style}]{escape(str(f))}[/]", highlight=False, soft_wrap=True)
     src_found = all(find_source_text(s.filename) for s in ev.sources if s.filename)
     n_values = len(ev.provenance_rows())
@@ -170,31 +181,23 @@ def meta(
     data: Optional[Path] = DataOpt,
 ) -> None:
     """Pairwise meta-analysis of a comparison across the stored trials, with a forest plot."""
-    import warnings as _w
-
     from lnsynth.evidence.select import SelectionWarning, pairwise_data
     from lnsynth.pairwise import effect_sizes, meta_analysis
 
     ev = _load(data)
     tp = timepoint if timepoint in ("latest", "earliest") else float(timepoint)
-    with _w.catch_warnings(record=True) as caught:
-        _w.simplefilter("always", SelectionWarning)
+    with _warnings_to_stderr(SelectionWarning):
         try:
             d = pairwise_data(ev, outcome, treatment, control, timepoint=tp, approximate=approximate)
         except ValueError as exc:
             err.print(f"[red]{exc}[/]")
             raise typer.Exit(2)
-    for c in caught:
-        err.print(f"[yellow]warning: {c.message}[/]", highlight=False)
     if d.k == 0:
         err.print(f"[red]no study compares {treatment} with {control} on {outcome} with usable counts[/]")
         raise typer.Exit(1)
     es = effect_sizes(measure.upper(), labels=d.labels, **d.counts())
-    with _w.catch_warnings(record=True) as caught:
-        _w.simplefilter("always")
+    with _warnings_to_stderr():
         res = meta_analysis(es, method=method, test=test)
-    for c in caught:
-        err.print(f"[yellow]warning: {c.message}[/]", highlight=False)
     study = d.frame[["label", "timepoint_weeks", "treatment_arms", "events_treat", "n_treat", "control_arms", "events_ctrl", "n_ctrl", "derived"]]
     if fmt == ListFormat.json:
         payload = {"outcome": outcome, "treatment": treatment, "control": control, "measure": measure.upper(), "method": method.upper(), "test": test,
@@ -235,14 +238,11 @@ def nma(
     data: Optional[Path] = DataOpt,
 ) -> None:
     """Network meta-analysis of induction regimens on the stored trials (reference: IV cyclophosphamide)."""
-    import warnings as _w
-
     from lnsynth.analyses.network_data import REFERENCE_NODE, arm_level_data
     from lnsynth.network import network_meta_analysis
 
     ev = _load(data)
-    with _w.catch_warnings(record=True) as caught:
-        _w.simplefilter("always")
+    with _warnings_to_stderr():
         d = arm_level_data(ev, outcome, approximate=approximate)
         if d.k < 2:
             err.print(f"[red]fewer than two studies with usable counts for {outcome}[/]")
@@ -253,8 +253,6 @@ def nma(
         except ValueError as exc:
             err.print(f"[red]{exc}[/]")
             raise typer.Exit(2)
-    for c in caught:
-        err.print(f"[yellow]warning: {c.message}[/]", highlight=False)
     rel = fit.relative_effects()
     rank = fit.pscores(small_values="bad")
     rel = rel.assign(pscore=rel["treatment"].map(rank))
@@ -317,16 +315,11 @@ def sensitivity(
     data: Optional[Path] = DataOpt,
 ) -> None:
     """The review's critiques as analyses: population, endpoint timepoint, CNI type and dose; leave-one-out."""
-    import warnings as _w
-
     from lnsynth.pairwise.sensitivity import run_sensitivity
 
     ev = _load(data)
-    with _w.catch_warnings(record=True) as caught:
-        _w.simplefilter("always")
+    with _warnings_to_stderr():
         rep = run_sensitivity(ev, method=method, test=test)
-    for c in caught:
-        err.print(f"[yellow]warning: {c.message}[/]", highlight=False)
     if fmt == MdFormat.csv:
         sys.stdout.write(rep.to_frame().to_csv(index=False))
     elif fmt == MdFormat.json:
@@ -352,8 +345,7 @@ def _progress_bar(total: int, description: str):
 
     prog = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err)
     task = prog.add_task(description, total=total)
-    prog.finish = lambda: prog.update(task, completed=total)  # type: ignore[attr-defined]
-    return prog, (lambda: prog.advance(task))
+    return prog, task
 
 
 @simulate_app.command("validate")
@@ -369,10 +361,10 @@ def simulate_validate(
 
     ev = _load(data)
     sched = None if scheduler == "serial" else scheduler
-    prog, tick = _progress_bar(n_calibration_draws(), "calibrating (cached after the first run)")
+    prog, task = _progress_bar(n_calibration_draws(), "calibrating (cached after the first run)")
     with prog:
-        bank = calibrate(ev, seed=seed, scheduler=sched, progress=tick)
-        prog.finish()
+        bank = calibrate(ev, seed=seed, scheduler=sched, progress=lambda: prog.advance(task))
+        prog.update(task, completed=n_calibration_draws())
     df = validate_loo(ev, seed=seed, scheduler=sched, bank=bank)
     s = validation_summary(df)
     if fmt == ListFormat.csv:

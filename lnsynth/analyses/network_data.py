@@ -13,8 +13,7 @@ from typing import Optional, Union
 
 import pandas as pd
 
-from lnsynth.evidence.derive import nearest_count
-from lnsynth.evidence.select import SelectionWarning
+from lnsynth.evidence.select import SelectionWarning, approximate_counts, choose_timepoint, missing_counts_reason
 
 #: Induction-regimen nodes, as Palmer 2017 groups them (multitarget; CNI alone; MMF; IV cyclophosphamide).
 INDUCTION_NODES: dict[str, str] = {
@@ -94,26 +93,18 @@ def arm_level_data(
         per_node = [set(x["timepoint_weeks"].dropna()) for _, x in g.groupby("node")]
         common = sorted(set.intersection(*per_node)) if all(per_node) else []
         if common:
-            tp = common[-1] if timepoint == "latest" else common[0] if timepoint == "earliest" else min(common, key=lambda w: abs(w - float(timepoint)))
+            tp = choose_timepoint(common, timepoint)
             g = g[g["timepoint_weeks"] == tp]
         elif any(per_node):
             excluded.append((sid, "arms reported at different timepoints"))
             continue
         else:
             tp = None
-        g = g.copy()
         approx = pd.Series(False, index=g.index)
         if approximate:
-            m = g["events"].isna() & g["n"].notna() & g["percent"].notna()
-            if m.any():
-                g.loc[m, "events"] = [nearest_count(p, int(n)) for p, n in zip(g.loc[m, "percent"], g.loc[m, "n"])]
-                approx[m] = True
-        bad = g[g["events"].isna() | g["n"].isna()]
-        if not bad.empty:
-            why = "; ".join(
-                f"arm {r.arm_label!r}: " + ("arm size not reported" if pd.isna(r.n) else f"{r.percent}% of {int(r.n)} is reproduced by no count")
-                for r in bad.itertuples()
-            )
+            g, approx = approximate_counts(g)
+        why = missing_counts_reason(g)
+        if why is not None:
             excluded.append((sid, f"no events/n: {why}"))
             continue
         if (g["regimen"] == "CYC").any():

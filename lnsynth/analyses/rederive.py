@@ -82,59 +82,45 @@ def _f(x) -> str:
     return "NA" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"
 
 
-def _pairwise_fit(d, measure: str, method: str):
-    from lnsynth.pairwise import effect_sizes, meta_analysis
-
-    es = effect_sizes(measure, labels=d.labels, **d.counts())
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return meta_analysis(es, method=method)
-
-
 def _pairwise_variants(ev, tspec, cspec, outcome, measure, method):
-    """Fit the strict and the approximate data sets, and every candidate combination, in one batch."""
+    """Fit the strict and the approximate data sets, and every candidate combination, in one batch.
+
+    Returns ``(strict, approx, fits, main)``: the two data sets, the batch's ``to_dict()``
+    (arrays over variants; ``None`` when neither data set has a study) and the row of the
+    main analysis (the approximate data set with its stored counts, else the strict one).
+    """
     from lnsynth.pairwise import effect_sizes, meta_analysis
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SelectionWarning)
         strict = pairwise_data(ev, outcome, tspec, cspec, warn=False)
         approx = pairwise_data(ev, outcome, tspec, cspec, warn=False, approximate=True)
-    sets = []
+    sets, main = [], None
     for d in (strict, approx):
         if d.k == 0:
             continue
-        base = d.frame
-        # expand ambiguous candidates: each ambiguous study contributes its candidate pairs
+        if d is approx or not approx.k:
+            main = len(sets)  # first combination = the stored counts
+        # expand ambiguous candidates: each study contributes its candidate (treatment, control) pairs
         options = [
             list(itertools.product(r["events_treat_candidates"], r["events_ctrl_candidates"]))
-            for _, r in base.iterrows()
+            for _, r in d.frame.iterrows()
         ]
         for combo in itertools.islice(itertools.product(*options), MAX_VARIANTS):
             sets.append((d, np.array([c[0] for c in combo]), np.array([c[1] for c in combo])))
     if not sets:
-        return strict, approx, None, []
-    kmax = max(s[0].k for s in sets)
-    B = len(sets)
-    Y = np.full((B, kmax), np.nan)
-    V = np.full((B, kmax), np.nan)
+        return strict, approx, None, None
+    kmax = max(d.k for d, _, _ in sets)
+    Y = np.full((len(sets), kmax), np.nan)
+    V = np.full((len(sets), kmax), np.nan)
     for b, (d, et, ec) in enumerate(sets):
         es = effect_sizes(measure, events_treat=et, n_treat=d.frame["n_treat"].to_numpy(), events_ctrl=ec, n_ctrl=d.frame["n_ctrl"].to_numpy())
         Y[b, : d.k] = es.yi
         V[b, : d.k] = es.vi
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if kmax == 1 or B == 1:
-            ests = []
-            for b in range(B):
-                m = ~np.isnan(Y[b])
-                r = meta_analysis(yi=Y[b, m], vi=V[b, m], method=method)
-                ests.append(r.to_dict()["estimate"])
-            ests = np.array(ests, dtype=float)
-        else:
-            # rows with a single study are fitted by the batch too (tau2 = 0 with a warning)
-            batch = meta_analysis(yi=Y, vi=V, method=method, ci_tau2=False)
-            ests = np.asarray(batch.to_dict()["estimate"], dtype=float)
-    return strict, approx, ests, sets
+        warnings.simplefilter("ignore")  # single-study rows: tau2 = 0 with a warning
+        fits = meta_analysis(yi=Y, vi=V, method=method, ci_tau2=False).to_dict()
+    return strict, approx, fits, main
 
 
 def _why(strict, approx, published_trials: Optional[int], extra: list[str]) -> str:
@@ -178,20 +164,19 @@ def rederive(ev=None, method: str = "REML", nma_outcome: str = "complete remissi
                 notes.append(f"{s.label}: {est.treatment} vs {est.control} ({est.outcome}) not re-derived: no mapping to stored regimens")
                 continue
             tspec, cspec, outcome = PAIRWISE_SPECS[key]
-            strict, approx, ests, sets = _pairwise_variants(ev, tspec, cspec, outcome, est.measure, method)
+            strict, approx, fits, i = _pairwise_variants(ev, tspec, cspec, outcome, est.measure, method)
             main = approx if approx.k else strict
             row = _pub_row(s, est, n_trials)
-            if main.k:
-                fit = _pairwise_fit(main, est.measure, method).to_dict()
+            if fits is not None:
                 row.update(
-                    our_estimate=math.exp(fit["estimate"]), our_ci_low=math.exp(fit["ci_low"]), our_ci_high=math.exp(fit["ci_high"]),
+                    our_estimate=math.exp(fits["estimate"][i]), our_ci_low=math.exp(fits["ci_low"][i]), our_ci_high=math.exp(fits["ci_high"][i]),
                     our_k=main.k, our_patients=main.patients, our_studies=", ".join(main.frame["label"]),
                     our_method=f"{method} (log {est.measure})" + (", approximate counts" if main is approx and strict.k < approx.k else ""),
+                    variants=len(fits["estimate"]),
+                    range_low=float(np.exp(np.nanmin(fits["estimate"]))), range_high=float(np.exp(np.nanmax(fits["estimate"]))),
                 )
             else:
                 row.update(our_k=0, our_patients=0, our_studies="", our_method=method)
-            if ests is not None and len(ests):
-                row.update(variants=len(ests), range_low=float(np.exp(np.nanmin(ests))), range_high=float(np.exp(np.nanmax(ests))))
             row["why_different"] = _why(strict, approx, n_trials, ["published comparison may pool trials the review does not describe"]) if main.k else "no stored trial reports this comparison with usable counts"
             rows.append(row)
 
@@ -200,29 +185,26 @@ def rederive(ev=None, method: str = "REML", nma_outcome: str = "complete remissi
         s = syn["palmer2017"]
         n_trials = s.n_studies.value if s.n_studies else None
         n_pat = s.n_participants.value if s.n_participants else None
-        nma_fits = {}
+        # relative effects (log OR vs IV cyclophosphamide) of the strict and the approximate network
+        nets = {}
         for variant, approximate in (("strict", False), ("approximate", True)):
-            nma_fits[variant] = _nma(ev, nma_outcome, approximate)
+            fit, data = _nma(ev, nma_outcome, approximate)
+            rel = fit.relative_effects().set_index("treatment") if fit is not None else None
+            nets[variant] = (rel, data)
+        main_rel, data = nets["approximate"] if nets["approximate"][0] is not None else nets["strict"]
         for est in s.estimates:
             row = _pub_row(s, est, n_trials, n_pat)
             tnode = NETWORK_TREATMENTS.get(est.treatment)
             if est.control == "IVCYC" and tnode:
-                fit, data = nma_fits["approximate"] if nma_fits["approximate"][0] is not None else nma_fits["strict"]
-                vals = []
-                for v in ("strict", "approximate"):
-                    f, _d = nma_fits[v]
-                    if f is not None and tnode in f.relative_effects()["treatment"].tolist():
-                        re_ = f.relative_effects().set_index("treatment").loc[tnode]
-                        vals.append(math.exp(re_["estimate"]))
-                if fit is not None and tnode in fit.relative_effects()["treatment"].tolist():
-                    re_ = fit.relative_effects().set_index("treatment").loc[tnode]
+                vals = [math.exp(rel.loc[tnode, "estimate"]) for rel, _d in nets.values() if rel is not None and tnode in rel.index]
+                if main_rel is not None and tnode in main_rel.index:
+                    re_ = main_rel.loc[tnode]
                     row.update(
                         our_estimate=math.exp(re_["estimate"]), our_ci_low=math.exp(re_["ci_low"]), our_ci_high=math.exp(re_["ci_high"]),
                         our_k=data.k, our_patients=data.patients, our_studies=", ".join(sorted(set(data.frame["label"]))),
                         our_method=f"NMA REML (log OR), outcome: {nma_outcome}",
+                        variants=len(vals), range_low=min(vals), range_high=max(vals),
                     )
-                    if vals:
-                        row.update(variants=len(vals), range_low=min(vals), range_high=max(vals))
                     row["why_different"] = (
                         f"Palmer pooled {n_trials} studies ({n_pat} participants); the review describes {data.k} induction trials with usable counts; "
                         f"the review does not say which remission definition Palmer's OR uses (we use {nma_outcome}); "
@@ -265,7 +247,7 @@ def _maintenance(ev, est, method: str) -> dict:
         return out
     of = ev.outcomes_frame()
     maint = set(of.loc[of["arm_phase"] == "maintenance", "study"])
-    datasets = []
+    found = None
     for endpoint in ("kidney relapse", "relapse", "kidney flare"):
         if endpoint not in set(of["endpoint"]):
             continue
@@ -274,20 +256,21 @@ def _maintenance(ev, est, method: str) -> dict:
             d = pairwise_data(ev, endpoint, "CNI-any", ctrl, warn=False, approximate=True)
         f = d.frame[d.frame["study"].isin(maint)] if d.k else d.frame
         if len(f):
-            datasets.append((endpoint, d, f))
+            found = (endpoint, d, f)
+            break
     with_ctrl = set(of.loc[of["regimen"] == ctrl, "study"])
     rates = sorted(set(of.loc[of["study"].isin(maint & with_ctrl) & of["rate"].notna(), "study_label"]))
-    if not datasets:
+    if found is None:
         out["why_different"] = (
             f"no maintenance trial in the review compares a CNI with {est.control} on relapse with events/n"
             + (f" ({', '.join(rates)} report flare rates per patient-year only)" if rates else "")
         )
         return out
-    endpoint, d, f = datasets[0]
+    endpoint, d, f = found
     from lnsynth.pairwise import effect_sizes, meta_analysis
 
-    es = effect_sizes(est.measure, labels=f["label"].tolist(), events_treat=f["events_treat"].to_numpy(), n_treat=f["n_treat"].to_numpy(),
-                      events_ctrl=f["events_ctrl"].to_numpy(), n_ctrl=f["n_ctrl"].to_numpy())
+    keep = d.frame["study"].isin(f["study"]).to_numpy()
+    es = effect_sizes(est.measure, labels=f["label"].tolist(), **{k: v[keep] for k, v in d.counts().items()})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fit = meta_analysis(es, method=method).to_dict()

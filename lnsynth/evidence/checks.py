@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from .derive import count_candidates
+from .derive import count_candidates, decimals_of
 from .load import EvidenceBase, _walk_quantities
 
 
@@ -137,7 +137,7 @@ def check_consistency(ev: EvidenceBase) -> list[Finding]:
                 out.append(Finding("error", "events", s.id, f"{kind}[{r.id}].events", f"events {r.events.value} > n {n}"))
             if r.events is not None and not r.events.provenance.derived and r.percent is not None and n is not None:
                 pct = 100.0 * r.events.value / n
-                if abs(pct - float(r.percent.value)) > 0.5 * 10 ** (-_decimals(r.percent.value)) + 1e-9:
+                if abs(pct - float(r.percent.value)) > 0.5 * 10 ** (-decimals_of(r.percent.value)) + 1e-9:
                     out.append(
                         Finding("warning", "percent", s.id, f"{kind}[{r.id}]",
                                 f"printed {r.events.value}/{n} = {pct:.2f}% but printed percentage is {r.percent.text}%")
@@ -176,12 +176,6 @@ def check_restatements(ev: EvidenceBase) -> list[Finding]:
                                        f"{a.text} ({a.provenance.location}{', derived' if a.provenance.derived else ''}) but {o.id} gives "
                                        f"{b.text} ({b.provenance.location}); both kept"))
     return out
-
-
-def _decimals(v) -> int:
-    from .derive import decimals_of
-
-    return decimals_of(v)
 
 
 def run_checks(ev: EvidenceBase, quotes: bool = True) -> list[Finding]:

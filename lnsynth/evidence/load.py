@@ -27,7 +27,7 @@ from typing import Any, Iterable, Optional, Union
 
 import pandas as pd
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .schema import (
     REGIMEN_CLASS,
@@ -160,7 +160,7 @@ def _walk_quantities(obj: Any, prefix: str) -> Iterable[tuple[str, Any, Provenan
             ident = getattr(x, "id", None)
             yield from _walk_quantities(x, f"{prefix}[{ident if ident else i}]")
         return
-    if hasattr(type(obj), "model_fields") and isinstance(type(obj).__dict__.get("model_fields", None) or getattr(type(obj), "model_fields", None), dict):
+    if isinstance(obj, BaseModel):
         for name in type(obj).model_fields:
             if name in ("tables",):
                 continue
@@ -318,11 +318,6 @@ class EvidenceBase:
         if numbers_only:
             df = df[df["value"].map(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool))]
         return df.reset_index(drop=True)
-
-    # ------------------------------------------------------------------ tables
-    def resolve(self, study: Study, ref: str) -> str:
-        """Resolve a table-template reference to the stored number's printed text."""
-        return resolve_ref(study, ref)
 
 
 def _keep_printed(df: pd.DataFrame, rows: list[dict], cols: list[str]) -> pd.DataFrame:

@@ -198,6 +198,16 @@ ENDPOINTS = {
 }
 
 
+def _check_counts(events: Optional[Quantity], n: Optional[Quantity]) -> None:
+    """events: non-negative integer; n: positive integer; events <= n (shared by outcomes and AEs)."""
+    if events is not None and (not isinstance(events.value, int) or events.value < 0):
+        raise ValueError(f"events must be a non-negative integer, got {events.value!r}")
+    if n is not None and (not isinstance(n.value, int) or n.value <= 0):
+        raise ValueError(f"n must be a positive integer, got {n.value!r}")
+    if events is not None and n is not None and events.value > n.value:
+        raise ValueError(f"events ({events.value}) > n ({n.value})")
+
+
 class Outcome(_Frozen):
     """An arm-level result: a proportion (percent and/or events/n), a rate, or mean/SD.
 
@@ -233,16 +243,7 @@ class Outcome(_Frozen):
     def _consistent(self) -> "Outcome":
         if all(getattr(self, f) is None for f in ("percent", "events", "rate", "mean")):
             raise ValueError("an outcome needs at least one of percent, events, rate, mean")
-        if self.events is not None:
-            e = self.events.value
-            if not isinstance(e, int) or e < 0:
-                raise ValueError(f"events must be a non-negative integer, got {e!r}")
-        if self.n is not None:
-            nv = self.n.value
-            if not isinstance(nv, int) or nv <= 0:
-                raise ValueError(f"n must be a positive integer, got {nv!r}")
-        if self.events is not None and self.n is not None and self.events.value > self.n.value:
-            raise ValueError(f"events ({self.events.value}) > n ({self.n.value})")
+        _check_counts(self.events, self.n)
         if self.percent is not None and not (0 <= self.percent.value <= 100):
             raise ValueError(f"percent must be within 0-100, got {self.percent.value}")
         if self.sd is not None and self.sd.value < 0:
@@ -267,12 +268,7 @@ class AdverseEvent(_Frozen):
     def _consistent(self) -> "AdverseEvent":
         if self.events is None and self.percent is None:
             raise ValueError("an adverse event needs events or percent")
-        if self.events is not None and (not isinstance(self.events.value, int) or self.events.value < 0):
-            raise ValueError(f"events must be a non-negative integer, got {self.events.value!r}")
-        if self.n is not None and (not isinstance(self.n.value, int) or self.n.value <= 0):
-            raise ValueError(f"n must be a positive integer, got {self.n.value!r}")
-        if self.events is not None and self.n is not None and self.events.value > self.n.value:
-            raise ValueError(f"events ({self.events.value}) > n ({self.n.value})")
+        _check_counts(self.events, self.n)
         return self
 
 

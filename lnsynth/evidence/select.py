@@ -104,6 +104,45 @@ class PairwiseData:
         return out
 
 
+def choose_timepoint(tps: list[float], timepoint: Union[str, float]) -> float:
+    """Pick one of a study's sorted timepoints: ``"latest"``, ``"earliest"`` or the closest to a number of weeks."""
+    if timepoint == "latest":
+        return tps[-1]
+    if timepoint == "earliest":
+        return tps[0]
+    return min(tps, key=lambda w: abs(w - float(timepoint)))
+
+
+def approximate_counts(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """Fill counts for rows whose printed percentage no integer count reproduces, with
+    ``round(pct/100*n)``; returns the filled copy and the mask of filled rows."""
+    from .derive import nearest_count
+
+    df = df.copy()
+    m = df["events"].isna() & df["n"].notna() & df["percent"].notna()
+    if m.any():
+        df.loc[m, "events"] = [nearest_count(p, int(n)) for p, n in zip(df.loc[m, "percent"], df.loc[m, "n"])]
+        df.loc[m, "events_derived"] = True
+    return df, m
+
+
+def missing_counts_reason(df: pd.DataFrame) -> Optional[str]:
+    """Why rows of ``df`` have no events/n (``None`` when all have both)."""
+    bad = df[df["events"].isna() | df["n"].isna()]
+    if bad.empty:
+        return None
+    return "; ".join(
+        f"arm {r.arm_label!r}: " + ("arm size not reported" if pd.isna(r.n) else f"{r.percent}% of {int(r.n)} is reproduced by no count")
+        for r in bad.itertuples()
+    )
+
+
+def _totals(df: pd.DataFrame) -> tuple:
+    """Every total event count the side's arms admit (candidate counts per arm, summed)."""
+    per_arm = [r.events_candidates if isinstance(r.events_candidates, tuple) and len(r.events_candidates) else (int(r.events),) for r in df.itertuples()]
+    return tuple(sorted({sum(x) for x in itertools.product(*per_arm)}))
+
+
 def adverse_event_data(
     ev,
     category: str,
@@ -228,47 +267,21 @@ def pairwise_data(
             if t["timepoint_weeks"].notna().any() or c["timepoint_weeks"].notna().any():
                 excluded.append((sid, "treatment and control results reported at different timepoints"))
                 continue
-        elif timepoint == "latest":
-            tp = tps[-1]
-        elif timepoint == "earliest":
-            tp = tps[0]
         else:
-            tp = min(tps, key=lambda w: abs(w - float(timepoint)))
+            tp = choose_timepoint(tps, timepoint)
         if tp is not None:
             t = t[t["timepoint_weeks"] == tp]
             c = c[c["timepoint_weeks"] == tp]
         approx = False
         if approximate:
-            from .derive import nearest_count
-
-            def _fill(df):
-                nonlocal approx
-                df = df.copy()
-                m = df["events"].isna() & df["n"].notna() & df["percent"].notna()
-                if m.any():
-                    approx = True
-                    df.loc[m, "events"] = [nearest_count(p, int(n)) for p, n in zip(df.loc[m, "percent"], df.loc[m, "n"])]
-                    df.loc[m, "events_derived"] = True
-                return df
-
-            t, c = _fill(t), _fill(c)
-        missing = pd.concat([t, c])
-        missing = missing[missing["events"].isna() | missing["n"].isna()]
-        if not missing.empty:
-            why = "; ".join(
-                f"arm {r.arm_label!r}: "
-                + ("arm size not reported" if pd.isna(r.n) else f"{r.percent}% of {int(r.n)} is reproduced by no count")
-                for r in missing.itertuples()
-            )
+            (t, mt), (c, mc) = approximate_counts(t), approximate_counts(c)
+            approx = bool(mt.any() or mc.any())
+        both = pd.concat([t, c])
+        why = missing_counts_reason(both)
+        if why is not None:
             excluded.append((sid, f"no events/n for {outcome}: {why}"))
             continue
-        cands = [c_ for c_ in list(t["events_candidates"]) + list(c["events_candidates"]) if isinstance(c_, tuple)]
-
-        def _totals(df) -> tuple:
-            """Every total event count the side's arms admit (candidate counts per arm, summed)."""
-            per_arm = [r.events_candidates if isinstance(r.events_candidates, tuple) and len(r.events_candidates) else (int(r.events),) for r in df.itertuples()]
-            return tuple(sorted({sum(x) for x in itertools.product(*per_arm)}))
-
+        cands = [x for x in both["events_candidates"] if isinstance(x, tuple)]
         rows.append(
             {
                 "study": sid,
@@ -285,7 +298,7 @@ def pairwise_data(
                 "n_treat": int(t["n"].sum()),
                 "events_ctrl": int(c["events"].sum()),
                 "n_ctrl": int(c["n"].sum()),
-                "derived": bool(pd.concat([t, c])["events_derived"].fillna(False).any() or pd.concat([t, c])["n_derived"].fillna(False).any()),
+                "derived": bool(both["events_derived"].fillna(False).any() or both["n_derived"].fillna(False).any()),
                 "ambiguous": any(len(x) > 1 for x in cands),
                 "candidates": [x for x in cands if len(x) > 1],
                 "combined_arms": max(len(t), len(c)),

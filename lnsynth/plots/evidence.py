@@ -17,16 +17,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-# Okabe-Ito colour-blind-safe palette, by regimen class.
-OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
+from .style import OKABE_ITO as _OI  # noqa: E402
+
+# Okabe-Ito colour-blind-safe palette (shared with the other figures), by regimen class.
+OKABE_ITO = [_OI[c] for c in ("blue", "orange", "bluish_green", "reddish_purple", "sky_blue", "vermillion", "yellow", "black")]
 CLASS_COLOURS = {
-    "CNI+MMF": "#0072B2",
-    "CNI": "#56B4E9",
-    "MMF": "#009E73",
-    "IVCYC": "#D55E00",
-    "CYC": "#E69F00",
-    "AZA": "#CC79A7",
-    "PRED": "#000000",
+    "CNI+MMF": _OI["blue"],
+    "CNI": _OI["sky_blue"],
+    "MMF": _OI["bluish_green"],
+    "IVCYC": _OI["vermillion"],
+    "CYC": _OI["orange"],
+    "AZA": _OI["reddish_purple"],
+    "PRED": _OI["black"],
 }
 CLASS_LABELS = {
     "CNI+MMF": "CNI + MMF (multitarget / voclosporin)",

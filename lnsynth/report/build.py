@@ -75,8 +75,9 @@ def _headlines(ev, ctx) -> str:
 
 def section_overview(ev, ctx) -> Section:
     n_arms = sum(len(s.arms) for s in ev.studies)
-    n_vals = len(ev.provenance_rows())
-    n_derived = sum(r.derived for r in ev.provenance_rows())
+    prov = ev.provenance_rows()
+    n_vals = len(prov)
+    n_derived = sum(r.derived for r in prov)
     body = f"""
 <p>This report rebuilds the evidence summarised by Peleg, Bomback and Radhakrishnan,
 <em>The Evolving Role of Calcineurin Inhibitors in Treating Lupus Nephritis</em> (CJASN 2020), from a
