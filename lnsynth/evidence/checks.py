@@ -94,7 +94,8 @@ def check_consistency(ev: EvidenceBase) -> list[Finding]:
             a_n = arm_n.get(r.arm)
             n_q = r.n
             n = n_q.value if n_q is not None else a_n
-            if n_q is not None and a_n is not None and n_q.value != a_n:
+            declared_subset = getattr(r, "analysis_set", None) not in (None, "ITT", "not stated")
+            if n_q is not None and a_n is not None and n_q.value != a_n and not declared_subset:
                 out.append(
                     Finding(
                         "warning",
@@ -178,8 +179,64 @@ def check_restatements(ev: EvidenceBase) -> list[Finding]:
     return out
 
 
+def _relative_gap(a: float, b: float) -> float:
+    return abs(a - b) / max(abs(a), abs(b), 1e-12)
+
+
+def check_syntheses(ev: EvidenceBase) -> list[Finding]:
+    """A secondary figure that disagrees with the primary source (``primary_of``) is flagged.
+
+    E.g. the review quotes Palmer 2017's calcineurin-inhibitor-alone OR as 1.74 [1.09, 2.79]; when
+    Palmer's own abstract is stored, the estimate that restates it names it with ``primary_of`` and
+    any difference in estimate or CI limits (beyond the printed rounding) is a warning.
+    """
+    out: list[Finding] = []
+    index = {(sy.id, e.id): e for sy in ev.syntheses for e in sy.estimates}
+    for sy in ev.syntheses:
+        for e in sy.estimates:
+            if not e.primary_of:
+                continue
+            other, _, est = e.primary_of.partition(".")
+            p = index.get((other, est))
+            if p is None:
+                out.append(Finding("error", "primary_of", sy.id, f"estimates[{e.id}].primary_of", f"unknown estimate {e.primary_of!r}"))
+                continue
+            diffs = []
+            for fld in ("estimate", "ci_low", "ci_high"):
+                a, b = getattr(e, fld), getattr(p, fld)
+                tol = 0.5 * 10 ** (-min(decimals_of(a.value), decimals_of(b.value))) + 1e-9
+                if abs(float(a.value) - float(b.value)) > tol:
+                    diffs.append(f"{fld} {a.text} vs {b.text}")
+            if e.measure != p.measure:
+                diffs.append(f"measure {e.measure} vs {p.measure}")
+            if diffs:
+                out.append(Finding("warning", "secondary-vs-primary", sy.id, f"estimates[{e.id}]",
+                                   f"{sy.label} as quoted ({e.estimate.provenance.source}) differs from the primary "
+                                   f"source {p.estimate.provenance.source} ({e.primary_of}): " + "; ".join(diffs)
+                                   + "; both kept, analyses use the primary"))
+    return out
+
+
+def check_sources(ev: EvidenceBase) -> list[Finding]:
+    """Records resting only on a secondary summary or news page are reported (the certainty rating
+    downgrades them); every trial with external sources should list its publications."""
+    out: list[Finding] = []
+    by_id = {s.id: s for s in ev.sources}
+    for s in ev.studies:
+        for path, _v, prov in _walk_quantities(s, ""):
+            src = by_id.get(prov.source)
+            if src is not None and src.secondary:
+                out.append(Finding("warning", "secondary-source", s.id, path,
+                                   f"value rests on a {src.type} ({src.id}); keep looking for the primary source"))
+        for ln in s.links:
+            if ln.type in ("continuation_of", "subset_of") and s.randomised and s.n_randomised is None and s.n_enrolled is not None:
+                out.append(Finding("warning", "design", s.id, "randomised",
+                                   f"{ln.type} {ln.trial} with only n_enrolled: set randomised: false if patients were not re-randomised"))
+    return out
+
+
 def run_checks(ev: EvidenceBase, quotes: bool = True) -> list[Finding]:
-    out = check_consistency(ev) + check_restatements(ev)
+    out = check_consistency(ev) + check_restatements(ev) + check_syntheses(ev) + check_sources(ev)
     if quotes:
         out.extend(check_quotes(ev))
     return out

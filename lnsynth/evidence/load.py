@@ -32,8 +32,11 @@ from pydantic import BaseModel, ValidationError
 from .schema import (
     REGIMEN_CLASS,
     REGIMENS,
+    MAX_EXTERNAL_QUOTE,
     AdverseEvent,
+    Criterion,
     Fact,
+    Publication,
     Outcome,
     Provenance,
     Quantity,
@@ -145,14 +148,18 @@ class ProvenanceRow:
     quote: str
     derived: bool
     rule: Optional[str]
+    url: Optional[str] = None
+    source_type: Optional[str] = None
+    accessed: Optional[str] = None
+
+
+PROVENANCE_COLUMNS = ["study", "field", "value", "source", "location", "quote", "derived", "rule",
+                      "url", "source_type", "accessed"]
 
 
 def _walk_quantities(obj: Any, prefix: str) -> Iterable[tuple[str, Any, Provenance]]:
     """Yield (field path, value, provenance) for every sourced value inside a model."""
-    if isinstance(obj, (Quantity, Timepoint)):
-        yield prefix, obj.value, obj.provenance
-        return
-    if isinstance(obj, Text):
+    if isinstance(obj, (Quantity, Timepoint, Text, Criterion)):
         yield prefix, obj.value, obj.provenance
         return
     if isinstance(obj, list):
@@ -210,7 +217,9 @@ class EvidenceBase:
                     "design": s.design.value,
                     "population": s.population.value if s.population else None,
                     "setting": s.setting.value if s.setting else None,
+                    "randomised": s.randomised,
                     "n_randomised": s.n_randomised.value if s.n_randomised else None,
+                    "n_enrolled": s.n_enrolled.value if s.n_enrolled else None,
                     "follow_up_weeks": s.follow_up.weeks if s.follow_up else None,
                     "arms": ", ".join(a.label for a in s.arms),
                     "regimens": ", ".join(a.regimen for a in s.arms),
@@ -303,18 +312,28 @@ class EvidenceBase:
 
     def provenance_rows(self) -> list[ProvenanceRow]:
         rows: list[ProvenanceRow] = []
-        for s in self.studies:
+        by_id = {s.id: s for s in self.sources}
+
+        def row(owner: str, path: str, value: Any, prov: Provenance) -> ProvenanceRow:
+            src = by_id.get(prov.source)
+            url = (src.url if src.url else None) if src else None
+            if src is not None and url is None and src.doi:
+                url = f"https://doi.org/{src.doi}"
+            return ProvenanceRow(
+                owner, path, value, prov.source, prov.location, prov.quote, prov.derived, prov.rule,
+                url, src.type if src else None,
+                src.accessed.isoformat() if src is not None and src.accessed else None,
+            )
+
+        for s in list(self.studies) + list(self.syntheses):
             for path, value, prov in _walk_quantities(s, ""):
-                rows.append(ProvenanceRow(s.id, path, value, prov.source, prov.location, prov.quote, prov.derived, prov.rule))
-        for sy in self.syntheses:
-            for path, value, prov in _walk_quantities(sy, ""):
-                rows.append(ProvenanceRow(sy.id, path, value, prov.source, prov.location, prov.quote, prov.derived, prov.rule))
+                rows.append(row(s.id, path, value, prov))
         return rows
 
     def provenance_frame(self, numbers_only: bool = False) -> pd.DataFrame:
-        """Columns ``study, field, value, source, location, quote, derived, rule``."""
+        """Columns ``study, field, value, source, location, quote, derived, rule, url, source_type, accessed``."""
         rows = [dataclasses.asdict(r) for r in self.provenance_rows()]
-        df = pd.DataFrame(rows, columns=["study", "field", "value", "source", "location", "quote", "derived", "rule"])
+        df = pd.DataFrame(rows, columns=PROVENANCE_COLUMNS)
         if numbers_only:
             df = df[df["value"].map(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool))]
         return df.reset_index(drop=True)
@@ -332,10 +351,11 @@ def _keep_printed(df: pd.DataFrame, rows: list[dict], cols: list[str]) -> pd.Dat
 def resolve_ref(study: Study, ref: str) -> str:
     """``n_randomised`` | ``follow_up`` | ``<record id>.<field>`` | ``arm.<arm id>.n``."""
     parts = ref.split(".")
-    if parts == ["n_randomised"]:
-        if study.n_randomised is None:
-            raise KeyError(f"{study.id}: n_randomised missing")
-        return study.n_randomised.text
+    if parts in (["n_randomised"], ["n_enrolled"]):
+        q = getattr(study, parts[0])
+        if q is None:
+            raise KeyError(f"{study.id}: {parts[0]} missing")
+        return q.text
     if parts == ["follow_up"]:
         if study.follow_up is None:
             raise KeyError(f"{study.id}: follow_up missing")
@@ -381,30 +401,92 @@ def load_evidence(path: Union[str, Path, None] = None) -> EvidenceBase:
     if not root.is_dir():
         raise EvidenceError(f"evidence directory {root} does not exist")
     sources: list[Source] = []
-    sp = root / "sources.yaml"
-    if sp.exists():
+    source_files = [root / "sources.yaml"] + (sorted((root / "sources").glob("*.yaml")) if (root / "sources").is_dir() else [])
+    for sp in source_files:
+        if not sp.exists():
+            continue
         raw = _read_yaml(sp) or []
+        if not isinstance(raw, list):
+            raise EvidenceError(f"{sp.name}: expected a list of sources")
         for i, item in enumerate(raw):
+            if not isinstance(item, dict):
+                raise EvidenceError(f"{sp.name}: entry {i}: expected a mapping")
             try:
                 sources.append(Source.model_validate(item))
             except ValidationError as exc:
-                raise EvidenceError(_format_validation(sp, str(item.get("id", i)), exc, item)) from None
+                lines = [f"{sp.name}: source {item.get('id', i)!r}: field {_loc_of(e, item)}: {e['msg']}" for e in exc.errors()]
+                raise EvidenceError("\n".join(lines)) from None
+    sids = [s.id for s in sources]
+    dup_s = sorted({x for x in sids if sids.count(x) > 1})
+    if dup_s:
+        raise EvidenceError(f"source register: duplicate source ids {dup_s}")
     studies = [load_study_file(p) for p in sorted((root / "studies").glob("*.yaml"))]
     syntheses = [load_synthesis_file(p) for p in sorted((root / "syntheses").glob("*.yaml"))] if (root / "syntheses").is_dir() else []
     ids = [s.id for s in studies] + [s.id for s in syntheses]
     dup = sorted({x for x in ids if ids.count(x) > 1})
     if dup:
         raise EvidenceError(f"duplicate study/synthesis ids across files: {dup}")
-    known_sources = {s.id for s in sources}
+    known_sources = {s.id: s for s in sources}
+    trial_ids = {s.id for s in studies}
     if known_sources:
         for s in list(studies) + list(syntheses):
             for path_, _v, prov in _walk_quantities(s, ""):
-                if prov.source not in known_sources:
+                src = known_sources.get(prov.source)
+                if src is None:
                     raise EvidenceError(
                         f"{s.id}.yaml: study {s.id!r}: field {path_}: unknown source {prov.source!r}; "
                         f"known: {sorted(known_sources)}"
                     )
+                if src.external and len(" ".join(prov.quote.split())) > MAX_EXTERNAL_QUOTE:
+                    raise EvidenceError(
+                        f"{s.id}.yaml: study {s.id!r}: field {path_}: quote from {src.id!r} has "
+                        f"{len(prov.quote)} characters; a quote from a source other than the review is the "
+                        f"shortest fragment showing the number (at most {MAX_EXTERNAL_QUOTE})"
+                    )
+    for s in studies:
+        for i, pub in enumerate(s.publications):
+            if known_sources and pub.source not in known_sources:
+                raise EvidenceError(f"{s.id}.yaml: study {s.id!r}: field publications[{i}].source: unknown source {pub.source!r}")
+        for i, ln in enumerate(s.links):
+            if ln.trial not in trial_ids:
+                raise EvidenceError(f"{s.id}.yaml: study {s.id!r}: field links[{i}].trial: unknown trial {ln.trial!r}")
+            if ln.trial == s.id:
+                raise EvidenceError(f"{s.id}.yaml: study {s.id!r}: field links[{i}].trial: a trial cannot link to itself")
+    synth_ids = {sy.id for sy in syntheses}
+    for sy in syntheses:
+        for i, t in enumerate(sy.included_trials):
+            if t not in trial_ids:
+                raise EvidenceError(f"{sy.id}.yaml: synthesis {sy.id!r}: field included_trials[{i}]: unknown trial {t!r}")
+        for e in sy.estimates:
+            if e.primary_of is not None:
+                other, _, est = e.primary_of.partition(".")
+                if other not in synth_ids or not any(x.id == est for x in next(y for y in syntheses if y.id == other).estimates):
+                    raise EvidenceError(f"{sy.id}.yaml: synthesis {sy.id!r}: field estimates({e.id}).primary_of: unknown estimate {e.primary_of!r}")
+    studies = [_with_publications(s, known_sources) for s in studies]
     return EvidenceBase(tuple(sources), tuple(studies), tuple(syntheses), root)
+
+
+def _with_publications(study: Study, sources: dict) -> Study:
+    """A v1 file lists no publications: every source its values quote becomes one (the review with
+    role ``review``), so every trial answers which documents its numbers come from."""
+    used: list[str] = []
+    for _p, _v, prov in _walk_quantities(study, ""):
+        if prov.source not in used:
+            used.append(prov.source)
+    listed = {p.source for p in study.publications}
+    extra = []
+    for sid in used:
+        if sid in listed:
+            continue
+        src = sources.get(sid)
+        role = "review" if (src is None or src.type == "review") else (
+            "secondary summary" if src.type == "secondary summary" else "news" if src.type == "news" else
+            "registry" if src.type == "trial-registry results" else "secondary-analysis")
+        year = 2020 if sid == DEFAULT_SOURCE else study.year
+        extra.append(Publication(source=sid, year=year, role=role, label="values quoted from this source"))
+    if not extra:
+        return study
+    return study.model_copy(update={"publications": list(study.publications) + extra})
 
 
 __all__ = [

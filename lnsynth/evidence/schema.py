@@ -18,6 +18,7 @@ no count reproduces) are not schema errors: the printed value is kept and
 from __future__ import annotations
 
 import math
+from datetime import date
 from typing import Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -112,12 +113,71 @@ class Text(_Frozen):
     provenance: Provenance
 
 
+SOURCE_TYPES = (
+    "review",
+    "peer-reviewed article",
+    "abstract",
+    "conference abstract",
+    "trial-registry results",
+    "secondary summary",
+    "news",
+)
+"""Kinds of document in the source register.  ``abstract`` is the abstract of a journal article
+(e.g. on PubMed); ``secondary summary`` is any document restating another's number (a
+meta-analysis, a summary website); ``news`` a press release or news story.  Certainty ratings
+downgrade figures that rest only on ``secondary summary`` or ``news``."""
+
+SECONDARY_TYPES = ("secondary summary", "news")
+
+MAX_EXTERNAL_QUOTE = 160
+"""Longest quote (characters) stored from a source other than the review: the shortest fragment that
+shows the number and what it counts, never more prose than that."""
+
+
 class Source(_Frozen):
+    """One document in the source register.
+
+    ``type`` says what the document is (see :data:`SOURCE_TYPES`); ``url`` is the page actually
+    read and ``accessed`` the date it was read; ``mirror_of`` names the canonical page when ``url``
+    is a mirror or proxy copy.  The legacy ``kind`` field of v1 files is still accepted.
+    """
+
     id: str = Field(pattern=r"^[a-z0-9_]+$")
     citation: str
+    type: Literal[SOURCE_TYPES] = "review"  # type: ignore[valid-type]
     doi: Optional[str] = None
-    kind: Literal["review", "trial report", "meta-analysis", "label", "other"] = "review"
+    pmid: Optional[str] = None
+    pmcid: Optional[str] = None
+    nct: Optional[str] = None
+    url: Optional[str] = None
+    accessed: Optional[date] = None
+    mirror_of: Optional[str] = None
+    note: Optional[str] = None
+    kind: Optional[Literal["review", "trial report", "meta-analysis", "label", "other"]] = None
     filename: Optional[str] = None
+
+    @field_validator("pmid", "nct", "pmcid", mode="before")
+    @classmethod
+    def _as_text(cls, v):
+        return None if v is None else str(v)
+
+    @model_validator(mode="after")
+    def _external_needs_url(self) -> "Source":
+        if self.filename is None and self.type != "review":
+            if not self.url:
+                raise ValueError(f"source {self.id!r} ({self.type}) needs the 'url' of the page read")
+            if self.accessed is None:
+                raise ValueError(f"source {self.id!r} ({self.type}) needs 'accessed' (date the page was read)")
+        return self
+
+    @property
+    def external(self) -> bool:
+        """True for a source other than a locally held document (the review)."""
+        return self.filename is None
+
+    @property
+    def secondary(self) -> bool:
+        return self.type in SECONDARY_TYPES
 
 
 class Drug(_Frozen):
@@ -164,10 +224,14 @@ class Timepoint(_Frozen):
     unit: Literal["week", "month", "year"]
     provenance: Provenance
     qualifier: Optional[str] = None  # e.g. "median", "end of induction"
+    reported_weeks: Optional[Quantity] = None  # the same timepoint where the source also prints it in weeks
 
     @property
     def weeks(self) -> float:
-        """Weeks, using 1 month = 52/12 weeks and 1 year = 52 weeks (a conversion, not data)."""
+        """Weeks: as the source prints them when it does (``reported_weeks``: Table 1's "24 wk" for
+        "6 mo"), else 1 month = 52/12 weeks and 1 year = 52 weeks (a conversion, not data)."""
+        if self.reported_weeks is not None:
+            return float(self.reported_weeks.value)
         return float(self.value) * {"week": 1.0, "month": 52.0 / 12.0, "year": 52.0}[self.unit]
 
     @property
@@ -195,6 +259,12 @@ ENDPOINTS = {
     "death",
     "activity index",
     "chronicity index",
+    "eGFR decline",
+    "doubling of serum creatinine",
+    "end-stage kidney disease",
+    "disease activity remission",
+    "proteinuria",
+    "eGFR",
 }
 
 
@@ -208,11 +278,51 @@ def _check_counts(events: Optional[Quantity], n: Optional[Quantity]) -> None:
         raise ValueError(f"events ({events.value}) > n ({n.value})")
 
 
+ANALYSIS_SETS = (
+    "ITT",
+    "mITT",
+    "per-protocol",
+    "safety",
+    "completers",
+    "biopsied subset",
+    "responders",
+    "not stated",
+)
+"""Analysis set (which patients a record's denominator counts)."""
+
+
+class Criterion(_Frozen):
+    """One part of an outcome definition (a threshold with its unit, or a condition), sourced.
+
+    ``proteinuria: {value: 0.5, unit: "mg/mg UPCR", comparator: "<="}``;
+    ``egfr: {value: "no decrease >20% from baseline"}``.
+    """
+
+    value: Union[Number, str]
+    unit: Optional[str] = None
+    comparator: Optional[Literal["<", "<=", ">", ">=", "="]] = None
+    provenance: Provenance
+
+
+class OutcomeCriteria(_Frozen):
+    """A structured outcome definition: proteinuria threshold, eGFR criterion, steroid and rescue
+    conditions.  Each part is optional and sourced; absent means the source does not state it."""
+
+    proteinuria: Optional[Criterion] = None
+    egfr: Optional[Criterion] = None
+    steroid: Optional[Criterion] = None
+    rescue: Optional[Criterion] = None
+    other: Optional[Criterion] = None
+
+
 class Outcome(_Frozen):
-    """An arm-level result: a proportion (percent and/or events/n), a rate, or mean/SD.
+    """An arm-level result: a proportion (percent and/or events/n), a rate, or a continuous summary.
 
     ``events`` may be derived from ``percent`` and ``n`` (then ``derived`` with the rule
-    and, where several counts fit, ``candidates``).
+    and, where several counts fit, ``candidates``).  ``n`` is the record's own denominator
+    when it differs from the arm size (a biopsied subset, a per-protocol set); ``analysis_set``
+    says which patients it counts.  Rates carry their ``person_time``; continuous outcomes carry
+    mean/SD or median/quartiles, with ``change`` true for change from baseline (false: final value).
     """
 
     id: str = Field(pattern=r"^[a-z0-9_]+$")
@@ -231,6 +341,14 @@ class Outcome(_Frozen):
     ci_high: Optional[Quantity] = None
     label: Optional[str] = None  # wording as printed, e.g. "complete remission after induction"
     same_as: Optional[str] = None  # id of another record reporting the same result (checked for agreement)
+    primary: Optional[bool] = None  # the publication's primary endpoint
+    analysis_set: Optional[Literal[ANALYSIS_SETS]] = None  # type: ignore[valid-type]
+    criteria: Optional[OutcomeCriteria] = None
+    person_time: Optional[Quantity] = None
+    median: Optional[Quantity] = None
+    q1: Optional[Quantity] = None
+    q3: Optional[Quantity] = None
+    change: Optional[bool] = None  # continuous: True = change from baseline, False = final value
 
     @field_validator("endpoint")
     @classmethod
@@ -241,8 +359,14 @@ class Outcome(_Frozen):
 
     @model_validator(mode="after")
     def _consistent(self) -> "Outcome":
-        if all(getattr(self, f) is None for f in ("percent", "events", "rate", "mean")):
-            raise ValueError("an outcome needs at least one of percent, events, rate, mean")
+        if all(getattr(self, f) is None for f in ("percent", "events", "rate", "mean", "median")):
+            raise ValueError("an outcome needs at least one of percent, events, rate, mean, median")
+        if self.person_time is not None and self.rate is None and self.events is None:
+            raise ValueError("person_time given without a rate or events")
+        if self.person_time is not None and not (self.person_time.value > 0):
+            raise ValueError(f"person_time must be > 0, got {self.person_time.value}")
+        if self.change is not None and self.mean is None and self.median is None:
+            raise ValueError("'change' is only meaningful for a continuous outcome (mean or median)")
         _check_counts(self.events, self.n)
         if self.percent is not None and not (0 <= self.percent.value <= 100):
             raise ValueError(f"percent must be within 0-100, got {self.percent.value}")
@@ -261,14 +385,21 @@ class AdverseEvent(_Frozen):
     events: Optional[Quantity] = None
     n: Optional[Quantity] = None
     percent: Optional[Quantity] = None
-    serious: Optional[bool] = None
+    serious: Optional[bool] = None  # only when the source says the event was serious
     same_as: Optional[str] = None  # id of another record reporting the same event (checked for agreement)
+    period: Optional[Literal["induction", "maintenance", "overall"]] = None
+    count_type: Optional[Literal["patients", "events"]] = None  # patients with >=1 event, or number of events
 
     @model_validator(mode="after")
     def _consistent(self) -> "AdverseEvent":
         if self.events is None and self.percent is None:
             raise ValueError("an adverse event needs events or percent")
-        _check_counts(self.events, self.n)
+        if self.count_type == "events":
+            # a number of events may exceed the number of patients: check signs only
+            _check_counts(self.events, None)
+            _check_counts(None, self.n)
+        else:
+            _check_counts(self.events, self.n)
         return self
 
 
@@ -280,6 +411,121 @@ class Fact(_Frozen):
     quantity: Quantity
     arm: Optional[str] = None
     same_as: Optional[str] = None  # reference (``n_randomised`` or ``<record id>.<field>``) this fact restates
+
+
+class Contrast(_Frozen):
+    """A between-arm effect as the source reports it (hazard ratio, odds ratio, mean difference).
+
+    Ratio measures are stored on the ratio scale as printed; ``treatment`` and ``control`` are arm ids.
+    """
+
+    id: str = Field(pattern=r"^[a-z0-9_]+$")
+    endpoint: str
+    treatment: str
+    control: str
+    measure: Literal["RR", "OR", "HR", "RD", "MD", "SMD", "IRR"]
+    estimate: Quantity
+    ci_low: Optional[Quantity] = None
+    ci_high: Optional[Quantity] = None
+    p_value: Optional[Quantity] = None
+    timepoint: Optional[Timepoint] = None
+    adjusted: Optional[bool] = None
+    analysis_set: Optional[Literal[ANALYSIS_SETS]] = None  # type: ignore[valid-type]
+    label: Optional[str] = None
+
+    @field_validator("endpoint")
+    @classmethod
+    def _known_endpoint(cls, v: str) -> str:
+        if v not in ENDPOINTS:
+            raise ValueError(f"unknown endpoint {v!r}; known: {sorted(ENDPOINTS)}")
+        return v
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Contrast":
+        lo = self.ci_low.value if self.ci_low else None
+        hi = self.ci_high.value if self.ci_high else None
+        if lo is not None and hi is not None and not (lo <= self.estimate.value <= hi):
+            raise ValueError(f"estimate {self.estimate.value} outside its CI [{lo}, {hi}]")
+        if self.measure in ("RR", "OR", "HR", "IRR"):
+            for name, v in (("estimate", self.estimate.value), ("ci_low", lo), ("ci_high", hi)):
+                if v is not None and v <= 0:
+                    raise ValueError(f"{name} of a ratio measure must be > 0, got {v}")
+        return self
+
+
+BASELINE_KINDS = ("age", "female", "asian", "race", "egfr", "creatinine", "proteinuria", "class_mix",
+                  "prior_therapy", "disease_duration", "other")
+
+
+class Baseline(_Frozen):
+    """A baseline characteristic of one arm (or the whole trial when ``arm`` is omitted)."""
+
+    id: str = Field(pattern=r"^[a-z0-9_]+$")
+    what: Literal[BASELINE_KINDS]  # type: ignore[valid-type]
+    stat: Literal["mean", "median", "percent", "n", "sd", "iqr_low", "iqr_high", "range_low", "range_high"]
+    quantity: Quantity
+    arm: Optional[str] = None
+    label: Optional[str] = None
+
+
+ROB_DOMAINS = ("randomisation", "deviations", "missing_data", "measurement", "selective_reporting")
+"""The five domains of the Cochrane risk-of-bias tool for randomised trials (RoB 2; Sterne 2019)."""
+
+
+class RobJudgement(_Frozen):
+    """A risk-of-bias judgement with its quoted basis; ``unclear`` needs none and is never guessed."""
+
+    judgement: Literal["low", "some concerns", "high", "unclear"]
+    basis: Optional[Text] = None
+
+    @model_validator(mode="after")
+    def _basis(self) -> "RobJudgement":
+        if self.judgement != "unclear" and self.basis is None:
+            raise ValueError(f"judgement {self.judgement!r} needs its quoted 'basis' (or say 'unclear')")
+        return self
+
+
+class RiskOfBias(_Frozen):
+    """RoB 2 domains (Sterne JAC et al. BMJ 2019;366:l4898).  A domain not filled in is unclear."""
+
+    randomisation: RobJudgement = RobJudgement(judgement="unclear")
+    deviations: RobJudgement = RobJudgement(judgement="unclear")
+    missing_data: RobJudgement = RobJudgement(judgement="unclear")
+    measurement: RobJudgement = RobJudgement(judgement="unclear")
+    selective_reporting: RobJudgement = RobJudgement(judgement="unclear")
+
+    def overall(self) -> str:
+        """RoB 2 overall rule: high if any domain is high, low only if all are low; unclear domains
+        make the overall judgement 'some concerns' at best (stated, not guessed)."""
+        js = [getattr(self, d).judgement for d in ROB_DOMAINS]
+        if "high" in js:
+            return "high"
+        if all(j == "low" for j in js):
+            return "low"
+        if all(j == "unclear" for j in js):
+            return "unclear"
+        return "some concerns"
+
+
+class Publication(_Frozen):
+    """One report of a trial (the primary article, a follow-up, registry results...)."""
+
+    source: str
+    year: int
+    role: Literal["primary", "follow-up", "secondary-analysis", "registry", "secondary summary", "news",
+                  "review"] = "primary"
+    label: Optional[str] = None
+
+
+LINK_TYPES = ("continuation_of", "maintenance_phase_of", "follow_up_of", "extension_of", "subset_of")
+
+
+class TrialLink(_Frozen):
+    """A typed link to another trial file (e.g. AURORA 2 ``continuation_of`` AURORA 1)."""
+
+    type: Literal[LINK_TYPES]  # type: ignore[valid-type]
+    trial: str
+    note: Optional[str] = None
 
 
 class TableCell(_Frozen):
@@ -310,11 +556,19 @@ class Study(_Frozen):
     design: Text
     population: Optional[Text] = None
     setting: Optional[Text] = None
+    randomised: bool = True
+    registration: Optional[str] = None
     n_randomised: Optional[Quantity] = None
+    n_enrolled: Optional[Quantity] = None  # non-randomised cohorts and continuations
     follow_up: Optional[Timepoint] = None
+    publications: list[Publication] = Field(default_factory=list)
+    links: list[TrialLink] = Field(default_factory=list)
+    rob: Optional[RiskOfBias] = None
     arms: list[Arm]
     outcomes: list[Outcome] = Field(default_factory=list)
+    contrasts: list[Contrast] = Field(default_factory=list)
     adverse_events: list[AdverseEvent] = Field(default_factory=list)
+    baseline: list[Baseline] = Field(default_factory=list)
     facts: list[Fact] = Field(default_factory=list)
     tables: list[TableRow] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
@@ -331,10 +585,20 @@ class Study(_Frozen):
             for i, it in enumerate(items):
                 if it.arm not in known:
                     raise ValueError(f"{kind}[{i}] ({it.id}): unknown arm {it.arm!r}; arms are {sorted(known)}")
-        for i, f in enumerate(self.facts):
-            if f.arm is not None and f.arm not in known:
-                raise ValueError(f"facts[{i}] ({f.id}): unknown arm {f.arm!r}; arms are {sorted(known)}")
-        ids = [o.id for o in self.outcomes] + [a.id for a in self.adverse_events] + [f.id for f in self.facts]
+        for kind, items in (("facts", self.facts), ("baseline", self.baseline)):
+            for i, f in enumerate(items):
+                if f.arm is not None and f.arm not in known:
+                    raise ValueError(f"{kind}[{i}] ({f.id}): unknown arm {f.arm!r}; arms are {sorted(known)}")
+        for i, c in enumerate(self.contrasts):
+            for side in ("treatment", "control"):
+                if getattr(c, side) not in known:
+                    raise ValueError(f"contrasts[{i}] ({c.id}): unknown {side} arm {getattr(c, side)!r}; arms are {sorted(known)}")
+        if not self.randomised and self.n_randomised is not None:
+            raise ValueError("a non-randomised study has no 'n_randomised'; use 'n_enrolled'")
+        if self.n_enrolled is not None and (not isinstance(self.n_enrolled.value, int) or self.n_enrolled.value <= 0):
+            raise ValueError(f"n_enrolled must be a positive integer, got {self.n_enrolled.value!r}")
+        ids = ([o.id for o in self.outcomes] + [a.id for a in self.adverse_events] + [f.id for f in self.facts]
+               + [c.id for c in self.contrasts] + [b.id for b in self.baseline])
         dup = {x for x in ids if ids.count(x) > 1}
         if dup:
             raise ValueError(f"duplicate record ids: {sorted(dup)}")
@@ -343,6 +607,18 @@ class Study(_Frozen):
         ):
             raise ValueError(f"n_randomised must be a positive integer, got {self.n_randomised.value!r}")
         return self
+
+    @property
+    def n_total(self) -> Optional[Quantity]:
+        """Patients randomised (randomised trials) or enrolled (others)."""
+        return self.n_randomised if self.n_randomised is not None else self.n_enrolled
+
+    @property
+    def primary_source(self) -> Optional[str]:
+        for p in self.publications:
+            if p.role == "primary":
+                return p.source
+        return self.publications[0].source if self.publications else None
 
     def arm(self, arm_id: str) -> Arm:
         for a in self.arms:
@@ -363,6 +639,8 @@ class SynthesisEstimate(_Frozen):
     ci_low: Quantity
     ci_high: Quantity
     label: Optional[str] = None
+    primary_of: Optional[str] = None  # "<synthesis id>.<estimate id>" the primary source prints for this contrast
+    k: Optional[Quantity] = None  # number of trials informing the estimate, where printed
 
     @model_validator(mode="after")
     def _ordered(self) -> "SynthesisEstimate":
@@ -384,6 +662,10 @@ class Synthesis(_Frozen):
     scope: Optional[Text] = None
     n_studies: Optional[Quantity] = None
     n_participants: Optional[Quantity] = None
+    included_trials: list[str] = Field(default_factory=list)  # trial ids of this evidence base, where known
+    search_date: Optional[Text] = None
+    model: Optional[Text] = None
+    outcome_definition: Optional[Text] = None
     facts: list[Fact] = Field(default_factory=list)
     estimates: list[SynthesisEstimate] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
@@ -404,6 +686,11 @@ REGIMENS = {
     "PRED": "corticosteroids alone",
     "IVCYC-LOW": "low-dose intravenous cyclophosphamide (Euro-Lupus)",
     "IVCYC-HIGH": "high-dose intravenous cyclophosphamide",
+    "TAC+AZA": "tacrolimus + azathioprine (modified multitarget)",
+    "MPS": "enteric-coated mycophenolate sodium",
+    "BEL+SOC": "belimumab + standard therapy (MMF or cyclophosphamide-azathioprine)",
+    "PBO+SOC": "placebo + standard therapy (MMF or cyclophosphamide-azathioprine)",
+    "OBI+MMF": "obinutuzumab + MMF",
 }
 
 REGIMEN_CLASS = {
@@ -420,6 +707,11 @@ REGIMEN_CLASS = {
     "CYC": "CYC",
     "AZA": "AZA",
     "PRED": "PRED",
+    "TAC+AZA": "CNI+AZA",
+    "MPS": "MMF",
+    "BEL+SOC": "BEL+SOC",
+    "PBO+SOC": "SOC",
+    "OBI+MMF": "OBI+MMF",
 }
 
 Drug.model_rebuild()

@@ -55,7 +55,7 @@ def build_table(ev: EvidenceBase, table: Literal["table1", "table2"]) -> pd.Data
         row = {"Trial": s.label}
         if table == "table1":
             row["Design"] = s.design.value
-            row["N"] = s.n_randomised.text if s.n_randomised else ""
+            row["N"] = s.n_total.text if s.n_total else ""
         for col, key in _CELL_KEYS[table].items():
             cell = cells.get(key)
             row[col] = render_template(s, cell.template) if cell else ""
@@ -76,8 +76,8 @@ def cell_refs(ev: EvidenceBase, table: str) -> list[tuple[str, str, str]]:
     """(study, column, ref) for every number placeholder of a table (N included)."""
     out = []
     for _o, s, cells in _rows(ev, table):
-        if table == "table1" and s.n_randomised is not None:
-            out.append((s.id, "N", "n_randomised"))
+        if table == "table1" and s.n_total is not None:
+            out.append((s.id, "N", "n_randomised" if s.n_randomised is not None else "n_enrolled"))
         for col, key in _CELL_KEYS[table].items():
             cell = cells.get(key)
             if cell:
@@ -113,7 +113,7 @@ def to_html(ev: EvidenceBase, table: str, with_provenance: bool = True) -> str:
             elif col == "Design":
                 parts.append(f"<td>{_prov_span(s.design.value, s.design.provenance, with_provenance)}</td>")
             elif col == "N":
-                q = s.n_randomised
+                q = s.n_total
                 parts.append(f"<td>{_prov_span(q.text, q.provenance, with_provenance) if q else ''}</td>")
             else:
                 cell = cells.get(_CELL_KEYS[table][col])
@@ -125,8 +125,8 @@ def to_html(ev: EvidenceBase, table: str, with_provenance: bool = True) -> str:
 
 def _prov_for_ref(s: Study, ref: str):
     parts = ref.split(".")
-    if parts == ["n_randomised"]:
-        return s.n_randomised.provenance
+    if parts in (["n_randomised"], ["n_enrolled"]):
+        return s.n_total.provenance
     if parts == ["follow_up"]:
         return s.follow_up.provenance
     if parts[0] == "arm":
