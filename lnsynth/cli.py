@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from lnsynth import DISCLAIMER, __version__
+from lnsynth import registry as _registry
 
 app = typer.Typer(
     add_completion=False,
@@ -68,23 +69,106 @@ DataOpt = typer.Option(None, "--data", help="Evidence directory (default: the em
 
 
 @app.command()
-def trials(fmt: ListFormat = typer.Option(ListFormat.table, "--format"), data: Optional[Path] = DataOpt) -> None:
-    """List the stored studies."""
+def trials(
+    fmt: ListFormat = typer.Option(ListFormat.table, "--format"),
+    since: Optional[int] = typer.Option(None, "--since", help="Only trials with a publication from this year on (e.g. 2021: what is new since the review)."),
+    data: Optional[Path] = DataOpt,
+) -> None:
+    """List the stored trials, their publications and links, and the evidence date."""
+    from lnsynth.evidence.load import currency
+
     ev = _load(data)
-    df = ev.studies_frame()
-    if fmt == ListFormat.csv:
-        sys.stdout.write(df.to_csv(index=False))
-    elif fmt == ListFormat.json:
-        sys.stdout.write(df.to_json(orient="records", indent=2) + "\n")
+    recs = ev.trial_records(since=since)
+    cur = currency(ev)
+    if fmt == ListFormat.json:
+        sys.stdout.write(json.dumps(recs, indent=2, ensure_ascii=False) + "\n")
+        err.print(escape(cur["statement"]), highlight=False)
+    elif fmt == ListFormat.csv:
+        import pandas as pd
+
+        rows = [{"id": r["id"], "label": r["label"], "year": r["year"], "latest_year": r["latest_year"], "design": r["design"],
+                 "randomised": r["randomised"], "n": r["n_randomised"] or r["n_enrolled"],
+                 "regimens": ", ".join(a["regimen"] for a in r["arms"]),
+                 "publications": "; ".join(f"{p['source']} ({p['year']}, {p['role']})" for p in r["publications"]),
+                 "links": "; ".join(f"{ln['type']} {ln['trial']}" for ln in r["links"])} for r in recs]
+        sys.stdout.write(pd.DataFrame(rows).to_csv(index=False))
+        err.print(escape(cur["statement"]), highlight=False)
     else:
         from rich.table import Table
 
-        t = Table(title=f"{len(df)} studies in the evidence base")
-        for c in ["study", "label", "design", "n_randomised", "regimens"]:
+        title = f"{len(recs)} trials" + (f" with publications from {since} on" if since else " in the evidence base")
+        t = Table(title=title, caption=cur["statement"])
+        for c in ["id", "label", "randomised", "n", "regimens", "publications", "links"]:
             t.add_column(c)
-        for _, r in df.iterrows():
-            t.add_row(*[("" if r[c] is None else str(r[c])) for c in ["study", "label", "design", "n_randomised", "regimens"]])
+        for r in recs:
+            roles = sorted({p["role"] for p in r["publications"]})
+            t.add_row(r["id"], r["label"], "yes" if r["randomised"] else "no", str(r["n_randomised"] or r["n_enrolled"] or ""),
+                      ", ".join(a["regimen"] for a in r["arms"]),
+                      f"{len(r['publications'])} ({', '.join(roles)}; latest {r['latest_year']})",
+                      "; ".join(f"{ln['type']} {ln['trial']}" for ln in r["links"]))
         Console().print(t)
+
+
+@app.command()
+def questions(fmt: ListFormat = typer.Option(ListFormat.table, "--format")) -> None:
+    """List the catalogue of clinical questions (PICO, relation, outcomes, analysis plan)."""
+    from lnsynth.analyses.questions import QuestionError, load_questions
+
+    try:
+        qs = [q.summary_dict() for q in load_questions()]
+    except QuestionError as exc:
+        err.print(f"[red]{escape(str(exc))}[/]")
+        raise typer.Exit(2)
+    if fmt == ListFormat.json:
+        sys.stdout.write(json.dumps(qs, indent=2, ensure_ascii=False) + "\n")
+    elif fmt == ListFormat.csv:
+        import pandas as pd
+
+        sys.stdout.write(pd.DataFrame([{**q, "outcomes": "; ".join(q["outcomes"]), "plan": json.dumps(q["plan"]),
+                                        "intervention_regimens": ",".join(q["intervention_regimens"]),
+                                        "comparator_regimens": ",".join(q["comparator_regimens"])} for q in qs]).to_csv(index=False))
+    else:
+        from rich.table import Table
+
+        t = Table(title=f"{len(qs)} clinical questions (lnsynth answer ID)")
+        for c in ["id", "relation", "population", "intervention", "comparator"]:
+            t.add_column(c)
+        for q in qs:
+            t.add_row(q["id"], q["relation"], q["population"], q["intervention"], q["comparator"])
+        Console().print(t)
+
+
+class AnswerFormat(str, Enum):
+    table = "table"
+    md = "md"
+    json = "json"
+    csv = "csv"
+
+
+@app.command()
+def answer(
+    question_id: str = typer.Argument(..., help="A question id (see `lnsynth questions`)."),
+    fmt: AnswerFormat = typer.Option(AnswerFormat.table, "--format"),
+    data: Optional[Path] = DataOpt,
+) -> None:
+    """Answer one clinical question: inclusion table, summary of findings with GRADE certainty."""
+    from lnsynth.analyses.answer import answer as _answer
+    from lnsynth.analyses.questions import QuestionError
+    from lnsynth.report.sof import answer_markdown
+
+    ev = _load(data)
+    try:
+        a = _answer(ev, question_id)
+    except QuestionError as exc:
+        err.print(f"[red]{escape(str(exc))}[/]")
+        raise typer.Exit(2)
+    if fmt == AnswerFormat.json:
+        sys.stdout.write(json.dumps(a.to_dict(), indent=2, ensure_ascii=False) + "\n")
+    elif fmt == AnswerFormat.csv:
+        sys.stdout.write(a.to_frame().to_csv(index=False))
+    else:
+        sys.stdout.write(answer_markdown(a) + "\n")
+        typer.echo(DISCLAIMER)
 
 
 @app.command()
@@ -171,16 +255,17 @@ def meta(
     outcome: str = typer.Option(..., "--outcome", help='Endpoint, e.g. "complete remission".'),
     treatment: str = typer.Option(..., "--treatment", help="Regimen codes/classes, comma-separated (e.g. TAC+MMF, CNI, CNI-any)."),
     control: str = typer.Option(..., "--control", help="Regimen codes/classes for the comparator (e.g. IVCYC)."),
-    measure: str = typer.Option("RR", "--measure", help="RR, OR or RD."),
-    method: str = typer.Option("REML", "--method", help="FE, MH, PETO, DL, REML, ML, PM, SJ, HE, EB."),
+    measure: str = typer.Option("RR", "--measure", help="Binary measure: " + ", ".join(_registry.measures_for("binary")) + "."),
+    method: str = typer.Option("REML", "--method", help="Estimator: " + ", ".join(f"{m['code']} ({m['name']})" for m in _registry.methods_table()) + "."),
     test: str = typer.Option("z", "--test", help="z or knha."),
     timepoint: str = typer.Option("latest", "--timepoint", help="latest, earliest or weeks when a study reports several."),
     fmt: ListFormat = typer.Option(ListFormat.table, "--format"),
     plot: str = typer.Option("forest.png", "--plot", help="Forest plot file (png/svg/pdf); '' to skip."),
-    approximate: bool = typer.Option(False, "--approximate", help="Use round(pct/100*n) where no count reproduces a printed percentage (flagged)."),
+    approximate: bool = typer.Option(True, "--approximate/--strict", help="Default (the one policy of every surface): use round(pct/100*n) where no count reproduces a printed percentage, flagged; --strict leaves such trials out (with a warning)."),
     data: Optional[Path] = DataOpt,
 ) -> None:
-    """Pairwise meta-analysis of a comparison across the stored trials, with a forest plot."""
+    """Pairwise meta-analysis of any comparison across the stored trials (an explorer; it can mix add-on and
+    substitution trials). For a clinical answer with its certainty use `lnsynth answer ID`."""
     from lnsynth.evidence.select import SelectionWarning, pairwise_data
     from lnsynth.pairwise import effect_sizes, meta_analysis
 
@@ -195,6 +280,18 @@ def meta(
     if d.k == 0:
         err.print(f"[red]no study compares {treatment} with {control} on {outcome} with usable counts[/]")
         raise typer.Exit(1)
+    from lnsynth.analyses.questions import COMPONENTS, relation_between
+
+    rel: dict[str, list[str]] = {}
+    for r in d.frame.itertuples():
+        for ti in str(r.treatment_regimen).split(","):
+            for ci in str(r.control_regimen).split(","):
+                if ti in COMPONENTS and ci in COMPONENTS:
+                    rel.setdefault(relation_between(ti, ci), []).append(r.study)
+    if len(rel) > 1:
+        err.print("[yellow]warning: this comparison mixes relations: "
+                  + escape("; ".join(f"{k}: {', '.join(sorted(set(v)))}" for k, v in rel.items()))
+                  + " — a clinical question never does (see `lnsynth questions`)[/]", highlight=False)
     es = effect_sizes(measure.upper(), labels=d.labels, **d.counts())
     with _warnings_to_stderr():
         res = meta_analysis(es, method=method, test=test)
@@ -230,8 +327,8 @@ class MdFormat(str, Enum):
 @app.command()
 def nma(
     outcome: str = typer.Option("complete remission", "--outcome", help='Endpoint, e.g. "complete remission".'),
-    method: str = typer.Option("REML", "--method", help="FE or REML."),
-    measure: str = typer.Option("OR", "--measure", help="OR, RR or RD."),
+    method: str = typer.Option("REML", "--method", help="Network model: " + ", ".join(_registry.methods("network")) + "."),
+    measure: str = typer.Option("OR", "--measure", help="Binary measure: " + ", ".join(_registry.network_measures("binary")) + "."),
     approximate: bool = typer.Option(True, "--approximate/--strict", help="Use round(pct/100*n) where no count reproduces a printed % (flagged)."),
     fmt: MdFormat = typer.Option(MdFormat.md, "--format"),
     plot: str = typer.Option("", "--plot", help="Write the network graph to this file (png/svg)."),
@@ -330,7 +427,9 @@ def sensitivity(
     if figures:
         out = Path(figures)
         out.mkdir(parents=True, exist_ok=True)
-        for i, fig in enumerate(rep.figures(), 1):
+        from lnsynth.plots.sensitivity import sensitivity_figures
+
+        for i, fig in enumerate(sensitivity_figures(rep), 1):
             fig.savefig(out / f"sensitivity-{i}.png", bbox_inches="tight", dpi=120)
         err.print(f"figures written to {out}")
 
@@ -399,7 +498,9 @@ def simulate_question(
     else:
         typer.echo(res.text())
     if plot:
-        res.figure().savefig(plot, bbox_inches="tight", dpi=120)
+        from lnsynth.plots.simulate import question_figure
+
+        question_figure(res).savefig(plot, bbox_inches="tight", dpi=120)
         err.print(f"figure written to {plot}")
     err.print(SIM_NOTE)
 
@@ -456,6 +557,11 @@ def export_cmd(
 
 
 def main() -> None:  # pragma: no cover - thin wrapper
+    # headless figure rendering for the CLI, the report and the web server threads, chosen at the
+    # entry point (never by a module at import); an explicit MPLBACKEND wins
+    import os
+
+    os.environ.setdefault("MPLBACKEND", "Agg")
     app()
 
 

@@ -27,6 +27,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import gammaln
 
+from . import registry
+
 __all__ = [
     "EffectSizes",
     "EffectSizeWarning",
@@ -40,25 +42,13 @@ class EffectSizeWarning(UserWarning):
     """A study was dropped (``drop00``) or produced a non-finite outcome."""
 
 
-#: Required input fields for every supported measure.
-_REQUIRED: dict[str, tuple[str, ...]] = {
-    **{
-        m: ("events_treat", "n_treat", "events_ctrl", "n_ctrl")
-        for m in ("RR", "OR", "RD", "PETO", "AS")
-    },
-    **{
-        m: ("mean_treat", "sd_treat", "n_treat", "mean_ctrl", "sd_ctrl", "n_ctrl")
-        for m in ("MD", "SMD", "ROM")
-    },
-    **{m: ("events", "n") for m in ("PR", "PLO", "PAS", "PFT")},
-    "IR": ("events", "time"),
-    "IRR": ("events_treat", "time_treat", "events_ctrl", "time_ctrl"),
-}
+#: Required input fields for every supported measure (source of truth: :mod:`lnsynth.registry`).
+_REQUIRED: dict[str, tuple[str, ...]] = {m: registry.required_fields(m) for m in registry.escalc_measures()}
 
 MEASURES: tuple[str, ...] = tuple(_REQUIRED)
 
-#: Measures on a log scale (back-transform with ``exp``).
-RATIO_MEASURES: frozenset[str] = frozenset({"RR", "OR", "PETO", "IRR", "ROM"})
+#: Measures on a log scale (back-transform with ``exp``): the registry's ratio measures computed here.
+RATIO_MEASURES: frozenset[str] = frozenset(registry.ratio_measures()) & frozenset(MEASURES)
 
 #: escalc uses ``add = 0`` for these unless ``add`` is given explicitly.
 _ADD_ZERO_DEFAULT = frozenset({"AS", "PAS", "PFT"})

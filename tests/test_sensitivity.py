@@ -109,7 +109,9 @@ def test_fake_report_numbers_and_honesty():
     assert set(tp.subgroup) >= {"<= 26 weeks", "> 26 weeks", "test for subgroup differences"}
     md = rep.to_markdown()
     assert "## complete remission: population" in md and "Contrasts not analysable" in md
-    figs = rep.figures()
+    from lnsynth.plots.sensitivity import sensitivity_figures
+
+    figs = sensitivity_figures(rep)
     assert len(figs) >= 2
     import matplotlib.pyplot as plt
 
@@ -136,5 +138,7 @@ def test_stored_trials_run():
             assert r.log_estimate == pytest.approx(math.log(r.estimate))
     import matplotlib.pyplot as plt
 
-    for fig in rep.figures():
+    from lnsynth.plots.sensitivity import sensitivity_figures
+
+    for fig in sensitivity_figures(rep):
         plt.close(fig)

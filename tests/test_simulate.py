@@ -177,7 +177,7 @@ def test_figures_return_matplotlib(tiny_bank):
     from lnsynth.simulate.questions import question_remission_horizon
 
     d = question_remission_horizon(bank=tiny_bank, k=2, n=80)
-    fig = d.figure()
+    fig = plots.question_figure(d)
     assert isinstance(fig, matplotlib.figure.Figure)
     assert fig.axes[0].get_ylabel() and fig.axes[0].get_xlabel()
 

@@ -13,7 +13,13 @@ from typing import Optional, Union
 
 import pandas as pd
 
-from lnsynth.evidence.select import SelectionWarning, approximate_counts, choose_timepoint, missing_counts_reason
+from lnsynth.evidence.select import (
+    SelectionWarning,
+    approximate_counts,
+    choose_timepoint,
+    missing_counts_reason,
+    one_record_per_arm,
+)
 
 #: Induction-regimen nodes, as Palmer 2017 groups them (multitarget; CNI alone; MMF; IV cyclophosphamide).
 INDUCTION_NODES: dict[str, str] = {
@@ -24,11 +30,16 @@ INDUCTION_NODES: dict[str, str] = {
     "VCS39.5+MMF": "Voclosporin+MMF",
     "MMF": "MMF",
     "PBO+MMF": "MMF",
+    "MPS": "MMF",
     "IVCYC": "IV cyclophosphamide",
     "IVCYC-LOW": "IV cyclophosphamide",
     "IVCYC-HIGH": "IV cyclophosphamide",
     "CYC": "IV cyclophosphamide",
     "PRED": "Corticosteroids alone",
+    "TAC+AZA": "Modified multitarget (TAC+AZA)",
+    "OBI+MMF": "Obinutuzumab+MMF",
+    "BEL+SOC": "Belimumab+standard therapy",
+    "PBO+SOC": "Standard therapy (MMF or CYC-AZA)",
 }
 REFERENCE_NODE = "IV cyclophosphamide"
 
@@ -59,6 +70,7 @@ def arm_level_data(
     approximate: bool = False,
     include_route_unstated: bool = True,
     warn: bool = True,
+    reference: Optional[str] = REFERENCE_NODE,
 ) -> ArmData:
     """One row per (study, node) with events and n for ``outcome``.
 
@@ -74,6 +86,12 @@ def arm_level_data(
         integer count (flagged ``approximate``); otherwise such studies are left out.
     include_route_unstated : map ``CYC`` (cyclophosphamide, route not stated in the
         source) to the IV cyclophosphamide node (flagged in the notes).
+    reference : the node the network is analysed against (default IV cyclophosphamide, chosen
+        by the analysis, never by sort order); trials not connected to it are left out with
+        that reason.
+
+    Only randomised trials enter; one record per arm is used when a trial's result is stored from
+    several documents (:func:`lnsynth.evidence.select.one_record_per_arm`).
     """
     nodes = dict(INDUCTION_NODES if nodes is None else nodes)
     if not include_route_unstated:
@@ -85,10 +103,16 @@ def arm_level_data(
     if max_weeks is not None:
         of = of[of["timepoint_weeks"].isna() | (of["timepoint_weeks"] <= max_weeks)]
     rows, excluded, notes = [], [], []
+    randomised = {st.id: st.randomised for st in ev.studies}
     for sid, g in of.groupby("study", sort=False):
         g = g.assign(node=g["regimen"].map(nodes))
         if g["node"].nunique() < 2:
             continue
+        if not randomised.get(sid, True):
+            excluded.append((sid, "not randomised"))
+            continue
+        g, set_aside = one_record_per_arm(g)
+        notes.extend(f"{g['study_label'].iloc[0]}: {x}" for x in set_aside)
         # timepoints reported for every node of the study
         per_node = [set(x["timepoint_weeks"].dropna()) for _, x in g.groupby("node")]
         common = sorted(set.intersection(*per_node)) if all(per_node) else []
@@ -131,4 +155,28 @@ def arm_level_data(
         for sid, why in excluded:
             warnings.warn(f"study {sid!r} left out of the {outcome} network: {why}", SelectionWarning, stacklevel=2)
     frame = pd.DataFrame(rows, columns=["study", "label", "treatment", "events", "n", "derived", "approximate", "arms", "timepoint_weeks"])
+    if reference is not None and len(frame):
+        frame, gone = _connected_to(frame, reference)
+        excluded.extend(gone)
+        if warn:
+            for sid, why in gone:
+                warnings.warn(f"study {sid!r} left out of the {outcome} network: {why}", SelectionWarning, stacklevel=2)
     return ArmData(outcome, frame, tuple(excluded), tuple(notes))
+
+
+def _connected_to(frame: pd.DataFrame, reference: str) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """Keep the trials whose nodes connect to ``reference``; the others are left out with the reason."""
+    import networkx as nx
+
+    g = nx.Graph()
+    for sid, x in frame.groupby("study", sort=False):
+        t = list(x["treatment"])
+        g.add_nodes_from(t)
+        g.add_edges_from((a, b) for i, a in enumerate(t) for b in t[i + 1:])
+    if reference not in g:
+        return frame.iloc[0:0], [(sid, f"no trial reaches the reference {reference!r}") for sid in frame["study"].unique()]
+    comp = nx.node_connected_component(g, reference)
+    keep = frame.groupby("study")["treatment"].transform(lambda t: t.isin(comp).all())
+    gone = [(sid, f"its arms ({', '.join(x['treatment'])}) are not connected to {reference}")
+            for sid, x in frame[~keep].groupby("study", sort=False)]
+    return frame[keep].reset_index(drop=True), gone

@@ -43,7 +43,7 @@ COLUMNS = [
     "synthesis", "kind", "treatment", "control", "outcome", "measure",
     "published_estimate", "published_ci_low", "published_ci_high", "published_trials", "published_patients",
     "our_estimate", "our_ci_low", "our_ci_high", "our_k", "our_patients", "our_studies", "our_method",
-    "variants", "range_low", "range_high", "why_different",
+    "variants", "range_low", "range_high", "informing_trials", "informing_patients", "why_different",
 ]
 
 
@@ -126,7 +126,7 @@ def _pairwise_variants(ev, tspec, cspec, outcome, measure, method):
 def _why(strict, approx, published_trials: Optional[int], extra: list[str]) -> str:
     bits = []
     if published_trials is not None:
-        bits.append(f"published pooled {published_trials} trials across its comparisons; the review's trial list gives {approx.k} here")
+        bits.append(f"published pooled {published_trials} trials across its comparisons; the evidence base gives {approx.k} here")
     else:
         bits.append(f"fewer trials: only those the review describes ({approx.k})")
     if strict.k < approx.k:
@@ -136,7 +136,8 @@ def _why(strict, approx, published_trials: Optional[int], extra: list[str]) -> s
         bits.append("counts derived from printed percentages")
     tps = sorted(set(approx.frame["timepoint_weeks"].dropna())) if approx.k else []
     if len(tps) > 1:
-        bits.append(f"endpoints at different timepoints ({', '.join(f'{t:.0f}' for t in tps)} weeks)")
+        bits.append("endpoints at different timepoints (" + ", ".join(
+            f"{r.label} {r.timepoint_weeks:.0f} wk" for r in approx.frame.itertuples() if not pd.isna(r.timepoint_weeks)) + ")")
     bits.extend(extra)
     return "; ".join(bits)
 
@@ -205,10 +206,16 @@ def rederive(ev=None, method: str = "REML", nma_outcome: str = "complete remissi
                         our_method=f"NMA REML (log OR), outcome: {nma_outcome}",
                         variants=len(vals), range_low=min(vals), range_high=max(vals),
                     )
+                    inf = _informing(data, tnode, ev)
+                    row["informing_trials"] = inf["text"]
+                    row["informing_patients"] = inf["patients"]
                     row["why_different"] = (
-                        f"Palmer pooled {n_trials} studies ({n_pat} participants); the review describes {data.k} induction trials with usable counts; "
-                        f"the review does not say which remission definition Palmer's OR uses (we use {nma_outcome}); "
-                        "CNI-alone node pools tacrolimus and cyclosporin; voclosporin+MMF is its own node"
+                        f"like for like: {tnode} is informed directly by {inf['text']} ({inf['k']} trial(s), {inf['patients']} patients); "
+                        f"the other {data.k - inf['k']} trials of the network inform it only indirectly; "
+                        f"Palmer pooled {n_trials} studies ({n_pat} participants); the remission definition of Palmer's OR is not "
+                        f"stated in the stored sources (we use {nma_outcome}); CNI-alone node pools tacrolimus and cyclosporin; "
+                        "voclosporin+MMF is its own node"
+                        + _primary_note(ev, s, est)
                     )
                 else:
                     row.update(our_k=0, our_patients=0, our_studies="", our_method="NMA REML")
@@ -221,6 +228,39 @@ def rederive(ev=None, method: str = "REML", nma_outcome: str = "complete remissi
         if c not in frame:
             frame[c] = np.nan
     return RederiveResult(frame[COLUMNS], tuple(notes))
+
+
+def _informing(data, node: str, ev=None) -> dict:
+    """Trials with an arm in ``node`` (the direct evidence for it), with their timepoints and patients."""
+    f = data.frame
+    ids = list(dict.fromkeys(f.loc[f["treatment"] == node, "study"]))
+    sub = f[f["study"].isin(ids)]
+    parts = []
+    for sid in ids:
+        x = sub[sub["study"] == sid]
+        tp = x["timepoint_weeks"].iloc[0]
+        maint = ev is not None and any(a.phase == "induction+maintenance" for a in ev.study(sid).arms)
+        parts.append(f"{x['label'].iloc[0]} ({'timepoint not stated' if pd.isna(tp) else f'{tp:.0f} weeks'}"
+                     f"{', including maintenance' if maint else ''})")
+    return {"k": len(ids), "patients": int(sub["n"].sum()), "text": ", ".join(parts) or "no trial"}
+
+
+def _primary_note(ev, synth, est) -> str:
+    """Where the review's quoted figure differs from the synthesis's own (primary) report, say so."""
+    if not est.primary_of:
+        return ""
+    other, _, eid = est.primary_of.partition(".")
+    for sy in ev.syntheses:
+        if sy.id != other:
+            continue
+        for e in sy.estimates:
+            if e.id == eid and (e.estimate.value, e.ci_low.value, e.ci_high.value) != (est.estimate.value, est.ci_low.value, est.ci_high.value):
+                return f"; Palmer's own abstract prints {e.measure} {e.estimate.text} [{e.ci_low.text}, {e.ci_high.text}]"
+        for fct in sy.facts:
+            if fct.id == eid and fct.quantity.value != est.estimate.value:
+                return (f"; the published figure is as quoted by the review ({est.estimate.text}); Palmer's own abstract prints "
+                        f"{fct.quantity.text} (its CI is not visible in the stored copy)")
+    return ""
 
 
 def _nma(ev, outcome, approximate):
@@ -280,8 +320,12 @@ def _maintenance(ev, est, method: str) -> dict:
         our_k=len(f), our_patients=int(f["n_treat"].sum() + f["n_ctrl"].sum()), our_studies=", ".join(f["label"]),
         our_method=f"{method} (log {est.measure}), {endpoint}" + (", approximate counts" if approx else ""),
     )
+    late = [ev.study(x) for x in f["study"]]
+    post = [st for st in late if st.year >= 2017 and any(a.regimen == "TAC+MMF" for a in st.arms)]
     out["why_different"] = (
-        f"Palmer pooled six maintenance trials; the review gives usable counts for {len(f)} ({', '.join(f['label'])})"
+        f"Palmer pooled six maintenance trials; the evidence base gives usable counts for {len(f)} ({', '.join(f['label'])})"
+        + ("".join(f"; {st.label} is a multitarget (tacrolimus + MMF) maintenance trial published {st.year}, after "
+                   "Palmer's search, so Palmer's figure cannot include it: the two are not like for like" for st in post))
         + ("; relapse percentages reproduced by no integer count, so round(pct/100*n) is used" if approx else "")
         + (f"; {', '.join(rates)} report flare rates per patient-year only" if rates else "")
     )

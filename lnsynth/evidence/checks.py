@@ -134,7 +134,7 @@ def check_consistency(ev: EvidenceBase) -> list[Finding]:
                             Finding("error", "derived", s.id, f"{kind}[{r.id}].events",
                                     f"several counts reproduce {r.percent.text}% of {n} ({cands}); keep all as candidates")
                         )
-            if r.events is not None and n is not None and r.events.value > n:
+            if r.events is not None and n is not None and r.events.value > n and getattr(r, "count_type", None) != "events":
                 out.append(Finding("error", "events", s.id, f"{kind}[{r.id}].events", f"events {r.events.value} > n {n}"))
             if r.events is not None and not r.events.provenance.derived and r.percent is not None and n is not None:
                 pct = 100.0 * r.events.value / n
@@ -192,12 +192,24 @@ def check_syntheses(ev: EvidenceBase) -> list[Finding]:
     """
     out: list[Finding] = []
     index = {(sy.id, e.id): e for sy in ev.syntheses for e in sy.estimates}
+    facts = {(sy.id, f.id): f for sy in ev.syntheses for f in sy.facts}
     for sy in ev.syntheses:
         for e in sy.estimates:
             if not e.primary_of:
                 continue
             other, _, est = e.primary_of.partition(".")
             p = index.get((other, est))
+            if p is None and (other, est) in facts:
+                # the primary source prints only the point estimate (e.g. its CI is not visible)
+                f = facts[(other, est)]
+                a, b = e.estimate, f.quantity
+                tol = 0.5 * 10 ** (-min(decimals_of(a.value), decimals_of(b.value))) + 1e-9
+                if abs(float(a.value) - float(b.value)) > tol:
+                    out.append(Finding("warning", "secondary-vs-primary", sy.id, f"estimates[{e.id}]",
+                                       f"{sy.label} as quoted ({a.provenance.source}) gives {e.measure} {a.text} "
+                                       f"[{e.ci_low.text}, {e.ci_high.text}]; the primary source {b.provenance.source} "
+                                       f"({e.primary_of}) prints {b.text}; both kept, analyses use the primary"))
+                continue
             if p is None:
                 out.append(Finding("error", "primary_of", sy.id, f"estimates[{e.id}].primary_of", f"unknown estimate {e.primary_of!r}"))
                 continue
@@ -222,12 +234,18 @@ def check_sources(ev: EvidenceBase) -> list[Finding]:
     downgrades them); every trial with external sources should list its publications."""
     out: list[Finding] = []
     by_id = {s.id: s for s in ev.sources}
-    for s in ev.studies:
+    for s in list(ev.studies) + list(ev.syntheses):
+        per_source: dict[str, list[str]] = {}
         for path, _v, prov in _walk_quantities(s, ""):
             src = by_id.get(prov.source)
             if src is not None and src.secondary:
-                out.append(Finding("warning", "secondary-source", s.id, path,
-                                   f"value rests on a {src.type} ({src.id}); keep looking for the primary source"))
+                per_source.setdefault(src.id, []).append(path)
+        for sid, paths in per_source.items():
+            src = by_id[sid]
+            shown = ", ".join(paths[:4]) + (f" and {len(paths) - 4} more" if len(paths) > 4 else "")
+            out.append(Finding("warning", "secondary-source", s.id, shown,
+                               f"{len(paths)} value(s) rest on a {src.type} ({sid}); keep looking for the primary source"))
+    for s in ev.studies:
         for ln in s.links:
             if ln.type in ("continuation_of", "subset_of") and s.randomised and s.n_randomised is None and s.n_enrolled is not None:
                 out.append(Finding("warning", "design", s.id, "randomised",

@@ -49,6 +49,18 @@ from .schema import (
 )
 
 DEFAULT_SOURCE = "peleg2020"
+
+#: Preference between documents reporting the same result (lower is preferred): the trial's own
+#: article first, then its registry results, abstracts, the review, secondary summaries, news.
+SOURCE_RANK = {
+    "peer-reviewed article": 0,
+    "trial-registry results": 1,
+    "abstract": 2,
+    "conference abstract": 3,
+    "review": 4,
+    "secondary summary": 5,
+    "news": 6,
+}
 _PROV_KEYS = {"source", "loc", "location", "quote", "derived", "rule"}
 
 
@@ -227,6 +239,39 @@ class EvidenceBase:
             )
         return pd.DataFrame(rows)
 
+    def trial_records(self, since: Optional[int] = None) -> list[dict]:
+        """One JSON-ready object per trial: ``id``, ``publications: [{source, year, role, ...}]``,
+        ``links: [{type, trial}]``, design, size, arms and risk of bias (``lnsynth trials --format json``).
+
+        ``since``: only trials with a publication (other than the review) from that year on."""
+        by_id = {x.id: x for x in self.sources}
+        out = []
+        for s in self.studies:
+            pubs = []
+            for p in s.publications:
+                src = by_id.get(p.source)
+                pubs.append({"source": p.source, "year": p.year, "role": p.role, "label": p.label,
+                             "type": src.type if src else None, "citation": src.citation if src else None,
+                             "url": src.url if src else None,
+                             "accessed": src.accessed.isoformat() if src is not None and src.accessed else None})
+            years = [p.year for p in s.publications if p.role != "review"] or [s.year]
+            if since is not None and max(years) < since:
+                continue
+            out.append({
+                "id": s.id, "label": s.label, "acronym": s.acronym, "year": s.year, "latest_year": max(years),
+                "design": s.design.value, "randomised": s.randomised,
+                "n_randomised": s.n_randomised.value if s.n_randomised else None,
+                "n_enrolled": s.n_enrolled.value if s.n_enrolled else None,
+                "registration": s.registration,
+                "arms": [{"id": a.id, "label": a.label, "regimen": a.regimen, "phase": a.phase,
+                          "n": a.n.value if a.n else None} for a in s.arms],
+                "publications": pubs,
+                "links": [{"type": ln.type, "trial": ln.trial} for ln in s.links],
+                "rob_overall": s.rob.overall() if s.rob else "unclear",
+                "values": sum(1 for _ in _walk_quantities(s, "")),
+            })
+        return out
+
     def arms_frame(self) -> pd.DataFrame:
         rows = []
         for s in self.studies:
@@ -245,8 +290,24 @@ class EvidenceBase:
                 )
         return pd.DataFrame(rows)
 
+    def _source_info(self, rec) -> dict:
+        """Source of a record's main number (events, else percent, rate, mean, median) and its rank."""
+        by_id = getattr(self, "_sources_by_id", None)
+        if by_id is None:
+            by_id = {x.id: x for x in self.sources}
+            object.__setattr__(self, "_sources_by_id", by_id)
+        q = next((getattr(rec, f) for f in ("events", "percent", "rate", "mean", "median") if getattr(rec, f, None) is not None), None)
+        sid = q.provenance.source if q is not None else None
+        src = by_id.get(sid)
+        stype = src.type if src else None
+        return {"source": sid, "source_type": stype, "source_rank": SOURCE_RANK.get(stype, len(SOURCE_RANK))}
+
     def outcomes_frame(self) -> pd.DataFrame:
-        """One row per arm-level outcome with events/n (derived flags), percent, rate, mean/SD."""
+        """One row per arm-level outcome with events/n (derived flags), percent, rate, mean/SD.
+
+        ``source``, ``source_type`` and ``source_rank`` name the document the record's number comes
+        from (rank 0 = primary article ... see :data:`SOURCE_RANK`), so a selection can prefer the
+        primary report when a trial's result is stored from several publications."""
         rows = []
         for s in self.studies:
             for o in s.outcomes:
@@ -281,6 +342,9 @@ class EvidenceBase:
                         "sd": o.sd.value if o.sd else None,
                         "population": s.population.value if s.population else None,
                         "setting": s.setting.value if s.setting else None,
+                        "analysis_set": o.analysis_set,
+                        "primary": o.primary,
+                        **self._source_info(o),
                     }
                 )
         return _keep_printed(pd.DataFrame(rows), rows, ["percent", "rate", "mean", "sd"])
@@ -306,6 +370,9 @@ class EvidenceBase:
                         "n_derived": ae.n.provenance.derived if ae.n else None,
                         "arm_n": a.n.value if a.n else None,
                         "percent": ae.percent.value if ae.percent else None,
+                        "period": ae.period,
+                        "count_type": ae.count_type,
+                        **self._source_info(ae),
                     }
                 )
         return _keep_printed(pd.DataFrame(rows), rows, ["percent"])
@@ -337,6 +404,31 @@ class EvidenceBase:
         if numbers_only:
             df = df[df["value"].map(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool))]
         return df.reset_index(drop=True)
+
+
+def currency(ev: "EvidenceBase") -> dict:
+    """Evidence currency: search date, sources searched, trials included and what is new since the review."""
+    path = ev.root / "currency.yaml" if Path(ev.root).is_dir() else data_dir() / "currency.yaml"
+    meta = (_read_yaml(path) or {}) if path.exists() else {}
+    years = {}
+    for s in ev.studies:
+        ys = [p.year for p in s.publications if p.role != "review"] or [s.year]
+        years[s.id] = max(ys)
+    searched = meta.get("searched")
+    return {
+        "searched": str(searched) if searched else None,
+        "base_review": meta.get("base_review"),
+        "sources_searched": list(meta.get("sources_searched", [])),
+        "method": meta.get("method"),
+        "trials": len(ev.studies),
+        "syntheses": len(ev.syntheses),
+        "trial_ids": sorted(s.id for s in ev.studies),
+        "new_since_review": sorted(sid for sid, y in years.items() if y >= 2021),
+        "latest_publication_year": max(years.values()) if years else None,
+        "statement": (f"Evidence searched {searched} (" + "; ".join(meta.get("sources_searched", [])[:3]) + "); "
+                      f"{len(ev.studies)} trials, {sum(1 for y in years.values() if y >= 2021)} with publications from 2021 on."
+                      if searched else "Evidence search date not recorded."),
+    }
 
 
 def _keep_printed(df: pd.DataFrame, rows: list[dict], cols: list[str]) -> pd.DataFrame:
@@ -460,7 +552,8 @@ def load_evidence(path: Union[str, Path, None] = None) -> EvidenceBase:
         for e in sy.estimates:
             if e.primary_of is not None:
                 other, _, est = e.primary_of.partition(".")
-                if other not in synth_ids or not any(x.id == est for x in next(y for y in syntheses if y.id == other).estimates):
+                target = next((y for y in syntheses if y.id == other), None)
+                if target is None or not any(x.id == est for x in list(target.estimates) + list(target.facts)):
                     raise EvidenceError(f"{sy.id}.yaml: synthesis {sy.id!r}: field estimates({e.id}).primary_of: unknown estimate {e.primary_of!r}")
     studies = [_with_publications(s, known_sources) for s in studies]
     return EvidenceBase(tuple(sources), tuple(studies), tuple(syntheses), root)

@@ -22,7 +22,10 @@ import pandas as pd
 
 from .schema import REGIMEN_CLASS
 
-ALIASES = {"CNI-any": {"CNI", "CNI+MMF"}}
+ALIASES = {
+    "CNI-any": {"CNI", "CNI+MMF", "CNI+AZA"},
+    "non-CNI": set(REGIMEN_CLASS.values()) - {"CNI", "CNI+MMF", "CNI+AZA"},
+}
 
 
 class SelectionWarning(UserWarning):
@@ -64,6 +67,7 @@ class PairwiseData:
     control: str
     frame: pd.DataFrame
     excluded: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    set_aside: tuple[tuple[str, str], ...] = field(default_factory=tuple)  # (study, duplicate record not used)
 
     @property
     def k(self) -> int:
@@ -137,6 +141,45 @@ def missing_counts_reason(df: pd.DataFrame) -> Optional[str]:
     )
 
 
+def one_record_per_arm(df: pd.DataFrame, key: tuple[str, ...] = ("arm", "timepoint_weeks")) -> tuple[pd.DataFrame, list[str]]:
+    """Keep one record per arm (and timepoint) when a trial's result is stored more than once.
+
+    A trial reported by several documents (the review, the primary article, registry results, a
+    news story) or under several definitions (two response criteria in one table) has several
+    records for one arm at one timepoint; summing them would double the arm.  The record kept is,
+    in order: from the best-ranked source (:data:`lnsynth.evidence.load.SOURCE_RANK`: article,
+    registry, abstract, conference abstract, review, secondary summary, news), flagged as the
+    publication's primary endpoint, with usable counts, printed rather than derived, first in the file.
+    Returns the reduced frame and one note per record set aside.
+    """
+    if df.empty:
+        return df, []
+    d = df.assign(
+        _tp=df["timepoint_weeks"].fillna(-1.0) if "timepoint_weeks" in df else -1.0,
+        _rank=df["source_rank"] if "source_rank" in df else 0,
+        _primary=(~df["primary"].fillna(False).astype(bool)).astype(int) if "primary" in df else 1,
+        _usable=(df["events"].isna() | df["n"].isna()).astype(int) if "n" in df else df["events"].isna().astype(int),
+        _derived=df["events_derived"].fillna(False).astype(bool).astype(int) if "events_derived" in df else 0,
+        _order=range(len(df)),
+    )
+    k = [c if c != "timepoint_weeks" else "_tp" for c in key]
+    d = d.sort_values(k + ["_rank", "_primary", "_usable", "_derived", "_order"])
+    keep = ~d.duplicated(subset=k, keep="first")
+    notes = []
+    kept = d[keep].set_index(k)
+    for _, r in d[~keep].iterrows():
+        idx = tuple(r[c] for c in k) if len(k) > 1 else r[k[0]]
+        w = kept.loc[idx]
+        if isinstance(w, pd.DataFrame):
+            w = w.iloc[0]
+        rid = r.get("outcome_id", None) if "outcome_id" in r else r.get("ae_id", None)
+        wid = w.get("outcome_id", None) if "outcome_id" in w else w.get("ae_id", None)
+        notes.append(f"arm {r['arm_label']!r}: record {rid} ({r.get('source', None)}) set aside; "
+                     f"{wid} ({w.get('source', None)}) used for the same arm and timepoint")
+    out = d[keep].sort_values("_order").drop(columns=["_tp", "_rank", "_primary", "_usable", "_derived", "_order"])
+    return out, notes
+
+
 def _totals(df: pd.DataFrame) -> tuple:
     """Every total event count the side's arms admit (candidate counts per arm, summed)."""
     per_arm = [r.events_candidates if isinstance(r.events_candidates, tuple) and len(r.events_candidates) else (int(r.events),) for r in df.itertuples()]
@@ -165,15 +208,28 @@ def adverse_event_data(
     if af.empty:
         raise ValueError(f"no adverse-event category {category!r}; available: {sorted(set(ev.adverse_events_frame()['category']))}")
     af = af.assign(regimen_class=af["regimen"].map(REGIMEN_CLASS), wording=af["event"].str.lower().str.strip())
-    rows, excluded = [], []
+    rows, excluded, set_aside = [], [], []
+    randomised = {s.id: s.randomised for s in ev.studies}
     for sid, g in af.groupby("study", sort=False):
         t = g[g.apply(lambda r: _matches(r, tspec), axis=1)]
         c = g[g.apply(lambda r: _matches(r, cspec), axis=1)]
+        if not t.empty and not c.empty and not randomised.get(sid, True):
+            excluded.append((sid, "not randomised (arms are not randomised groups)"))
+            continue
         common = sorted(set(t["wording"]) & set(c["wording"]))
-        if t.empty or c.empty or not common:
+        if t.empty and c.empty:
+            continue
+        if t.empty or c.empty:
+            side_ = "treatment" if c.empty else "control"
+            excluded.append((sid, f"{category} reported for the {side_} arm(s) only ({', '.join(sorted(set((t if c.empty else c)['arm_label'])))}): not a comparison"))
+            continue
+        if not common:
+            excluded.append((sid, f"{category} worded differently in the two arms ({sorted(set(t['wording']))} vs {sorted(set(c['wording']))}): not combined"))
             continue
         w = common[0]
         t, c = t[t["wording"] == w], c[c["wording"] == w]
+        (t, nt), (c, nc) = one_record_per_arm(t, ("arm",)), one_record_per_arm(c, ("arm",))
+        set_aside += [(sid, x) for x in nt + nc]
         side = []
         for df in (t, c):
             n = df["n"].where(df["n"].notna(), df["arm_n"])
@@ -208,6 +264,9 @@ def adverse_event_data(
                 "event": w,
                 "population": None,
                 "setting": ev.study(sid).setting.value if ev.study(sid).setting else None,
+                "records": tuple(pd.concat([t, c])["ae_id"]),
+                "sources": tuple(sorted(set(pd.concat([t, c])["source"].dropna()))),
+                "source_types": tuple(sorted(set(pd.concat([t, c])["source_type"].dropna()))),
             }
         )
     if warn:
@@ -216,7 +275,8 @@ def adverse_event_data(
     frame = pd.DataFrame(rows)
     if frame.empty:
         frame = pd.DataFrame(columns=["study", "label", "events_treat", "n_treat", "events_ctrl", "n_ctrl", "derived", "ambiguous", "candidates", "combined_arms", "approximate"])
-    return PairwiseData(category, ",".join(sorted(tspec)), ",".join(sorted(cspec)), frame.reset_index(drop=True), tuple(excluded))
+    return PairwiseData(category, ",".join(sorted(tspec)), ",".join(sorted(cspec)), frame.reset_index(drop=True), tuple(excluded),
+                        tuple(set_aside))
 
 
 def pairwise_data(
@@ -228,6 +288,7 @@ def pairwise_data(
     max_weeks: Optional[float] = None,
     warn: bool = True,
     approximate: bool = False,
+    min_weeks: Optional[float] = None,
 ) -> PairwiseData:
     """Build the two-group data set for ``outcome`` comparing ``treatment`` with ``control``.
 
@@ -239,6 +300,7 @@ def pairwise_data(
     timepoint : ``"latest"`` (default), ``"earliest"``, or a number of weeks (the closest
         available timepoint is used) when a study reports the endpoint more than once.
     max_weeks : ignore results later than this many weeks (e.g. 26 for 6-month remission).
+    min_weeks : ignore results earlier than this many weeks.
     approximate : where a printed percentage is reproduced by no integer count of the arm
         (so the evidence base stores no count), use ``round(pct/100*n)`` anyway and flag
         the study as ``approximate``. Off by default: such studies are left out with a
@@ -255,12 +317,20 @@ def pairwise_data(
     of = of[of["endpoint"] == outcome]
     if max_weeks is not None:
         of = of[of["timepoint_weeks"].isna() | (of["timepoint_weeks"] <= max_weeks)]
-    rows, excluded = [], []
+    if min_weeks is not None:
+        of = of[of["timepoint_weeks"].isna() | (of["timepoint_weeks"] >= min_weeks)]
+    rows, excluded, set_aside = [], [], []
+    randomised = {s.id: s.randomised for s in ev.studies}
     for sid, g in of.groupby("study", sort=False):
         t = g[g.apply(lambda r: _matches(r, tspec), axis=1)]
         c = g[g.apply(lambda r: _matches(r, cspec), axis=1)]
         if t.empty or c.empty:
             continue  # not a study of this comparison: nothing to warn about
+        if not randomised.get(sid, True):
+            excluded.append((sid, "not randomised (arms are not randomised groups)"))
+            continue
+        (t, nt), (c, nc) = one_record_per_arm(t), one_record_per_arm(c)
+        set_aside += [(sid, x) for x in nt + nc]
         tps = sorted(set(t["timepoint_weeks"].dropna()) & set(c["timepoint_weeks"].dropna()))
         if not tps:
             tp = None
@@ -305,6 +375,9 @@ def pairwise_data(
                 "approximate": approx,
                 "population": g["population"].iloc[0],
                 "setting": g["setting"].iloc[0],
+                "records": tuple(both["outcome_id"]),
+                "sources": tuple(sorted(set(both["source"].dropna()))),
+                "source_types": tuple(sorted(set(both["source_type"].dropna()))),
             }
         )
     frame = pd.DataFrame(rows)
@@ -313,4 +386,5 @@ def pairwise_data(
     if warn:
         for sid, why in excluded:
             warnings.warn(f"study {sid!r} left out of {outcome} {treatment} vs {control}: {why}", SelectionWarning, stacklevel=2)
-    return PairwiseData(outcome, ",".join(sorted(tspec)), ",".join(sorted(cspec)), frame.reset_index(drop=True), tuple(excluded))
+    return PairwiseData(outcome, ",".join(sorted(tspec)), ",".join(sorted(cspec)), frame.reset_index(drop=True), tuple(excluded),
+                        tuple(set_aside))

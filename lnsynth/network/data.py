@@ -58,8 +58,10 @@ import numpy as np
 import pandas as pd
 from scipy.special import gammaln
 
-BINARY_MEASURES = ("OR", "RR", "RD")
-CONTINUOUS_MEASURES = ("MD", "SMD")
+from .. import registry
+
+BINARY_MEASURES = registry.network_measures("binary")  # OR, RR, RD
+CONTINUOUS_MEASURES = registry.network_measures("continuous")  # MD, SMD
 MEASURES = BINARY_MEASURES + CONTINUOUS_MEASURES
 
 

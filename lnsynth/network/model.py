@@ -19,10 +19,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .. import registry
 from . import _core
 from .data import NetworkData, prepare
 
-MODEL_SCALE = {"OR": "log OR", "RR": "log RR", "RD": "RD", "MD": "MD", "SMD": "SMD"}
+MODEL_SCALE = {m: f"log {m}" if registry.measure(m).scale == "log" else m for m in registry.network_measures()}
+NETWORK_METHODS = registry.methods("network")  # FE, REML
+_METHODS_TEXT = " or ".join(repr(m) for m in NETWORK_METHODS)
 
 
 @dataclass(frozen=True, eq=False)
@@ -193,7 +196,7 @@ class NMAResult:
     # ----------------------------------------------------------------- output
     def to_frame(self) -> pd.DataFrame:
         """Relative effects vs the reference (same as :meth:`relative_effects`)."""
-        return self.relative_effects(exponentiate=self.measure in ("OR", "RR"))
+        return self.relative_effects(exponentiate=registry.is_ratio(self.measure))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable summary."""
@@ -221,7 +224,7 @@ class NMAResult:
 
     def summary(self) -> str:
         """Human-readable summary."""
-        re = self.relative_effects(exponentiate=self.measure in ("OR", "RR"))
+        re = self.relative_effects(exponentiate=registry.is_ratio(self.measure))
         lines = [
             f"Network meta-analysis ({'fixed effect' if self.method == 'FE' else 'random effects, REML'}); "
             f"measure {self.measure} (model scale: {MODEL_SCALE[self.measure]})",
@@ -253,8 +256,8 @@ def fit(data: NetworkData, method: str = "REML", level: float = 0.95, tau2: floa
     node-splitting); otherwise FE uses 0 and REML estimates it.
     """
     method = str(method).upper()
-    if method not in ("FE", "REML"):
-        raise ValueError(f"method must be 'FE' or 'REML', got {method!r}")
+    if method not in NETWORK_METHODS:
+        raise ValueError(f"method must be {_METHODS_TEXT}, got {method!r}")
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level!r}")
     params = tuple(t for t in data.treatments if t != data.reference)
@@ -365,8 +368,8 @@ def network_meta_analysis(
         studies, duplicate arms, ...), naming study and field, or a
         disconnected network (listing the treatments of each component).
     """
-    if str(method).upper() not in ("FE", "REML"):
-        raise ValueError(f"method must be 'FE' or 'REML', got {method!r}")
+    if str(method).upper() not in NETWORK_METHODS:
+        raise ValueError(f"method must be {_METHODS_TEXT}, got {method!r}")
     data = prepare(df, study=study, treatment=treatment, events=events, n=n, mean=mean, sd=sd,
                    yi=yi, vi=vi, treat1=treat1, treat2=treat2, cov=cov, measure=measure,
                    reference=reference)

@@ -6,11 +6,13 @@ from typing import Any
 
 import numpy as np
 
+from .. import registry
 from .results import MetaBatchResult, MetaResult
 
-METHODS = ("FE", "MH", "PETO", "DL", "REML", "ML", "PM", "SJ", "HE", "EB")
+METHODS = registry.methods("pairwise")  # FE, MH, PETO, DL, REML, ML, PM, SJ, HE, EB
 TESTS = ("z", "knha")
-_IV_METHODS = ("FE", "DL", "HE", "SJ", "ML", "REML", "PM", "EB")
+_IV_METHODS = registry.iv_methods()
+_TABLE_METHODS = registry.methods(inverse_variance=False)  # MH, PETO: pool 2x2 tables
 
 
 class MetaAnalysisWarning(UserWarning):
@@ -163,7 +165,7 @@ def meta_analysis(es=None, *, yi=None, vi=None, sei=None, method: str = "REML", 
                 raise ValueError(f"sei must be > 0; got {float(s[idx])!r} at index {idx}")
             vi = s * s
 
-    if method in ("MH", "PETO"):
+    if method in _TABLE_METHODS:
         return _fit_mh(es, method, test, level, labels, measure)
 
     Y, V, K, batch, labels = _validate(yi, vi, labels)
@@ -251,7 +253,7 @@ def _fit_mh(es, method, test, level, labels, measure):
 
     meas = str(es.measure).upper()
     if method == "PETO":
-        if meas not in ("OR", "PETO"):
+        if meas not in registry.method_measures("PETO"):
             raise ValueError(f"method: PETO needs es.measure 'OR' or 'PETO', got {es.measure!r}")
         d = mh.peto_core(es.ai, es.bi, es.ci, es.di, level=level)
     else:

@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import special
 
+from .. import registry
 from .regression import rma_fit
 
-_IV = ("FE", "DL", "HE", "SJ", "ML", "REML", "PM", "EB")
+_IV = registry.iv_methods()
 
 
 def _yv(fit):

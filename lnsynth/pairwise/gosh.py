@@ -25,7 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-_IV = ("FE", "DL", "HE", "SJ", "ML", "REML", "PM", "EB")
+from .. import registry
+
+_IV = registry.iv_methods()
 MAX_EXACT_K = 20
 
 

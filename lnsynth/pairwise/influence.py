@@ -20,7 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-_IV = ("FE", "DL", "HE", "SJ", "ML", "REML", "PM", "EB")
+from .. import registry
+
+_IV = registry.iv_methods()
 LOO_COLUMNS = ("estimate", "se", "zval", "pvalue", "ci_low", "ci_high", "q", "q_pvalue", "tau2", "i2", "h2")
 
 

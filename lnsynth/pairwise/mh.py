@@ -39,11 +39,12 @@ from typing import Any
 import numpy as np
 from scipy.stats import chi2, norm
 
+from lnsynth import registry
 from lnsynth.effects import EffectSizeWarning, _binary_yi_vi, _prepare, _validate_binary
 
 __all__ = ["mh_core", "peto_core", "MH_MEASURES"]
 
-MH_MEASURES = ("OR", "RR", "RD")
+MH_MEASURES = registry.method_measures("MH")  # OR, RR, RD
 _TO = ("all", "only0", "if0all", "none")
 
 

@@ -34,7 +34,9 @@ from typing import Any
 import numpy as np
 from scipy import optimize, special
 
-REG_METHODS = ("FE", "DL", "HE", "SJ", "ML", "REML", "PM", "EB")
+from .. import registry
+
+REG_METHODS = registry.iv_methods()
 _EPS = np.finfo(float).eps
 
 

@@ -11,9 +11,13 @@ from typing import Any
 
 import numpy as np
 
+from .. import registry
+
 DICT_KEYS = ("estimate", "se", "ci_low", "ci_high", "pvalue", "tau2", "tau2_ci_low",
              "tau2_ci_high", "i2", "h2", "q", "q_pvalue", "pi_low", "pi_high", "k")
-RATIO_MEASURES = ("RR", "OR", "PETO", "IRR", "ROM", "HR")
+RATIO_MEASURES = registry.ratio_measures()  # RR, OR, PETO, ROM, IRR, HR
+
+_FIXED = registry.fixed_effect_methods()  # FE, MH, PETO: no tau^2
 
 _STAT_FIELDS = ("estimate", "se", "zval", "pvalue", "ci_low", "ci_high", "tau2", "se_tau2",
                 "tau2_ci_low", "tau2_ci_high", "i2", "h2", "q", "q_pvalue", "pi_low",
@@ -122,9 +126,9 @@ class MetaResult:
     # -- text ---------------------------------------------------------------
     def summary(self, digits: int = 4) -> str:
         f = f"{{:.{digits}f}}"
-        model = "Fixed-Effects" if self.method in ("FE", "MH", "PETO") else "Random-Effects"
+        model = "Fixed-Effects" if self.method in _FIXED else "Random-Effects"
         lines = [f"{model} Model (k = {self.k}; method: {self.method}; test: {self.test})", ""]
-        if self.method not in ("FE", "MH", "PETO"):
+        if self.method not in _FIXED:
             ci = ""
             if np.isfinite(self.tau2_ci_low):
                 ci = f" [{f.format(self.tau2_ci_low)}, {f.format(self.tau2_ci_high)}]"

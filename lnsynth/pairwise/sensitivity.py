@@ -285,17 +285,6 @@ class SensitivityReport:
             lines.append("")
         return "\n".join(lines)
 
-    def figures(self) -> list:
-        from lnsynth.plots.sensitivity import leave_one_out_plot, sensitivity_plot
-
-        figs = []
-        for outcome in self.frame["outcome"].unique():
-            figs.append(sensitivity_plot(self.frame, outcome))
-        for outcome, loo in self.loo.items():
-            if loo is not None:
-                figs.append(leave_one_out_plot(loo, self.fits.get(outcome), outcome))
-        return figs
-
 
 def _question_rows(question, outcome, c, by, method, test, label_fn=None):
     """Rows for one question: each subgroup, the subgroup-difference test and a meta-regression."""

@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import math
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from .style import OKABE_ITO as _OI  # noqa: E402
+from .style import OKABE_ITO as _OI
 
 # Okabe-Ito colour-blind-safe palette (shared with the other figures), by regimen class.
 OKABE_ITO = [_OI[c] for c in ("blue", "orange", "bluish_green", "reddish_purple", "sky_blue", "vermillion", "yellow", "black")]

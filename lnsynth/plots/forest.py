@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import registry
 from .style import NULL_COLOR, PI_COLOR, POOLED_COLOR, STUDY_COLOR, lnsynth_style
 
-_FE = ("FE", "MH", "PETO")
+_FE = registry.fixed_effect_methods()  # FE, MH, PETO
 _XLABELS = {"RR": "Risk Ratio", "OR": "Odds Ratio", "PETO": "Odds Ratio (Peto)", "IRR": "Incidence Rate Ratio",
             "ROM": "Ratio of Means", "HR": "Hazard Ratio", "RD": "Risk Difference", "MD": "Mean Difference",
             "SMD": "Standardized Mean Difference"}

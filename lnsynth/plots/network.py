@@ -13,6 +13,8 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from lnsynth import registry
+
 if TYPE_CHECKING:  # pragma: no cover
     from lnsynth.network import NetworkData, NMAResult
 
@@ -105,7 +107,7 @@ def nma_forest(result: "NMAResult", ax: Axes | None = None, exponentiate: bool |
     Ratio measures (OR, RR) are shown exponentiated on a log axis by default.
     """
     if exponentiate is None:
-        exponentiate = result.measure in ("OR", "RR")
+        exponentiate = registry.is_ratio(result.measure)
     re = result.relative_effects()
     est, lo, hi = re["estimate"].to_numpy(), re["ci_low"].to_numpy(), re["ci_high"].to_numpy()
     if exponentiate:

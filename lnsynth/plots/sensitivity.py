@@ -99,3 +99,24 @@ def leave_one_out_plot(loo, fit=None, outcome: str = "", ax=None):
         if own:
             fig.tight_layout()
     return fig
+
+
+def sensitivity_figures(report) -> list:
+    """Every figure of a sensitivity report: one subgroup panel per outcome, then leave-one-out plots.
+
+    Parameters
+    ----------
+    report : lnsynth.pairwise.sensitivity.SensitivityReport
+        Output of :func:`lnsynth.pairwise.sensitivity.run_sensitivity`.
+
+    Returns
+    -------
+    list of matplotlib.figure.Figure
+    """
+    figs = []
+    for outcome in report.frame["outcome"].unique():
+        figs.append(sensitivity_plot(report.frame, outcome))
+    for outcome, loo in report.loo.items():
+        if loo is not None:
+            figs.append(leave_one_out_plot(loo, report.fits.get(outcome), outcome))
+    return figs

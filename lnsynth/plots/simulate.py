@@ -6,14 +6,11 @@ nothing here simulates. Okabe-Ito colours; axes labelled with units.
 
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from .evidence import apply_style  # noqa: E402
+from .evidence import apply_style
 
 OI = {"black": "#000000", "orange": "#E69F00", "sky": "#56B4E9", "green": "#009E73", "yellow": "#F0E442",
       "blue": "#0072B2", "vermillion": "#D55E00", "purple": "#CC79A7"}
@@ -152,6 +149,7 @@ def validation_intervals(df: pd.DataFrame) -> plt.Figure:
 
 
 def question_figure(res) -> plt.Figure:
+    """The figure of one :class:`lnsynth.simulate.questions.QuestionResult` (questions a-d)."""
     if res.question == "a":
         return proteinuria_trajectories(res.data["trajectories"])
     if res.question == "b":
@@ -179,12 +177,12 @@ def simulator_figures(bank=None, k: int = 20, n: int = 600) -> dict:
                              f"Leave-one-trial-out: {s['n_inside']}/{s['n_arms']} held-out arms inside the 95% "
                              f"predictive interval; median width {s['median_width_ratio']:.2f}x the binomial width.")
     a = question_nonimmune_share(bank=bank, k=k, n=n)
-    out["sim_q_a_trajectories"] = (a.figure(), a.text())
+    out["sim_q_a_trajectories"] = (question_figure(a), a.text())
     out["sim_q_a_share"] = (nonimmune_share(a.table), a.text())
     b = question_flares_after_taper(bank=bank, k=k, n=n)
-    out["sim_q_b_flares"] = (b.figure(), b.text())
+    out["sim_q_b_flares"] = (question_figure(b), b.text())
     c = question_hard_endpoint_power(bank=bank, k=max(k // 2, 5), n=n)
-    out["sim_q_c_power"] = (c.figure(), c.text())
+    out["sim_q_c_power"] = (question_figure(c), c.text())
     d = question_remission_horizon(bank=bank, k=k, n=n)
-    out["sim_q_d_remission"] = (d.figure(), d.text())
+    out["sim_q_d_remission"] = (question_figure(d), d.text())
     return out

@@ -7,10 +7,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 import matplotlib
-
-matplotlib.use("Agg", force=False)
-
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 # Okabe & Ito (2008) colour-universal-design palette
 OKABE_ITO = {

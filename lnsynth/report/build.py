@@ -55,40 +55,49 @@ def data_version(root: Path) -> str:
 
 
 def _headlines(ev, ctx) -> str:
-    """Headline pooled results (the same engine results as the summary of findings)."""
-    from .sections import _syntheses
+    """Headline per clinical question (the same Answer objects as the summary-of-findings section)."""
+    from .questions import answers, headline
 
-    items = []
-    for s in _syntheses(ev, ctx):
-        if s.result is None or s.comparison.key not in ("cr_vs_cyc", "cr_vs_mmf", "or_vs_cyc", "sae", "death"):
-            continue
-        r = s.row()
-        what = s.comparison.title if s.comparison.kind != "efficacy" else f"{s.comparison.title}, {s.comparison.outcome}"
-        items.append(
-            f"<li>{html.escape(what)}: RR {r['estimate']:.2f} (95% CI {r['ci_low']:.2f} to {r['ci_high']:.2f}; "
-            f"{s.k} trial{'s' if s.k != 1 else ''}, {s.data.patients} patients; certainty {html.escape(r['certainty'])})</li>"
-        )
+    items = [f"<li>{headline(a)}</li>" for a in answers(ev, ctx)]
     if not items:
         return ""
-    return "<h3>Headline results</h3><ul>" + "".join(items) + "</ul><p class='meta'>Details, caveats and all other comparisons below; certainty ratings follow the rules in the last section.</p>"
+    return ("<h3>Headline results, one per clinical question</h3><ul>" + "".join(items) + "</ul>"
+            "<p class='meta'>Each question's full summary of findings, with every trial included or excluded and why, "
+            "is in the next section; certainty follows the GRADE rules stated there.</p>")
+
+
+def _currency(ev) -> str:
+    from lnsynth.evidence.load import currency
+
+    c = currency(ev)
+    new = ", ".join(html.escape(x) for x in c["new_since_review"])
+    srcs = "".join(f"<li>{html.escape(x)}</li>" for x in c["sources_searched"])
+    return (f"<div class='currency' id='evidence-currency'><h3>Evidence currency</h3><p><strong>Evidence searched "
+            f"{html.escape(str(c['searched']))}</strong>: {c['trials']} trials and {c['syntheses']} published syntheses. "
+            f"The base is the 2020 review (Peleg et al.); trials with publications from 2021 on: {new or 'none'}.</p>"
+            f"<p>Sources searched:</p><ul>{srcs}</ul><p class='meta'>{html.escape(c['method'] or '')}</p>"
+            f"<details><summary>Trials included in the evidence base</summary><p>{', '.join(html.escape(x) for x in c['trial_ids'])}</p></details></div>")
 
 
 def section_overview(ev, ctx) -> Section:
     n_arms = sum(len(s.arms) for s in ev.studies)
+    _ = html
     prov = ev.provenance_rows()
     n_vals = len(prov)
     n_derived = sum(r.derived for r in prov)
     body = f"""
-<p>This report rebuilds the evidence summarised by Peleg, Bomback and Radhakrishnan,
-<em>The Evolving Role of Calcineurin Inhibitors in Treating Lupus Nephritis</em> (CJASN 2020), from a
-machine-readable evidence base in which every number carries its source, location and verbatim quote.
-It then re-analyses those numbers with lnsynth's statistics engine.</p>
+<p>This report starts from the evidence summarised by Peleg, Bomback and Radhakrishnan,
+<em>The Evolving Role of Calcineurin Inhibitors in Treating Lupus Nephritis</em> (CJASN 2020), brought up to date
+from public abstracts, trial registries and open-access articles, in a machine-readable evidence base in which every
+number carries its source (with URL, source type and date accessed), location and verbatim quote. It answers a
+catalogue of clinical questions with lnsynth's statistics engine.</p>
 <ul>
 <li><strong>{len(ev.studies)}</strong> studies ({n_arms} arms) and <strong>{len(ev.syntheses)}</strong> published meta-analyses;</li>
 <li><strong>{n_vals}</strong> sourced values, of which <strong>{n_derived}</strong> are derived (counts computed from printed percentages,
 arm sizes from N), each with its rule;</li>
 <li>the review's Tables 1 and 2 are rebuilt from these records, not retyped.</li>
 </ul>
+{_currency(ev)}
 {_headlines(ev, ctx)}
 <p>The review's argument, which later sections test: calcineurin inhibitors (CNIs) lower proteinuria through
 podocyte stabilisation and afferent vasoconstriction as well as through T-cell suppression, so 6-month
@@ -153,17 +162,17 @@ def section_evidence_figures(ev, ctx) -> Section:
     return Section("evidence", "The evidence at a glance", "".join(figs), figures=figs)
 
 
-from .sections import section_network, section_pairwise, section_sensitivity, section_simulator, section_sof  # noqa: E402
+from .questions import section_questions  # noqa: E402
+from .sections import section_network, section_sensitivity, section_simulator  # noqa: E402
 
 SECTION_BUILDERS: list[tuple[str, Callable]] = [
     ("Overview", section_overview),
+    ("Clinical questions", section_questions),
     ("Tables 1 and 2", section_tables),
     ("Evidence figures", section_evidence_figures),
-    ("Pairwise syntheses", section_pairwise),
     ("Network", section_network),
     ("Sensitivity", section_sensitivity),
     ("Simulator", section_simulator),
-    ("Summary of findings", section_sof),
 ]
 
 

@@ -1,5 +1,5 @@
-"""Report sections built on the analysis engines (pairwise, network, sensitivity,
-simulator, summary of findings). Each builder takes the evidence base and a shared
+"""Report sections built on the analysis engines (network, sensitivity, simulator; the
+clinical questions' summaries of findings are in :mod:`lnsynth.report.questions`). Each builder takes the evidence base and a shared
 context dict (results computed once and reused, e.g. by the summary of findings)."""
 
 from __future__ import annotations
@@ -27,50 +27,6 @@ def _table(df: pd.DataFrame, caption: str = "", table_id: str = "") -> str:
     cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
     tid = f' id="{table_id}"' if table_id else ""
     return f"<table{tid}>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _syntheses(ev, ctx):
-    if "syntheses" not in ctx:
-        from lnsynth.analyses.syntheses import run_syntheses
-
-        ctx["syntheses"] = run_syntheses(ev)
-    return ctx["syntheses"]
-
-
-# ----------------------------------------------------------------------------- pairwise
-
-
-def section_pairwise(ev, ctx):
-    Section, figure_html = _S()
-    from lnsynth.plots.forest import forest_plot
-
-    res = _syntheses(ev, ctx)
-    parts = [
-        "<p>Random-effects meta-analyses (REML, log risk ratio, Wald CIs; prediction intervals as metafor's "
-        "<code>predict.rma</code>) of the comparisons the stored trials allow. Counts derived from printed percentages are "
-        "used and flagged; where a printed percentage is reproduced by no integer count, <code>round(pct/100*n)</code> is used "
-        "and flagged as approximate. With k &lt; 10 in every comparison, funnel plots and small-study tests are not informative "
-        "and are not drawn.</p>"
-    ]
-    figs = []
-    for s in res:
-        c = s.comparison
-        title = c.title if c.kind == "adverse event" else f"{c.title}: {c.outcome}"
-        if s.result is None:
-            parts.append(f"<h3>{html.escape(title)}</h3><p>No stored trial gives usable counts for this comparison."
-                         + (f" Left out: {html.escape('; '.join(f'{a}: {b}' for a, b in s.data.excluded))}." if s.data.excluded else "") + "</p>")
-            continue
-        r = s.row()
-        fig = forest_plot(s.result, labels=s.data.labels, title=title)
-        alt = (f"Forest plot of {c.outcome}, {c.title}: {s.k} stud{'y' if s.k == 1 else 'ies'}; pooled risk ratio "
-               f"{_fmt(r['estimate'])} (95% CI {_fmt(r['ci_low'])} to {_fmt(r['ci_high'])}).")
-        notes = s.data.notes()
-        cap = (f"RR {_fmt(r['estimate'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}], k = {s.k}, {s.data.patients} patients, "
-               f"I² = {_fmt(r['i2'], 0)}%." + (" " + html.escape(" ".join(n + "." for n in notes)) if notes else ""))
-        fh = figure_html(fig, alt, cap)
-        figs.append(fh)
-        parts.append(f"<h3>{html.escape(title)}</h3>{fh}")
-    return Section("pairwise", "Pairwise syntheses: remission, flares and adverse events", "".join(parts), figures=figs)
 
 
 # ----------------------------------------------------------------------------- network
@@ -153,7 +109,9 @@ def section_sensitivity(ev, ctx):
     parts = ["<p>The review's critiques as analyses: do CNI effects differ by population, by endpoint timepoint, by CNI type? "
              "Subgroup estimates with the test for subgroup differences; k is small, so absence of a difference is not evidence of none.</p>"]
     figs = []
-    for i, fig in enumerate(rep.figures()):
+    from lnsynth.plots.sensitivity import sensitivity_figures
+
+    for i, fig in enumerate(sensitivity_figures(rep)):
         fh = figure_html(fig, f"Sensitivity analysis figure {i + 1}: subgroup risk ratios of CNI-containing regimens with 95% confidence intervals.",
                          f"Sensitivity analysis {i + 1}.")
         figs.append(fh)
@@ -218,38 +176,3 @@ def section_simulator(ev, ctx):
 
 
 # ----------------------------------------------------------------------------- summary of findings
-
-
-def section_sof(ev, ctx):
-    Section, _ = _S()
-    from lnsynth.analyses.certainty import __doc__ as rules_doc
-    from lnsynth.analyses.syntheses import summary_of_findings
-
-    sof = summary_of_findings(_syntheses(ev, ctx))
-    ctx["sof"] = sof
-    shown = sof[sof["k"] > 0]
-    rows = []
-    for r in shown.itertuples():
-        rows.append({
-            "Comparison": r.comparison,
-            "Outcome": r.outcome,
-            "Trials (patients)": f"{r.k} ({r.patients})",
-            "RR [95% CI]": f"{_fmt(r.estimate)} [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]",
-            "95% PI": f"{_fmt(r.pi_low)} to {_fmt(r.pi_high)}",
-            "I² (%)": _fmt(r.i2, 0),
-            "Certainty": r.certainty,
-            "Risk of bias": r.grade_risk_of_bias,
-            "Inconsistency": r.grade_inconsistency,
-            "Imprecision": r.grade_imprecision,
-            "Indirectness": r.grade_indirectness,
-            "Small-study effects": r.grade_small_study,
-            "Derived counts (% of patients)": _fmt(100 * r.derived_share, 0),
-        })
-    body = (
-        "<p>Certainty ratings come from explicit rules (below), not a panel's judgement. The evidence base records no "
-        "risk-of-bias assessment, so risk of bias counts as unclear (-1) everywhere.</p>"
-        + _table(pd.DataFrame(rows), table_id="sof-table")
-        + f"<details><summary>Rules used</summary><pre>{html.escape(rules_doc or '')}</pre></details>"
-        + "<p class='disclaimer'>A summary of published evidence, not a recommendation for any patient.</p>"
-    )
-    return Section("sof", "Summary of findings with certainty of evidence", body)

@@ -9,8 +9,8 @@ simulation, not treatment advice).
     (multitarget vs MMF), by follow-up.
 (d) ``question_remission_horizon``: complete remission at 6, 12 and 24 months for each regimen.
 
-Each returns a :class:`QuestionResult` with an estimate, a 95% interval over posterior draws, a table,
-and ``figure()`` (plotting is imported only when a figure is requested).
+Each returns a :class:`QuestionResult` with an estimate, a 95% interval over posterior draws and a table;
+its figure is drawn by :func:`lnsynth.plots.simulate.question_figure` (this module never imports plotting).
 """
 
 from __future__ import annotations
@@ -41,11 +41,6 @@ class QuestionResult:
     table: pd.DataFrame
     data: dict = field(default_factory=dict)
     label: str = LABEL
-
-    def figure(self):
-        from lnsynth.plots import simulate as plots
-
-        return plots.question_figure(self)
 
     def text(self) -> str:
         return (f"{self.summary}\nEstimate {self.estimate:.3g} {self.unit} "

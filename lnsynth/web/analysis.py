@@ -19,13 +19,16 @@ from markupsafe import Markup, escape
 
 from lnsynth.evidence.schema import REGIMEN_CLASS
 
-RATIO = {"RR", "OR", "PETO"}
-PAIRWISE_MEASURES = ("RR", "OR", "RD")
-PAIRWISE_METHODS = ("REML", "DL", "FE", "MH", "PETO", "PM", "SJ", "HE", "ML", "EB")
-NETWORK_MEASURES = ("OR", "RR", "RD")
-NETWORK_METHODS = ("REML", "FE")
+from lnsynth import registry
+
+RATIO = set(registry.ratio_measures())
+# binary two-group measures and the methods of the registry (the same lists as the CLI help)
+PAIRWISE_MEASURES = tuple(m for m in ("RR", "OR", "RD") if m in registry.measures_for("binary"))
+PAIRWISE_METHODS = ("REML",) + tuple(m for m in registry.methods() if m != "REML")
+NETWORK_MEASURES = tuple(m for m in ("OR", "RR", "RD") if m in registry.network_measures("binary"))
+NETWORK_METHODS = ("REML",) + tuple(m for m in registry.methods("network") if m != "REML")
 CLASSES = sorted(set(REGIMEN_CLASS.values()))
-SPECIAL = {"CNI-any": {"CNI", "CNI+MMF"}, "non-CNI": set(CLASSES) - {"CNI", "CNI+MMF"}}
+from lnsynth.evidence.select import ALIASES as SPECIAL  # noqa: E402  (one definition of CNI-any / non-CNI)
 
 
 def regimen_choices() -> list[str]:
@@ -58,75 +61,45 @@ class PairwiseRun:
     error: Optional[str] = None
     measure: str = "RR"
     method: str = "REML"
+    notes: list[str] = field(default_factory=list)
 
 
-def _newest_per_arm(frame: pd.DataFrame, notes: list[tuple[str, str]]) -> pd.DataFrame:
-    """One row per (study, arm, endpoint, timepoint): the newest entry (rows are in id order).
+def select_pairs(ev, outcome: str, treatment: str, control: str,
+                 timepoint: str = "latest") -> tuple[list[dict], list[tuple[str, str]], list[str]]:
+    """One two-group comparison per study, by the shared selection of the analysis layer
+    (:func:`lnsynth.evidence.select.pairwise_data`, the function ``lnsynth meta`` and the clinical
+    questions use), with the same default approximate-count policy (on, flagged).
 
-    Curators may enter a corrected count as a new outcome; summing both would double n.
+    Returns the rows, the studies left out with the reason, and notes (approximations, combined
+    arms, superseded entries).
     """
-    if not len(frame):
-        return frame
-    key = ["study", "arm", "endpoint", "tp_key"]
-    f = frame.assign(tp_key=frame["timepoint_weeks"].fillna(-1))
-    dup = f.duplicated(subset=key, keep="last")
-    for r in f[dup].itertuples():
-        notes.append((r.study, f"older duplicate entry {r.outcome_id} for arm {r.arm} at the same timepoint "
-                               "ignored (newest entry used)"))
-    return f[~dup].drop(columns="tp_key")
+    from lnsynth.evidence.select import pairwise_data
+
+    from .curation import superseded
+
+    ev, dropped = superseded(ev)
+    tp: Any = timepoint
+    if timepoint not in ("latest", "earliest"):
+        try:
+            tp = float(timepoint)
+        except ValueError:
+            raise ValueError(f"timepoint: expected 'latest', 'earliest' or weeks, got {timepoint!r}") from None
+    d = pairwise_data(ev, outcome, ",".join(sorted(spec_set(treatment))), ",".join(sorted(spec_set(control))),
+                      timepoint=tp, warn=False, approximate=True)
+    rows = [{
+        "study": r.study, "label": r.label,
+        "timepoint_weeks": None if pd.isna(r.timepoint_weeks) else float(r.timepoint_weeks),
+        "treat_arms": f"{r.treatment_arms} ({r.treatment_regimen})",
+        "ctrl_arms": f"{r.control_arms} ({r.control_regimen})",
+        "events_t": int(r.events_treat), "n_t": int(r.n_treat), "events_c": int(r.events_ctrl), "n_c": int(r.n_ctrl),
+        "combined": int(r.combined_arms) > 1, "approximate": bool(r.approximate), "derived": bool(r.derived),
+    } for r in d.frame.itertuples()]
+    notes = [f"{s}: {w}" for s, w in dropped] + [n for n in d.notes() if ": excluded (" not in n]
+    notes += [f"{s}: {w}" for s, w in d.set_aside]
+    return rows, list(d.excluded), notes
 
 
-def select_pairs(frame: pd.DataFrame, outcome: str, treatment: str, control: str,
-                 timepoint: str = "latest") -> tuple[list[dict], list[tuple[str, str]]]:
-    """One two-group comparison per study: arms matching each spec, summed when several match.
-
-    ``timepoint`` is ``latest``, ``earliest`` or a number of weeks.  Outcomes without
-    events or n are left out and listed with the reason (no count is invented).
-    """
-    t_spec, c_spec = spec_set(treatment), spec_set(control)
-    rows: list[dict] = []
-    excluded: list[tuple[str, str]] = []
-    sub = frame[(frame["endpoint"] == outcome) & frame["events"].notna() & frame["n"].notna()] if len(frame) else frame
-    sub = pd.concat([_newest_per_arm(sub, excluded),
-                     frame[(frame["endpoint"] == outcome) & ~(frame["events"].notna() & frame["n"].notna())]]) \
-        if len(frame) else frame
-    for study, g in sub.groupby("study", sort=False):
-        t = g[g["regimen"].map(lambda r: _match(r, t_spec))]
-        c = g[g["regimen"].map(lambda r: _match(r, c_spec) and not _match(r, t_spec))]
-        if t.empty or c.empty:
-            continue
-        usable = lambda d: d[d["events"].notna() & d["n"].notna()]  # noqa: E731
-        tu, cu = usable(t), usable(c)
-        if tu.empty or cu.empty:
-            excluded.append((study, "events or n not reported for one of the arms"))
-            continue
-        tp_t = set(tu["timepoint_weeks"].fillna(-1)) & set(cu["timepoint_weeks"].fillna(-1))
-        if timepoint not in ("latest", "earliest"):
-            try:
-                want = float(timepoint)
-            except ValueError:
-                raise ValueError(f"timepoint: expected 'latest', 'earliest' or weeks, got {timepoint!r}") from None
-            tp_t = {x for x in tp_t if abs(x - want) < 1e-9}
-        if not tp_t:
-            excluded.append((study, "no timepoint with counts in both arms"))
-            continue
-        tp = max(tp_t) if timepoint != "earliest" else min(tp_t)
-        at = lambda d: d[d["timepoint_weeks"].fillna(-1) == tp]  # noqa: E731
-        ta, ca = at(tu), at(cu)
-        rows.append({
-            "study": study,
-            "label": str(g["study_label"].iloc[0]),
-            "timepoint_weeks": None if tp < 0 else tp,
-            "treat_arms": ", ".join(f"{a} ({r})" for a, r in zip(ta["arm_label"], ta["regimen"])),
-            "ctrl_arms": ", ".join(f"{a} ({r})" for a, r in zip(ca["arm_label"], ca["regimen"])),
-            "events_t": int(ta["events"].sum()), "n_t": int(ta["n"].sum()),
-            "events_c": int(ca["events"].sum()), "n_c": int(ca["n"].sum()),
-            "combined": len(ta) > 1 or len(ca) > 1,
-        })
-    return rows, excluded
-
-
-def run_pairwise(frame: pd.DataFrame, outcome: str, treatment: str, control: str, measure: str,
+def run_pairwise(ev, outcome: str, treatment: str, control: str, measure: str,
                  method: str, timepoint: str = "latest") -> PairwiseRun:
     run = PairwiseRun(measure=measure, method=method)
     try:
@@ -134,7 +107,7 @@ def run_pairwise(frame: pd.DataFrame, outcome: str, treatment: str, control: str
             raise ValueError(f"measure: choose one of {', '.join(PAIRWISE_MEASURES)}")
         if method not in PAIRWISE_METHODS:
             raise ValueError(f"method: choose one of {', '.join(PAIRWISE_METHODS)}")
-        rows, run.excluded = select_pairs(frame, outcome, treatment, control, timepoint)
+        rows, run.excluded, run.notes = select_pairs(ev, outcome, treatment, control, timepoint)
         run.rows = rows
         if not rows:
             raise ValueError("no study compares these arms on this outcome with events and n in both arms")
@@ -346,38 +319,41 @@ class NetworkRun:
     forest: Optional[Markup] = None
     error: Optional[str] = None
     warnings: list[str] = field(default_factory=list)
+    excluded: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
-def network_arms(frame: pd.DataFrame, outcome: str, node: str = "class") -> list[dict]:
-    """Arm-level rows for one outcome: per study, the latest timepoint with counts in >= 2 nodes."""
-    out: list[dict] = []
-    sub = frame[(frame["endpoint"] == outcome) & frame["events"].notna() & frame["n"].notna()] if len(frame) else frame
-    sub = _newest_per_arm(sub, [])
-    for study, g in sub.groupby("study", sort=False):
-        g = g.assign(node=g["regimen"].map(lambda r: REGIMEN_CLASS.get(r, r) if node == "class" else r),
-                     tp=g["timepoint_weeks"].fillna(-1))
-        best = None
-        for tp, h in g.groupby("tp"):
-            if h["node"].nunique() >= 2:
-                best = tp if best is None else max(best, tp)
-        if best is None:
-            continue
-        h = g[g["tp"] == best]
-        for nd, a in h.groupby("node", sort=False):
-            out.append({"study": study, "label": str(a["study_label"].iloc[0]), "node": nd,
-                        "events": int(a["events"].sum()), "n": int(a["n"].sum()),
-                        "timepoint_weeks": None if best < 0 else best})
-    return out
+def network_arms(ev, outcome: str, node: str = "class") -> tuple[list[dict], list[tuple[str, str]], list[str], str]:
+    """Arm-level rows for one outcome by the shared network selection
+    (:func:`lnsynth.analyses.network_data.arm_level_data`, as ``lnsynth nma`` and the report), with the
+    reference chosen by the analysis (IV cyclophosphamide), never by sort order.
+
+    Returns rows, studies left out with the reason, notes and the reference node.
+    """
+    from lnsynth.analyses.network_data import INDUCTION_NODES, REFERENCE_NODE, arm_level_data
+
+    from .curation import superseded
+
+    ev, dropped = superseded(ev)
+    if node == "class":
+        nodes, ref = INDUCTION_NODES, REFERENCE_NODE
+    else:
+        nodes, ref = {k: k for k in INDUCTION_NODES}, "IVCYC"
+    d = arm_level_data(ev, outcome, nodes=nodes, approximate=True, warn=False, reference=ref)
+    rows = [{"study": r.study, "label": r.label, "node": r.treatment, "events": int(r.events), "n": int(r.n),
+             "timepoint_weeks": None if pd.isna(r.timepoint_weeks) else float(r.timepoint_weeks),
+             "approximate": bool(r.approximate)} for r in d.frame.itertuples()]
+    return rows, list(d.excluded), [f"{s}: {w}" for s, w in dropped] + list(d.notes), ref
 
 
-def run_network(frame: pd.DataFrame, outcome: str, measure: str, method: str, node: str = "class") -> NetworkRun:
+def run_network(ev, outcome: str, measure: str, method: str, node: str = "class") -> NetworkRun:
     run = NetworkRun()
     try:
         if measure not in NETWORK_MEASURES:
             raise ValueError(f"measure: choose one of {', '.join(NETWORK_MEASURES)}")
         if method not in NETWORK_METHODS:
             raise ValueError(f"method: choose one of {', '.join(NETWORK_METHODS)}")
-        run.arms = network_arms(frame, outcome, node)
+        run.arms, run.excluded, run.notes, ref = network_arms(ev, outcome, node)
         by_study: dict[str, list[str]] = {}
         for a in run.arms:
             by_study.setdefault(a["study"], []).append(a["node"])
@@ -398,7 +374,7 @@ def run_network(frame: pd.DataFrame, outcome: str, measure: str, method: str, no
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             res = network_meta_analysis(df, study="study", treatment="node", events="events", n="n",
-                                        measure=measure, method=method)
+                                        measure=measure, method=method, reference=ref)
         run.warnings = sorted({str(w.message) for w in caught})
         lt = res.league_table(exponentiate=measure in RATIO)
         run.league = [[""] + list(lt.columns)] + [[str(i)] + [str(v) for v in row] for i, row in

@@ -292,6 +292,10 @@ def create_app(db_path: Path | str, token: Optional[str] = None) -> FastAPI:
         return out, problems
 
     # ================================================================== API
+    from .routers.questions import make_router as _questions_router
+
+    app.include_router(_questions_router(store, page, lambda detail: ApiError(404, detail)))
+
     @app.get("/healthz")
     def healthz():
         return {"status": "ok", "trials": len(store.trial_ids()), "generation": store.generation()}
@@ -502,7 +506,7 @@ def create_app(db_path: Path | str, token: Optional[str] = None) -> FastAPI:
         q = {"outcome": qp.get("outcome", "complete remission"), "treatment": qp.get("treatment", "CNI-any"),
              "control": qp.get("control", "non-CNI"), "measure": qp.get("measure", "RR"),
              "method": qp.get("method", "REML"), "timepoint": qp.get("timepoint", "latest")}
-        run = an.run_pairwise(frame, q["outcome"], q["treatment"], q["control"], q["measure"], q["method"],
+        run = an.run_pairwise(store.evidence(), q["outcome"], q["treatment"], q["control"], q["measure"], q["method"],
                               q["timepoint"])
         eps = sorted(set(frame["endpoint"])) if len(frame) else []
         return page(request, "analysis.html", {"q": q, "run": run, "endpoints": eps,
@@ -517,7 +521,7 @@ def create_app(db_path: Path | str, token: Optional[str] = None) -> FastAPI:
              "method": qp.get("method", "REML"), "node": qp.get("node", "class")}
         if q["node"] not in ("class", "regimen"):
             q["node"] = "class"
-        run = an.run_network(frame, q["outcome"], q["measure"], q["method"], q["node"])
+        run = an.run_network(store.evidence(), q["outcome"], q["measure"], q["method"], q["node"])
         eps = sorted(set(frame["endpoint"])) if len(frame) else []
         return page(request, "network.html", {"q": q, "run": run, "endpoints": eps,
                                               "measures": an.NETWORK_MEASURES, "methods": an.NETWORK_METHODS,

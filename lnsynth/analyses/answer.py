@@ -1,0 +1,555 @@
+"""One clinical question, one answer: selection -> effect sizes -> model -> certainty.
+
+:func:`answer` is the only pipeline from the evidence base to a clinical answer. The CLI
+(``lnsynth answer``), the web app (``GET /api/questions/{id}``) and the report all call it and
+render the same :class:`Answer` (its :meth:`Answer.to_dict` is the contract), so one question
+gives one set of numbers everywhere.
+
+Steps
+-----
+1. **Study selection** (per trial, with a reason for every trial left out): randomised;
+   population (treatment phase; pure class V included, excluded or required by the question);
+   arms matching the question's intervention and comparator regimen codes *exactly*; the
+   relation between those arms (add-on, substitution, multitarget, maintenance; computed from
+   the regimens' drug components by :func:`lnsynth.analyses.questions.relation_between`) equal
+   to the question's. A trial whose arms fit another question's relation is excluded with that
+   relation named (Mok 2016's tacrolimus *instead of* MMF is not an add-on trial).
+2. **Per outcome** (accepted endpoints or adverse-event categories, in order of preference; the
+   timepoint window; ``latest`` timepoint in the window by default): arm-level counts via
+   :func:`lnsynth.evidence.select.pairwise_data` / :func:`~lnsynth.evidence.select.adverse_event_data`
+   on the selected trials. One record per arm: the best-ranked source (article > registry >
+   abstract > review > secondary summary > news). The approximate-count policy of the plan
+   (default on: ``round(pct/100*n)`` where no integer count reproduces a printed percentage) is
+   applied and shown per trial. Trials with no events in either arm are not estimable on a
+   ratio scale and are listed as such (Cochrane Handbook 10.4.4.2).
+3. **Model**: the plan's measure and estimator (default RR, random effects, REML, z test) via
+   :func:`lnsynth.pairwise.meta_analysis`; a single trial is its own estimate (no pooling).
+4. **Certainty** (:mod:`lnsynth.analyses.grade`) and absolute effects per 1000 from the assumed
+   control risk (median control-arm risk of the included trials unless the question declares one).
+
+Examples
+--------
+>>> from lnsynth.evidence import load_evidence
+>>> a = answer(load_evidence(), "voclosporin-addon-mmf")
+>>> a.relation
+'add-on'
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import pandas as pd
+
+from lnsynth.evidence.load import EvidenceBase
+from lnsynth.evidence.schema import RiskOfBias, Study
+from lnsynth.evidence.select import SelectionWarning, adverse_event_data, pairwise_data
+
+from .grade import Certainty, TrialFacts, intervention_risk, rate_outcome
+from .questions import COMPONENTS, CNI_DRUGS, OutcomeSpec, Question, get_question, load_questions, relation_between
+
+_CLASS_V_ONLY = re.compile(r"(pure\s+class\s+(5|v)\b|^class\s+(5|v)\b|membranous)", re.I)
+_PROLIF = re.compile(r"\b(iii|iv|3|4)\b|proliferative", re.I)
+
+
+def is_class_v_only(study: Study) -> bool:
+    """True when the stored population is pure class V (membranous) lupus nephritis."""
+    txt = study.population.value if study.population else ""
+    return bool(_CLASS_V_ONLY.search(txt)) and not _PROLIF.search(re.sub(r"class\s+(5|v)", "", txt, flags=re.I))
+
+
+def _phase_ok(arm_phase: str, phase: str) -> bool:
+    return arm_phase == phase or arm_phase == "induction+maintenance"
+
+
+@dataclass(frozen=True)
+class StudyDecision:
+    """One row of a question's inclusion table."""
+
+    study: str
+    label: str
+    included: bool
+    reason: str
+    intervention_arms: tuple[str, ...] = ()
+    comparator_arms: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {"study": self.study, "label": self.label, "included": self.included, "reason": self.reason,
+                "intervention_arms": list(self.intervention_arms), "comparator_arms": list(self.comparator_arms)}
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    """One trial's data in one outcome's analysis."""
+
+    study: str
+    label: str
+    endpoint: str
+    timepoint_weeks: Optional[float]
+    events_int: int
+    n_int: int
+    events_ctrl: int
+    n_ctrl: int
+    intervention_arms: str
+    comparator_arms: str
+    derived: bool
+    approximate: bool
+    combined_arms: int
+    sources: tuple[str, ...]
+    source_types: tuple[str, ...]
+    records: tuple[str, ...]
+    rob: str
+    estimate: Optional[float] = None
+    ci_low: Optional[float] = None
+    ci_high: Optional[float] = None
+    weight: Optional[float] = None
+    in_model: bool = True
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+
+
+@dataclass(frozen=True)
+class OutcomeAnswer:
+    spec: OutcomeSpec
+    measure: str
+    trials: tuple[TrialRow, ...]
+    excluded: tuple[tuple[str, str], ...]
+    notes: tuple[str, ...]
+    result: Any = None  # MetaResult or None
+    certainty: Optional[Certainty] = None
+    control_risk: Optional[float] = None
+    control_risk_source: str = ""
+    not_estimable: Optional[str] = None
+
+    @property
+    def analysed(self) -> tuple[TrialRow, ...]:
+        return tuple(t for t in self.trials if t.in_model)
+
+    @property
+    def k(self) -> int:
+        return len(self.analysed)
+
+    def _back(self, x: float) -> float:
+        return math.exp(x) if self.measure in ("RR", "OR") else x
+
+    def conf_int(self, level: float = 0.95) -> tuple[Optional[float], Optional[float]]:
+        """CI of the pooled effect (ratio scale for ratio measures) at ``level``."""
+        if self.result is None:
+            return (None, None)
+        if abs(level - self.result.level) < 1e-12:
+            return (self._back(self.result.ci_low), self._back(self.result.ci_high))
+        from scipy.stats import norm, t
+
+        crit = t.ppf(0.5 + level / 2, self.k - 1) if self.result.test == "knha" else norm.ppf(0.5 + level / 2)
+        return (self._back(self.result.estimate - crit * self.result.se), self._back(self.result.estimate + crit * self.result.se))
+
+    def to_dict(self) -> dict:
+        a = self.analysed
+        r = self.result
+        est = lo = hi = None
+        extra: dict = {}
+        if r is not None:
+            est, (lo, hi) = self._back(r.estimate), self.conf_int()
+            extra = {"pi_low": self._back(r.pi_low), "pi_high": self._back(r.pi_high), "i2": r.i2, "tau2": r.tau2,
+                     "pvalue": r.pvalue, "model": "single trial" if self.k == 1 else r.method, "test": r.test}
+        p1000 = p1000_lo = p1000_hi = risk_int = None
+        if est is not None and self.control_risk is not None:
+            p1000 = 1000 * (intervention_risk(self.measure, self.control_risk, est) - self.control_risk)
+            p1000_lo = 1000 * (intervention_risk(self.measure, self.control_risk, lo) - self.control_risk)
+            p1000_hi = 1000 * (intervention_risk(self.measure, self.control_risk, hi) - self.control_risk)
+            risk_int = 1000 * intervention_risk(self.measure, self.control_risk, est)
+        out = {
+            "outcome": self.spec.label,
+            "outcome_id": self.spec.id,
+            "kind": self.spec.kind,
+            "accepted": list(self.spec.endpoints or self.spec.categories),
+            "window": self.spec.window.text() if self.spec.kind == "efficacy" else "as reported",
+            "k": self.k,
+            "studies": [t.study for t in a],
+            "patients": sum(t.n_int + t.n_ctrl for t in a),
+            "events_int": sum(t.events_int for t in a),
+            "n_int": sum(t.n_int for t in a),
+            "events_ctrl": sum(t.events_ctrl for t in a),
+            "n_ctrl": sum(t.n_ctrl for t in a),
+            "measure": self.measure,
+            "estimate": est,
+            "ci_low": lo,
+            "ci_high": hi,
+            **extra,
+            "control_risk": self.control_risk,
+            "control_risk_source": self.control_risk_source,
+            "risk_int_per1000": risk_int,
+            "per1000": p1000,
+            "per1000_low": p1000_lo,
+            "per1000_high": p1000_hi,
+            "certainty": self.certainty.rating if self.certainty else None,
+            "reasons": (self.certainty.reasons() if self.certainty else []) + ([self.not_estimable] if self.not_estimable else []),
+            "not_estimable": self.not_estimable,
+            "trials": [t.to_dict() for t in self.trials],
+            "excluded": [{"study": s, "reason": w} for s, w in self.excluded],
+            "notes": list(self.notes),
+        }
+        return _clean(out)
+
+
+def _clean(x):
+    """JSON-safe: NaN/inf -> None, numpy scalars -> Python."""
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if hasattr(x, "item") and not isinstance(x, (str, bytes)):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The answer to one clinical question: inclusion table, one result per outcome, certainty."""
+
+    question: Question
+    decisions: tuple[StudyDecision, ...]
+    outcomes: tuple[OutcomeAnswer, ...]
+    evidence: dict = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return self.question.id
+
+    @property
+    def relation(self) -> str:
+        return self.question.relation
+
+    @property
+    def included(self) -> tuple[str, ...]:
+        return tuple(d.study for d in self.decisions if d.included)
+
+    @property
+    def excluded(self) -> tuple[tuple[str, str], ...]:
+        return tuple((d.study, d.reason) for d in self.decisions if not d.included)
+
+    def outcome(self, outcome_id: str) -> OutcomeAnswer:
+        for o in self.outcomes:
+            if o.spec.id == outcome_id:
+                return o
+        raise KeyError(f"question {self.id}: no outcome {outcome_id!r}")
+
+    def to_dict(self) -> dict:
+        """The contract of ``lnsynth answer ID --format json`` and ``GET /api/questions/{id}``."""
+        q = self.question
+        return _clean({
+            "id": q.id,
+            "title": q.title,
+            "question": q.question,
+            "population": q.population.description,
+            "relation": q.relation,
+            "intervention": q.intervention.label,
+            "intervention_regimens": list(q.intervention.regimens),
+            "comparator": q.comparator.label,
+            "comparator_regimens": list(q.comparator.regimens),
+            "plan": q.summary_dict()["plan"],
+            "outcomes": [o.to_dict() for o in self.outcomes],
+            "included": list(self.included),
+            "excluded": [{"study": s, "reason": w} for s, w in self.excluded],
+            "inclusion": [d.to_dict() for d in self.decisions],
+            "evidence": dict(self.evidence),
+            "disclaimer": "lnsynth summarises published evidence; it does not prescribe.",
+        })
+
+    def to_frame(self) -> pd.DataFrame:
+        """The summary-of-findings table, one row per outcome."""
+        cols = ["outcome", "k", "patients", "events_int", "n_int", "events_ctrl", "n_ctrl", "measure", "estimate",
+                "ci_low", "ci_high", "control_risk", "per1000", "per1000_low", "per1000_high", "certainty"]
+        return pd.DataFrame([{c: o.to_dict().get(c) for c in cols} for o in self.outcomes], columns=cols)
+
+    def summary(self) -> str:
+        lines = [f"{self.question.title}  [{self.relation}]", f"  {self.question.question}"]
+        for o in self.outcomes:
+            d = o.to_dict()
+            if d["estimate"] is None:
+                lines.append(f"  - {d['outcome']}: not estimable ({d['not_estimable']})")
+            else:
+                lines.append(f"  - {d['outcome']}: {d['measure']} {d['estimate']:.2f} [{d['ci_low']:.2f}, {d['ci_high']:.2f}], "
+                             f"k={d['k']}, {d['patients']} patients; certainty {d['certainty']}")
+        return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- selection
+
+
+def _arm_list(s: Study, regimens: list[str], phase: str) -> list:
+    return [a for a in s.arms if a.regimen in regimens and _phase_ok(a.phase, phase)]
+
+
+def _other_relations(s: Study, q: Question) -> list[str]:
+    """Relations the trial's CNI arms have with its other arms (for a precise exclusion reason)."""
+    out = []
+    cni = [a for a in s.arms if COMPONENTS.get(a.regimen, frozenset()) & CNI_DRUGS]
+    others = [a for a in s.arms if not COMPONENTS.get(a.regimen, frozenset()) & CNI_DRUGS]
+    for a in cni:
+        for b in others:
+            phase = "maintenance" if a.phase == "maintenance" else "induction"
+            rel = relation_between(a.regimen, b.regimen, phase)
+            out.append(f"{a.regimen} vs {b.regimen} is {rel}")
+    return out
+
+
+def _question_for(s: Study, qs: tuple[Question, ...]) -> list[str]:
+    v = is_class_v_only(s)
+    return [q.id for q in qs
+            if _arm_list(s, q.intervention.regimens, q.population.phase) and _arm_list(s, q.comparator.regimens, q.population.phase)
+            and (q.population.class_v == "include" or (q.population.class_v == "only") == v)]
+
+
+def select_studies(ev: EvidenceBase, q: Question) -> tuple[StudyDecision, ...]:
+    """The inclusion table of question ``q``: every stored trial, included or excluded and why."""
+    qs = load_questions()
+    out = []
+    for s in ev.studies:
+        arms = ", ".join(f"{a.regimen} ({a.phase})" for a in s.arms)
+        ia = _arm_list(s, q.intervention.regimens, q.population.phase)
+        ca = _arm_list(s, q.comparator.regimens, q.population.phase)
+
+        def no(reason: str) -> StudyDecision:
+            return StudyDecision(s.id, s.label, False, reason, tuple(a.id for a in ia), tuple(a.id for a in ca))
+
+        if not s.randomised:
+            link = f" ({s.links[0].type.replace('_', ' ')} {s.links[0].trial})" if s.links else ""
+            out.append(no(f"not randomised: {s.design.value}{link}"))
+            continue
+        if not ia or not ca:
+            has_cni = any(COMPONENTS.get(a.regimen, frozenset()) & CNI_DRUGS for a in s.arms)
+            rel = _other_relations(s, q)
+            fits = [x for x in _question_for(s, qs) if x != q.id]
+            if has_cni and rel:
+                why = f"arms do not fit the {q.relation} question: " + "; ".join(sorted(set(rel)))
+                if any(not _phase_ok(a.phase, q.population.phase) for a in s.arms if a.regimen in q.intervention.regimens + q.comparator.regimens):
+                    why = f"phase: arms are {arms}, the question is about {q.population.phase}"
+            elif not ia and not ca:
+                why = f"no arm of this comparison (arms: {arms})"
+            elif not ia:
+                why = f"no intervention arm ({', '.join(q.intervention.regimens)}); arms: {arms}"
+            else:
+                why = f"no comparator arm ({', '.join(q.comparator.regimens)}); arms: {arms}"
+            if fits:
+                why += f"; answered by question {', '.join(fits)}"
+            out.append(no(why))
+            continue
+        v_only = is_class_v_only(s)
+        if q.population.class_v == "exclude" and v_only:
+            out.append(no(f"population: pure class V ({s.population.value}); answered by question class-v-cni"))
+            continue
+        if q.population.class_v == "only" and not v_only:
+            pop = s.population.value if s.population else "population not stated"
+            out.append(no(f"population: not pure class V ({pop})"))
+            continue
+        rels = {relation_between(a.regimen, c.regimen, q.population.phase) for a in ia for c in ca}
+        if rels != {q.relation}:
+            out.append(no(f"relation {sorted(rels)} is not {q.relation}"))
+            continue
+        reason = f"randomised; {', '.join(a.label for a in ia)} vs {', '.join(a.label for a in ca)} ({q.relation})"
+        if len(ia) > 1:
+            reason += f"; {len(ia)} intervention arms combined"
+        out.append(StudyDecision(s.id, s.label, True, reason, tuple(a.id for a in ia), tuple(a.id for a in ca)))
+    return tuple(out)
+
+
+def _subset(ev: EvidenceBase, decisions: tuple[StudyDecision, ...]) -> EvidenceBase:
+    """The evidence restricted to included trials and, within each, to the question's arms."""
+    studies = []
+    for d in decisions:
+        if not d.included:
+            continue
+        s = ev.study(d.study)
+        keep = set(d.intervention_arms) | set(d.comparator_arms)
+        studies.append(s.model_copy(update={
+            "arms": [a for a in s.arms if a.id in keep],
+            "outcomes": [o for o in s.outcomes if o.arm in keep],
+            "adverse_events": [a for a in s.adverse_events if a.arm in keep],
+        }))
+    return EvidenceBase(ev.sources, tuple(studies), ev.syntheses, ev.root)
+
+
+# ----------------------------------------------------------------------------- per outcome
+
+
+def _rob(s: Study) -> str:
+    return (s.rob or RiskOfBias()).overall()
+
+
+def _secondary(types: tuple[str, ...]) -> bool:
+    return bool(types) and all(t in ("news", "secondary summary") for t in types)
+
+
+def _outcome(ev: EvidenceBase, sub: EvidenceBase, q: Question, spec: OutcomeSpec, decisions) -> OutcomeAnswer:
+    from lnsynth.pairwise import effect_sizes, meta_analysis
+
+    plan = q.plan
+    tspec, cspec = ",".join(q.intervention.regimens), ",".join(q.comparator.regimens)
+    rows: dict[str, TrialRow] = {}
+    excluded: dict[str, str] = {}
+    notes: list[str] = []
+    accepted = spec.endpoints if spec.kind == "efficacy" else spec.categories
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SelectionWarning)
+        for what in accepted:
+            if spec.kind == "efficacy":
+                if what not in set(sub.outcomes_frame()["endpoint"]) if sub.studies else True:
+                    continue
+                d = pairwise_data(sub, what, tspec, cspec, timepoint=spec.prefer, min_weeks=spec.window.min_weeks,
+                                  max_weeks=spec.window.max_weeks, warn=False, approximate=plan.approximate)
+            else:
+                cats = set(sub.adverse_events_frame()["category"]) if sub.studies and len(sub.adverse_events_frame()) else set()
+                if what not in cats:
+                    continue
+                d = adverse_event_data(sub, what, tspec, cspec, warn=False)
+            for sid, why in d.set_aside:
+                if sid not in rows:
+                    notes.append(f"{sid}: {why}")
+            for r in d.frame.itertuples():
+                if r.study in rows:
+                    continue
+                st = ev.study(r.study)
+                tp = None if pd.isna(getattr(r, "timepoint_weeks", None)) else float(r.timepoint_weeks)
+                rows[r.study] = TrialRow(
+                    r.study, r.label, what, tp, int(r.events_treat), int(r.n_treat), int(r.events_ctrl), int(r.n_ctrl),
+                    r.treatment_arms, r.control_arms, bool(r.derived), bool(r.approximate), int(r.combined_arms),
+                    tuple(r.sources), tuple(r.source_types), tuple(r.records), _rob(st),
+                )
+                excluded.pop(r.study, None)
+            for sid, why in d.excluded:
+                if sid not in rows:
+                    excluded[sid] = f"{what}: {why}"
+    for dcs in decisions:
+        if dcs.included and dcs.study not in rows and dcs.study not in excluded:
+            excluded[dcs.study] = "not reported in the stored sources" + (
+                f" ({spec.window.text()})" if spec.kind == "efficacy" and spec.window.text() != "any timepoint" else "")
+    # double-zero trials are not estimable on a ratio scale
+    trials = []
+    for t in rows.values():
+        if plan.measure in ("RR", "OR") and t.events_int == 0 and t.events_ctrl == 0:
+            trials.append(_replace(t, in_model=False, note="no events in either arm: not estimable on a ratio scale (Cochrane Handbook 10.4.4.2)"))
+        else:
+            trials.append(t)
+    trials.sort(key=lambda t: (ev.study(t.study).year, t.study))
+    analysed = [t for t in trials if t.in_model]
+    for t in trials:
+        if t.approximate:
+            notes.append(f"{t.study}: approximate count: a printed percentage no integer count reproduces, round(pct/100*n) used (plan: approximate)")
+        if t.combined_arms > 1:
+            notes.append(f"{t.study}: {t.combined_arms} arms of one side combined (events and n summed; Cochrane Handbook 23.3.4)")
+        if _secondary(t.source_types):
+            notes.append(f"{t.study}: counts rest on {', '.join(t.source_types)} only ({', '.join(t.sources)})")
+    if not analysed:
+        why = ("no included trial reports it with usable counts" if not trials
+               else "only trials with no events in either arm")
+        other = {s: w for s, w in excluded.items() if not w.startswith("not reported")}
+        if other and not trials:
+            why += " (" + "; ".join(f"{s}: {w}" for s, w in other.items()) + ")"
+        return OutcomeAnswer(spec, plan.measure, tuple(trials), tuple(excluded.items()), tuple(notes), not_estimable=why)
+    es = effect_sizes(plan.measure, labels=[t.study for t in analysed],
+                      events_treat=[t.events_int for t in analysed], n_treat=[t.n_int for t in analysed],
+                      events_ctrl=[t.events_ctrl for t in analysed], n_ctrl=[t.n_ctrl for t in analysed])
+    method = plan.method if len(analysed) > 1 else "FE"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = meta_analysis(es, method=method, test=plan.test if len(analysed) > 1 else "z")
+    yi, vi, w = list(res.yi), list(res.vi), list(res.weights)
+    back = (lambda x: math.exp(x)) if plan.measure in ("RR", "OR") else (lambda x: x)
+    j = 0
+    done = []
+    for t in trials:
+        if not t.in_model:
+            done.append(t)
+            continue
+        y, v = float(yi[j]), float(vi[j])
+        done.append(_replace(t, estimate=back(y), ci_low=back(y - 1.959963984540054 * math.sqrt(v)),
+                             ci_high=back(y + 1.959963984540054 * math.sqrt(v)), weight=float(w[j])))
+        j += 1
+    trials = done
+    analysed = [t for t in trials if t.in_model]
+    if isinstance(plan.baseline_risk, float):
+        cr, cr_src = float(plan.baseline_risk), "declared by the question"
+    else:
+        risks = [t.events_ctrl / t.n_ctrl for t in analysed if t.n_ctrl]
+        cr = statistics.median(risks) if risks else None
+        cr_src = f"median control-arm risk of the {len(risks)} included trial(s)"
+    egger_p = None
+    if len(analysed) >= 10:
+        from lnsynth.pairwise import egger_test
+
+        try:
+            egger_p = float(egger_test(res).pvalue)
+        except ValueError:
+            egger_p = None
+    facts = [TrialFacts(t.study, t.n_int + t.n_ctrl, t.events_int + t.events_ctrl,
+                        math.log(t.estimate) if plan.measure in ("RR", "OR") else t.estimate,
+                        t.timepoint_weeks, _setting(ev.study(t.study)), t.rob, _secondary(t.source_types)) for t in analysed]
+    cert = rate_outcome(measure=plan.measure, k=len(analysed), estimate_ci=(res.ci_low, res.ci_high),
+                        pi=(res.pi_low, res.pi_high), i2=float(res.i2), trials=facts,
+                        endpoints=[t.endpoint for t in analysed] if spec.kind == "efficacy" else [],
+                        relation=q.relation, control_risk=cr, thresholds=plan.thresholds, egger_p=egger_p)
+    return OutcomeAnswer(spec, plan.measure, tuple(trials), tuple(excluded.items()), tuple(notes), res, cert, cr, cr_src)
+
+
+def _setting(s: Study) -> str:
+    return " ".join(x for x in ((s.setting.value if s.setting else ""), (s.population.value if s.population else "")) if x)
+
+
+def _replace(t: TrialRow, **kw) -> TrialRow:
+    return TrialRow(**{**t.__dict__, **kw})
+
+
+def evidence_currency(ev: EvidenceBase) -> dict:
+    """When the evidence was searched, which sources, and how many trials (shown on every surface)."""
+    from lnsynth.evidence.load import currency
+
+    return currency(ev)
+
+
+_CACHE: dict = {}
+
+
+def answer(ev: EvidenceBase, question_id: str) -> Answer:
+    """Answer one clinical question from the evidence base (cached per evidence object).
+
+    Parameters
+    ----------
+    ev : the loaded evidence (:func:`lnsynth.evidence.load_evidence`, or the web store's).
+    question_id : an id of the catalogue (``lnsynth questions``).
+
+    Raises
+    ------
+    lnsynth.analyses.questions.QuestionError
+        Unknown question id (lists the known ids).
+    """
+    key = (id(ev), question_id)
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0] is ev:
+        return hit[1]
+    q = get_question(question_id)
+    decisions = select_studies(ev, q)
+    sub = _subset(ev, decisions)
+    outs = tuple(_outcome(ev, sub, q, spec, decisions) for spec in q.outcomes)
+    a = Answer(q, decisions, outs, evidence_currency(ev))
+    if len(_CACHE) > 64:
+        _CACHE.clear()
+    _CACHE[key] = (ev, a)
+    return a
+
+
+def answer_all(ev: EvidenceBase) -> tuple[Answer, ...]:
+    """Every question of the catalogue, answered."""
+    return tuple(answer(ev, q.id) for q in load_questions())
+
+
+__all__ = ["Answer", "OutcomeAnswer", "StudyDecision", "TrialRow", "answer", "answer_all", "is_class_v_only", "select_studies"]

@@ -1,0 +1,74 @@
+"""Report section: the clinical questions, each with its GRADE summary of findings.
+
+Every table is rendered from :meth:`lnsynth.analyses.answer.Answer.to_dict`, the same object
+``lnsynth answer ID --format json`` prints and ``GET /api/questions/{id}`` returns; the page also
+embeds those objects (``<script type="application/json" id="answers-json">``) so anyone can check
+that the report shows the same numbers as the other surfaces.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+
+
+def answers(ev, ctx) -> list:
+    if "answers" not in ctx:
+        from lnsynth.analyses.answer import answer_all
+
+        ctx["answers"] = list(answer_all(ev))
+    return ctx["answers"]
+
+
+def headline(a) -> str:
+    """One line per question: its first estimable outcome (or why none is)."""
+    d = a.to_dict()
+    est = [o for o in d["outcomes"] if o["estimate"] is not None]
+    if not est:
+        return f"{html.escape(d['title'])}: no outcome estimable from the stored trials"
+    o = est[0]
+    return (f"<a href='#q-{html.escape(d['id'])}'>{html.escape(d['title'])}</a> [{html.escape(d['relation'])}]: "
+            f"{html.escape(o['outcome'].split(' (')[0])}, {o['measure']} {o['estimate']:.2f} "
+            f"(95% CI {o['ci_low']:.2f} to {o['ci_high']:.2f}; {o['k']} trial{'s' if o['k'] != 1 else ''}, "
+            f"{o['patients']} patients; certainty {html.escape(o['certainty'] or 'not rated')})")
+
+
+def section_questions(ev, ctx):
+    from lnsynth.analyses.grade import __doc__ as grade_doc
+
+    from .build import Section, figure_html
+    from .sof import answer_html
+
+    parts = [
+        "<p>Each clinical question is answered by one pipeline: study selection (every stored trial is listed as "
+        "included or excluded, with the reason), effect sizes, a random-effects model (REML, risk ratio) and GRADE "
+        "certainty from five domains. A question never mixes relations: a calcineurin inhibitor <em>added to</em> MMF "
+        "(add-on) is a different question from one <em>instead of</em> MMF (substitution). The command line "
+        "(<code>lnsynth answer ID</code>) and the web app (<code>/questions/ID</code>) show these same numbers.</p>",
+        "<p class='meta'>Absolute effects use the median control-arm risk of the included trials. Counts that no integer "
+        "reproduces from a printed percentage are approximated as <code>round(pct/100*n)</code> and flagged in the notes.</p>",
+    ]
+    figs = []
+    payload = []
+    for a in answers(ev, ctx):
+        d = a.to_dict()
+        payload.append(d)
+        parts.append(answer_html(a))
+        main = next((o for o in a.outcomes if o.result is not None and o.k >= 2), None)
+        if main is not None:
+            from lnsynth.plots.forest import forest_plot
+
+            od = main.to_dict()
+            fig = forest_plot(main.result, labels=[t.label for t in main.analysed], title=f"{a.question.title}: {main.spec.label}",
+                              transf="exp" if main.measure in ("RR", "OR") else None)
+            fh = figure_html(fig, f"Forest plot of {main.spec.label} for {a.question.title}: {od['k']} trials, pooled "
+                                  f"{od['measure']} {od['estimate']:.2f} (95% CI {od['ci_low']:.2f} to {od['ci_high']:.2f}).",
+                             f"{html.escape(main.spec.label)}: {od['measure']} {od['estimate']:.2f} [{od['ci_low']:.2f}, "
+                             f"{od['ci_high']:.2f}], k = {od['k']}, {od['patients']} patients.")
+            figs.append(fh)
+            parts.append(fh)
+    blob = json.dumps(payload, ensure_ascii=False, sort_keys=True).replace("</", "<\\/")
+    parts.append(f"<script type='application/json' id='answers-json'>{blob}</script>")
+    parts.append(f"<details><summary>Certainty rules used</summary><pre>{html.escape(grade_doc or '')}</pre></details>")
+    parts.append("<p class='disclaimer'>A summary of published evidence, not a recommendation for any patient.</p>")
+    return Section("questions", "Clinical questions: summary of findings", "".join(parts), figures=figs)

@@ -1,0 +1,1 @@
+"""Routers of the web app (FastAPI ``APIRouter``), each a thin presentation of the analysis layer."""
