@@ -6,6 +6,7 @@ All figures are inline SVG built here; every piece of text placed in them goes t
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import threading
@@ -20,6 +21,8 @@ from markupsafe import Markup, escape
 from lnsynth.evidence.schema import REGIMEN_CLASS
 
 from lnsynth import registry
+
+_log = logging.getLogger("lnsynth.web")
 
 RATIO = set(registry.ratio_measures())
 # binary two-group measures and the methods of the registry (the same lists as the CLI help)
@@ -144,8 +147,8 @@ def run_pairwise(ev, outcome: str, treatment: str, control: str, measure: str,
                                     + (" (log scale)" if ratio else ""))
         if run.svg is None:  # plotting module unavailable or failed: the built-in SVG
             run.svg = forest_svg(rows, run.pooled, log_scale=ratio, xlabel=f"{measure}: {treatment} vs {control}")
-    except Exception as exc:  # engines raise ValueError naming the problem; show it, never 500
-        run.error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
+    except ValueError as exc:  # engines and selection raise ValueError naming the user's problem
+        run.error = str(exc)
     return run
 
 
@@ -197,7 +200,8 @@ def _figure_svg(draw, label: str) -> Optional[Markup]:
             finally:
                 plt.close(fig)
         svg = csp_safe_svg(buf.getvalue()).replace('aria-label="Forest plot"', f'aria-label="{escape(label)}"', 1)
-    except Exception:  # the page falls back to its own figure / omits this one
+    except (ImportError, ValueError, RuntimeError, OSError, TypeError):  # a figure problem: fall back, and log it
+        _log.exception("figure %r could not be drawn; the page uses its own SVG", label)
         return None
     if re.search(r"<script|<foreignObject|\son[a-z]+=|javascript:", svg, re.I):  # never expected from matplotlib
         return None
@@ -208,7 +212,7 @@ def engine_forest_svg(res, xlabel: str) -> Optional[Markup]:
     """The metafor-style forest plot of :mod:`lnsynth.plots.forest` as inline, CSP-safe SVG."""
     try:
         from lnsynth.plots.forest import forest_plot
-    except Exception:
+    except ImportError:
         return None
     return _figure_svg(lambda: forest_plot(res, xlabel=xlabel), "Forest plot")
 
@@ -217,7 +221,7 @@ def engine_nma_forest_svg(res) -> Optional[Markup]:
     """:func:`lnsynth.plots.network.nma_forest` (each treatment vs the reference) as inline SVG."""
     try:
         from lnsynth.plots.network import nma_forest
-    except Exception:
+    except ImportError:
         return None
     return _figure_svg(lambda: nma_forest(res), "Network forest plot")
 
@@ -382,13 +386,13 @@ def run_network(ev, outcome: str, measure: str, method: str, node: str = "class"
         try:
             ps = res.pscores(small_values="bad")
             run.ranking = sorted(((str(k), float(v)) for k, v in ps.items()), key=lambda x: -x[1])
-        except Exception:  # ranking is a nicety; the league table is the result
+        except ValueError:  # ranking is a nicety; the league table is the result
             run.ranking = None
         run.forest = engine_nma_forest_svg(res)
         run.summary = {"n_studies": res.n_studies, "treatments": list(res.treatments),
                        "reference": getattr(res, "reference", None), "tau2": getattr(res, "tau2", None)}
-    except Exception as exc:
-        run.error = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+    except ValueError as exc:  # a user-facing problem (no data, bad choice); anything else is a logged 500
+        run.error = str(exc)
     return run
 
 
@@ -421,7 +425,7 @@ def simulator() -> tuple[Optional[Any], str]:
     """``(lnsynth.simulate module, "")`` when the simulator can be used, else ``(None, why not)``."""
     try:
         import lnsynth.simulate as sim
-    except Exception as exc:  # any import failure means "not available"; never fake results
+    except ImportError as exc:  # an optional part not installed: "not available"; never fake results
         return None, f"lnsynth.simulate cannot be imported ({type(exc).__name__}: {exc})"
     missing = [n for n in ("run_protocol", "load_protocols") if not callable(getattr(sim, n, None))]
     if missing:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 import sqlite3
@@ -40,6 +41,7 @@ from .store import Conflict, NotFound, Store
 from .validation import FIELDS, err, form_to_typed, validate_outcome, version_of
 
 DISCLAIMER = "lnsynth summarises evidence and simulates hypotheses; it does not prescribe."
+_log = logging.getLogger("lnsynth.web")
 HERE = Path(__file__).resolve().parent
 MAX_BODY = 64 * 1024
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -125,6 +127,14 @@ def create_app(db_path: Path | str, token: Optional[str] = None) -> FastAPI:
         # the write lock was not obtained within the busy timeout: nothing was written
         return JSONResponse({"detail": "store busy, nothing was written; retry", "error": str(e)},
                             status_code=503, headers={"Retry-After": "1"})
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, e: Exception):
+        # a bug, not a user error: logged with its traceback, answered as a plain 500 (no internals on the page)
+        _log.exception("unhandled error on %s %s", request.method, request.url.path)
+        if request.url.path.startswith("/api") or request.url.path == "/healthz":
+            return JSONResponse({"detail": "internal error (logged)", "error": "internal error"}, status_code=500)
+        return page(request, "error.html", {"status": 500, "message": "internal error (logged)"}, status=500)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, e: StarletteHTTPException):
@@ -239,13 +249,6 @@ def create_app(db_path: Path | str, token: Optional[str] = None) -> FastAPI:
                            "timepoints_weeks": sorted(sd["timepoints"]), "n_outcomes": sd["n"]})
         cache.update(gen=gen, trials=trials)
         return trials
-
-    def outcome_frame():
-        """Arm-level outcomes frame of the whole store for the analysis pages (cached per write)."""
-        gen = store.generation()
-        if cache["frame_gen"] != gen:
-            cache.update(frame_gen=gen, frame=store.evidence().outcomes_frame())
-        return cache["frame"]
 
     def filter_trials(trials: list[dict], q: dict[str, str]) -> tuple[list[dict], list[str]]:
         problems: list[str] = []
@@ -469,7 +472,7 @@ def create_app(db_path: Path | str, token: Optional[str] = None) -> FastAPI:
         try:
             form = await request.form()
             data = {k: v for k, v in form.items() if isinstance(v, str)}
-        except Exception:
+        except (ValueError, KeyError, UnicodeDecodeError, AssertionError):  # malformed multipart/urlencoded body
             return page(request, "error.html", {"status": 400, "message": "could not read the form"}, status=400)
         sent = data.get("csrf_token", "")
         have = request.session.get("csrf", "")
@@ -499,65 +502,9 @@ def create_app(db_path: Path | str, token: Optional[str] = None) -> FastAPI:
         return RedirectResponse(f"/trials/{trial_id}?{urlencode({'added': rec['id']})}#outcome-{rec['id']}",
                                 status_code=303)
 
-    @app.get("/analysis", response_class=HTMLResponse, include_in_schema=False)
-    def analysis_page(request: Request):
-        frame = outcome_frame()
-        qp = request.query_params
-        q = {"outcome": qp.get("outcome", "complete remission"), "treatment": qp.get("treatment", "CNI-any"),
-             "control": qp.get("control", "non-CNI"), "measure": qp.get("measure", "RR"),
-             "method": qp.get("method", "REML"), "timepoint": qp.get("timepoint", "latest")}
-        run = an.run_pairwise(store.evidence(), q["outcome"], q["treatment"], q["control"], q["measure"], q["method"],
-                              q["timepoint"])
-        eps = sorted(set(frame["endpoint"])) if len(frame) else []
-        return page(request, "analysis.html", {"q": q, "run": run, "endpoints": eps,
-                                               "choices": an.regimen_choices(), "measures": an.PAIRWISE_MEASURES,
-                                               "methods": an.PAIRWISE_METHODS, "title": "Pairwise analysis"})
+    from .routers.analysis import make_router as _analysis_router
 
-    @app.get("/network", response_class=HTMLResponse, include_in_schema=False)
-    def network_page(request: Request):
-        frame = outcome_frame()
-        qp = request.query_params
-        q = {"outcome": qp.get("outcome", "complete remission"), "measure": qp.get("measure", "OR"),
-             "method": qp.get("method", "REML"), "node": qp.get("node", "class")}
-        if q["node"] not in ("class", "regimen"):
-            q["node"] = "class"
-        run = an.run_network(store.evidence(), q["outcome"], q["measure"], q["method"], q["node"])
-        eps = sorted(set(frame["endpoint"])) if len(frame) else []
-        return page(request, "network.html", {"q": q, "run": run, "endpoints": eps,
-                                              "measures": an.NETWORK_MEASURES, "methods": an.NETWORK_METHODS,
-                                              "title": "Network meta-analysis"})
-
-    @app.get("/simulator", response_class=HTMLResponse, include_in_schema=False)
-    def simulator_page(request: Request):
-        sim, why = an.simulator()
-        qp = request.query_params
-        values = {"protocol": qp.get("protocol", ""), "n": qp.get("n", "500"), "seed": qp.get("seed", "1")}
-        errors: dict[str, str] = {}
-        protocols: list[tuple[str, str]] = []
-        result, error = None, None
-        if sim is not None:
-            try:
-                protocols = [(k, p.label) for k, p in sim.load_protocols().items() if getattr(p, "arms", None)]
-            except Exception as exc:  # the simulator's own loading problem, shown as such
-                sim, why = None, f"protocols could not be loaded ({type(exc).__name__}: {exc})"
-        if sim is not None and qp.get("run"):
-            ids = [k for k, _ in protocols]
-            if values["protocol"] not in ids:
-                errors["protocol"] = "choose one of the protocols"
-            n_s, seed_s = values["n"].strip(), values["seed"].strip()
-            if not n_s.isdigit() or not 1 <= int(n_s) <= an.SIM_MAX_N:
-                errors["n"] = f"virtual patients per arm must be a whole number from 1 to {an.SIM_MAX_N}"
-            if not seed_s.isdigit() or len(seed_s) > 10 or int(seed_s) > 2 ** 31 - 1:
-                errors["seed"] = "seed must be a whole number from 0 to 2147483647"
-            if not errors:
-                try:
-                    result = an.run_simulation(sim, values["protocol"], int(n_s), int(seed_s))
-                except Exception as exc:  # show the simulator's own message; never a 500
-                    error = f"{type(exc).__name__}: {exc}"
-        return page(request, "simulator.html", {"available": sim is not None, "why": why, "protocols": protocols,
-                                                "values": values, "errors": errors, "result": result,
-                                                "error": error, "max_n": an.SIM_MAX_N, "title": "Simulator"},
-                    status=400 if errors else 200)
+    app.include_router(_analysis_router(store, page))
 
     @app.get("/audit", response_class=HTMLResponse, include_in_schema=False)
     def audit_page(request: Request):
@@ -573,7 +520,7 @@ def create_app(db_path: Path | str, token: Optional[str] = None) -> FastAPI:
     async def login(request: Request):
         try:
             form = await request.form()
-        except Exception:
+        except (ValueError, KeyError, UnicodeDecodeError, AssertionError):  # malformed multipart/urlencoded body
             return page(request, "error.html", {"status": 400, "message": "could not read the form"}, status=400)
         sent, have = str(form.get("csrf_token", "")), request.session.get("csrf", "")
         nxt = _safe_next(str(form.get("next", "")))
