@@ -56,3 +56,10 @@ def test_network_page_names_every_trial_left_out_and_the_reference(client):
     assert "Liu et al. 2015" in r.text  # the largest trial is in (approximate count, flagged)
     assert "saxena2024" in r.text and "not randomised" in r.text
     assert "IV cyclophosphamide" in r.text
+
+
+def test_evidence_currency_on_the_web(client):
+    cur = client.get("/api/evidence").json()
+    assert cur["searched"] == "2026-12-01" and "rovin2021" in cur["new_since_review"]
+    assert "Evidence searched 2026-12-01" in client.get("/trials").text
+    assert "Evidence searched 2026-12-01" in client.get("/questions").text

@@ -34,6 +34,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
+from lnsynth.evidence.load import currency
 from lnsynth.evidence.schema import ENDPOINTS, REGIMEN_CLASS, REGIMENS
 
 from . import analysis as an
@@ -303,6 +304,11 @@ def create_app(db_path: Path | str, token: Optional[str] = None) -> FastAPI:
     def healthz():
         return {"status": "ok", "trials": len(store.trial_ids()), "generation": store.generation()}
 
+    @app.get("/api/evidence")
+    def api_evidence():
+        """Evidence currency: search date, sources searched, trials included, what is new since the review."""
+        return currency(store.evidence())
+
     @app.get("/api/trials")
     def api_trials(request: Request):
         trials = summaries()
@@ -438,7 +444,7 @@ def create_app(db_path: Path | str, token: Optional[str] = None) -> FastAPI:
         tps = sorted({w for t in trials for w in t["timepoints_weeks"]})
         return page(request, "trials.html", {"trials": shown, "total": len(trials), "q": q, "problems": problems,
                                              "choices": choices, "endpoints": eps, "timepoints": tps,
-                                             "title": "Trials"})
+                                             "currency": currency(store.evidence()), "title": "Trials"})
 
     def trial_context(trial_id: str) -> dict:
         try:
