@@ -18,7 +18,8 @@ computes each candidate trial's relation from its arms' regimen components and l
 with the reason shown, any trial whose arms do not fit.
 
 Files live in ``lnsynth/analyses/catalogue/``: one ``<id>.yaml`` per question and the shared
-outcome definitions in ``_outcomes.yaml``.  Each question lists the outcomes it answers, the
+outcome definitions in ``_outcomes.yaml`` (a question lists them by id, or as
+``{use: <id>, window: ..., endpoints: ...}`` to override parts for its population).  Each question lists the outcomes it answers, the
 analysis plan (measure, model, tau² estimator, approximate-count policy, baseline-risk source).
 
 Examples
@@ -296,9 +297,13 @@ def _load(root_s: str) -> tuple[Question, ...]:
         outs = []
         for o in raw.get("outcomes", []):
             if isinstance(o, str):
-                if o not in shared:
-                    raise QuestionError(f"{p.name}: outcome {o!r} is not defined in _outcomes.yaml")
-                outs.append({"id": o, **shared[o]})
+                o = {"use": o}
+            if isinstance(o, dict) and "use" in o:
+                base = o["use"]
+                if base not in shared:
+                    raise QuestionError(f"{p.name}: outcome {base!r} is not defined in _outcomes.yaml")
+                # a question may override parts of a shared definition (window, endpoints, label)
+                outs.append({"id": base, **shared[base], **{k: v for k, v in o.items() if k != "use"}})
             else:
                 outs.append(o)
         raw = {**raw, "outcomes": outs}

@@ -122,8 +122,14 @@ def approximate_counts(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     ``round(pct/100*n)``; returns the filled copy and the mask of filled rows."""
     from .derive import nearest_count
 
+    from .derive import count_candidates
+
     df = df.copy()
     m = df["events"].isna() & df["n"].notna() & df["percent"].notna()
+    # only where no integer count reproduces the printed percentage: a percentage that some count
+    # reproduces but was stored without one means the curator did not know its denominator
+    m &= pd.Series([bool(mm) and not count_candidates(p, int(n)) for mm, p, n in zip(m, df["percent"], df["n"].fillna(1))],
+                   index=df.index)
     if m.any():
         df.loc[m, "events"] = [nearest_count(p, int(n)) for p, n in zip(df.loc[m, "percent"], df.loc[m, "n"])]
         df.loc[m, "events_derived"] = True
@@ -135,10 +141,18 @@ def missing_counts_reason(df: pd.DataFrame) -> Optional[str]:
     bad = df[df["events"].isna() | df["n"].isna()]
     if bad.empty:
         return None
-    return "; ".join(
-        f"arm {r.arm_label!r}: " + ("arm size not reported" if pd.isna(r.n) else f"{r.percent}% of {int(r.n)} is reproduced by no count")
-        for r in bad.itertuples()
-    )
+    from .derive import count_candidates
+
+    def why(r) -> str:
+        if pd.isna(r.n):
+            return "arm size not reported"
+        if pd.isna(r.percent):
+            return "no count or percentage"
+        if count_candidates(r.percent, int(r.n)):
+            return f"{r.percent}% stored without a count (its denominator is not stated in the source)"
+        return f"{r.percent}% of {int(r.n)} is reproduced by no count"
+
+    return "; ".join(f"arm {r.arm_label!r}: " + why(r) for r in bad.itertuples())
 
 
 def one_record_per_arm(df: pd.DataFrame, key: tuple[str, ...] = ("arm", "timepoint_weeks")) -> tuple[pd.DataFrame, list[str]]:
@@ -331,21 +345,28 @@ def pairwise_data(
             continue
         (t, nt), (c, nc) = one_record_per_arm(t), one_record_per_arm(c)
         set_aside += [(sid, x) for x in nt + nc]
+        mt = pd.Series(False, index=t.index)
+        mc = pd.Series(False, index=c.index)
+        if approximate:
+            (t, mt), (c, mc) = approximate_counts(t), approximate_counts(c)
         tps = sorted(set(t["timepoint_weeks"].dropna()) & set(c["timepoint_weeks"].dropna()))
+
+        def _usable(d):
+            return set(d.loc[d["events"].notna() & d["n"].notna(), "timepoint_weeks"].dropna())
+
+        usable = sorted(_usable(t) & _usable(c))
         if not tps:
             tp = None
             if t["timepoint_weeks"].notna().any() or c["timepoint_weeks"].notna().any():
                 excluded.append((sid, "treatment and control results reported at different timepoints"))
                 continue
         else:
-            tp = choose_timepoint(tps, timepoint)
+            # among the timepoints with usable counts in both arms when there are any
+            tp = choose_timepoint(usable or tps, timepoint)
         if tp is not None:
             t = t[t["timepoint_weeks"] == tp]
             c = c[c["timepoint_weeks"] == tp]
-        approx = False
-        if approximate:
-            (t, mt), (c, mc) = approximate_counts(t), approximate_counts(c)
-            approx = bool(mt.any() or mc.any())
+        approx = bool(mt[t.index].any() or mc[c.index].any())
         both = pd.concat([t, c])
         why = missing_counts_reason(both)
         if why is not None:

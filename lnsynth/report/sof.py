@@ -83,7 +83,7 @@ def answer_html(a: Any, anchor: Optional[str] = None) -> str:
         for r in o["reasons"]:
             foot.append(r)
             refs.append(len(foot))
-        sup = "".join(f"<sup>{i}</sup>" for i in refs)
+        sup = f"<sup>{','.join(str(i) for i in refs)}</sup>" if refs else ""
         rows.append(
             f"<tr data-outcome='{e(o['outcome_id'])}'><td>{e(o['outcome'])}</td><td>{o['k']} ({o['patients']})</td>"
             f"<td>{e(_events(o))}</td><td class='num'>{e(_rel(o))}</td><td>{e(_cr(o))}</td><td>{e(_abs(o))}</td>"
@@ -101,7 +101,7 @@ def answer_html(a: Any, anchor: Optional[str] = None) -> str:
         f"<p class='meta'>Population: {e(d['population'])}. Intervention: {e(d['intervention'])}. Comparator: {e(d['comparator'])}. "
         f"Relation: <strong>{e(d['relation'])}</strong>. Plan: {e(plan['measure'])}, {e(plan['model'])} ({e(plan['tau2'])}); "
         f"approximate counts {'used and flagged' if plan['approximate'] else 'left out'}; assumed control risk: median control-arm risk.</p>"
-        "<table class='sof'><thead><tr><th>Outcome</th><th>Trials (patients)</th><th>Events int vs ctrl</th>"
+        "<table class='sof data'><thead><tr><th>Outcome</th><th>Trials (patients)</th><th>Events int vs ctrl</th>"
         "<th>Relative effect (95% CI)</th><th>Assumed control risk</th><th>Absolute effect (95% CI)</th><th>Certainty</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
         f"<ol class='footnotes'>{''.join(f'<li>{e(f)}</li>' for f in foot)}</ol>"
