@@ -266,7 +266,7 @@ def meta(
 ) -> None:
     """Pairwise meta-analysis of any comparison across the stored trials (an explorer; it can mix add-on and
     substitution trials). For a clinical answer with its certainty use `lnsynth answer ID`."""
-    from lnsynth.evidence.select import SelectionWarning, pairwise_data
+    from lnsynth.analyses.selection import SelectionWarning, pairwise_data
     from lnsynth.pairwise import effect_sizes, meta_analysis
 
     ev = _load(data)
@@ -405,32 +405,41 @@ def rederive(
 
 @app.command()
 def sensitivity(
-    method: str = typer.Option("REML", "--method"),
-    test: str = typer.Option("z", "--test", help="z or knha."),
+    method: Optional[str] = typer.Option(None, "--method", help="tau² estimator of the refitted variants (default: each question's plan)."),
+    test: Optional[str] = typer.Option(None, "--test", help="z or knha for the refitted variants (default: each question's plan)."),
+    question: Optional[list[str]] = typer.Option(None, "--question", help="Question id(s) to analyse (repeatable or comma list; default all)."),
     fmt: MdFormat = typer.Option(MdFormat.md, "--format"),
     figures: str = typer.Option("", "--figures", help="Directory to write the figures (PNG) into."),
     data: Optional[Path] = DataOpt,
 ) -> None:
-    """The review's critiques as analyses: population, endpoint timepoint, CNI type and dose; leave-one-out."""
-    from lnsynth.pairwise.sensitivity import run_sensitivity
+    """Sensitivity analyses of the questions' answers: leave-one-out, timepoint, population, CNI type, dose, count policy, estimator."""
+    from lnsynth.analyses.questions import QuestionError
+    from lnsynth.analyses.sensitivity import run_sensitivity
 
     ev = _load(data)
-    with _warnings_to_stderr():
-        rep = run_sensitivity(ev, method=method, test=test)
+    try:
+        with _warnings_to_stderr():
+            rep = run_sensitivity(ev, question or None, method=method, test=test)
+    except (QuestionError, ValueError) as exc:
+        err.print(f"[red]{escape(str(exc))}[/]")
+        raise typer.Exit(2)
     if fmt == MdFormat.csv:
         sys.stdout.write(rep.to_frame().to_csv(index=False))
     elif fmt == MdFormat.json:
-        sys.stdout.write(rep.to_frame().to_json(orient="records", indent=2) + "\n")
+        sys.stdout.write(json.dumps(rep.to_dict(), indent=2, ensure_ascii=False) + "\n")
     else:
         sys.stdout.write(rep.to_markdown())
         typer.echo(f"\n{DISCLAIMER}")
     if figures:
         out = Path(figures)
         out.mkdir(parents=True, exist_ok=True)
+        import matplotlib.pyplot as plt
+
         from lnsynth.plots.sensitivity import sensitivity_figures
 
         for i, fig in enumerate(sensitivity_figures(rep), 1):
             fig.savefig(out / f"sensitivity-{i}.png", bbox_inches="tight", dpi=120)
+            plt.close(fig)
         err.print(f"figures written to {out}")
 
 

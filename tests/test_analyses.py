@@ -16,7 +16,7 @@ from lnsynth.analyses.network_data import REFERENCE_NODE, arm_level_data
 from lnsynth.analyses.rederive import rederive
 from lnsynth.cli import app
 from lnsynth.evidence import load_evidence
-from lnsynth.evidence.select import SelectionWarning, adverse_event_data, pairwise_data
+from lnsynth.analyses.selection import SelectionWarning, adverse_event_data, pairwise_data
 
 runner = CliRunner()
 

@@ -72,7 +72,7 @@ ENGINE_MODULES = [m for rel in ENGINE_PATHS for m in _modules(rel)]
 def test_engine_modules_found():
     names = {_module_name(p) for p in ENGINE_MODULES}
     assert {"lnsynth.effects", "lnsynth.registry", "lnsynth.pairwise.api", "lnsynth.network.model",
-            "lnsynth.simulate.questions", "lnsynth.pairwise.sensitivity", "lnsynth.evidence.load"} <= names
+            "lnsynth.simulate.questions", "lnsynth.analyses.sensitivity", "lnsynth.evidence.load"} <= names
 
 
 @pytest.mark.parametrize("path", ENGINE_MODULES, ids=lambda p: str(p.relative_to(PKG)))

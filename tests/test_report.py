@@ -139,7 +139,7 @@ def test_report_renders_in_chromium_without_console_errors(tmp_path_factory, rep
         n_img = page.evaluate("Array.from(document.images).filter(i => i.complete && i.naturalWidth > 0).length")
         assert n_img >= 10
         page.screenshot(path=str(art / "report-top.png"))
-        for sid in ("tables", "pairwise", "network", "sensitivity", "simulator", "sof"):
+        for sid in ("questions", "q-cni-addon-mmf", "tables", "network", "sensitivity", "simulator"):
             page.locator(f"#{sid}").scroll_into_view_if_needed()
             page.screenshot(path=str(art / f"report-{sid}.png"))
         b.close()
@@ -147,6 +147,6 @@ def test_report_renders_in_chromium_without_console_errors(tmp_path_factory, rep
 
 
 def test_html_ids_are_unique(report_html):
-    ids = re.findall(r'\sid="([^"]+)"', report_html)
+    ids = re.findall(r"""\sid=["']([^"']+)["']""", report_html)
     dup = {i for i in ids if ids.count(i) > 1}
     assert not dup, dup

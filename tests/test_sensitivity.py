@@ -1,144 +1,246 @@
-"""run_sensitivity on the stored trials and on a small synthetic evidence base."""
+"""Sensitivity analyses on the question layer (lnsynth.analyses.sensitivity): every row is the answer,
+a refit of the answer's own trials, or the answer machinery re-run with one decision changed."""
 from __future__ import annotations
 
+import json
 import math
 import warnings
 
-import numpy as np
-import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
+from lnsynth.analyses.answer import answer
+from lnsynth.analyses.questions import QuestionError, load_questions
+from lnsynth.analyses.sensitivity import FRAME_COLUMNS, SensitivityReport, run_sensitivity
 from lnsynth.effects import effect_sizes
+from lnsynth.evidence import load_evidence
 from lnsynth.pairwise import meta_analysis
-from lnsynth.pairwise.sensitivity import FRAME_COLUMNS, build_contrasts, population_group, run_sensitivity
 
 
-class FakeEvidence:
-    """Minimal stand-in for EvidenceBase: outcomes_frame() and studies (no drug doses)."""
-
-    studies = ()
-
-    def __init__(self, rows):
-        self._rows = rows
-
-    def outcomes_frame(self):
-        cols = ["study", "study_label", "year", "arm", "arm_label", "regimen", "regimen_class", "endpoint",
-                "timepoint_weeks", "percent", "events", "events_derived", "events_candidates", "n", "n_derived",
-                "population", "setting"]
-        return pd.DataFrame(self._rows, columns=cols)
+@pytest.fixture(scope="module")
+def ev():
+    return load_evidence()
 
 
-def _arm(study, year, arm, regimen, cls, endpoint, weeks, events, n, setting=None, cands=None, derived=False):
-    return [study, f"{study.title()} {year}", year, arm, arm, regimen, cls, endpoint, weeks, None, events, derived,
-            cands, n, False, "lupus nephritis", setting]
+@pytest.fixture(scope="module")
+def rep(ev):
+    return run_sensitivity(ev)
 
 
-def _fake():
-    rows = []
-    data = [("a", 2010, "TAC+MMF", "CNI+MMF", 26, 12, 30, 6, 30, "China"),
-            ("b", 2012, "TAC", "CNI", 52, 20, 40, 14, 40, "Hong Kong"),
-            ("c", 2015, "CSA", "CNI", 52, 8, 25, 7, 25, None),
-            ("d", 2019, "VCS23.7+MMF", "CNI+MMF", 48, 40, 90, 22, 90, "79 centers in 20 countries"),
-            ("e", 2020, "TAC", "CNI", 24, 9, 20, 5, 21, "Japan")]
-    for s, y, reg, cls, w, et, nt, ec, nc, setting in data:
-        rows.append(_arm(s, y, "t", reg, cls, "complete remission", w, et, nt, setting, derived=True))
-        rows.append(_arm(s, y, "c", "IVCYC", "IVCYC", "complete remission", w, ec, nc, setting))
-    # ambiguous derived count in study c, second timepoint for a, missing control counts in f
-    rows[4][12] = (7, 8, 9)
-    rows.append(_arm("a", 2010, "t", "TAC+MMF", "CNI+MMF", "complete remission", 12, 8, 30, "China"))
-    rows.append(_arm("a", 2010, "c", "IVCYC", "IVCYC", "complete remission", 12, 3, 30, "China"))
-    rows.append(_arm("f", 2021, "t", "TAC", "CNI", "complete remission", 24, 10, 20))
-    rows.append(_arm("f", 2021, "c", "MMF", "MMF", "complete remission", 24, None, 20))
-    return FakeEvidence(rows)
-
-
-def test_population_group():
-    assert population_group(None, "China") == "Chinese/Asian"
-    assert population_group("Chinese patients", None) == "Chinese/Asian"
-    assert population_group(None, "79 centers in 20 countries") == "multinational"
-    assert population_group(None, None) == "not stated"
-    assert population_group("proliferative lupus nephritis", None) == "not stated"
-    assert population_group(None, "Italy") == "other: Italy"
-
-
-def test_contrasts_and_exclusions():
-    c, e = build_contrasts(_fake())
-    assert set(c["study"]) == {"a", "b", "c", "d", "e"}
-    assert (e["study"] == "f").any() and "not reported" in e.loc[e["study"] == "f", "reason"].iloc[0]
-    assert bool(c.loc[c["study"] == "c", "ambiguous"].iloc[0])
-    assert c.loc[c["study"] == "c", "events_treat_hi"].iloc[0] == 9
-    assert c.loc[c["study"] == "c", "events_treat_lo"].iloc[0] == 7
-
-
-def test_fake_report_numbers_and_honesty():
+def _refit(trials, method, test="z"):
+    es = effect_sizes("RR", events_treat=[t.events_int for t in trials], n_treat=[t.n_int for t in trials],
+                      events_ctrl=[t.events_ctrl for t in trials], n_ctrl=[t.n_ctrl for t in trials])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        rep = run_sensitivity(_fake())
+        return meta_analysis(es, method=method if len(trials) > 1 else "FE", test=test if len(trials) > 1 else "z")
+
+
+def test_report_shape(rep):
+    assert isinstance(rep, SensitivityReport)
     f = rep.to_frame()
     assert list(f.columns) == list(FRAME_COLUMNS)
-    over = f[(f.question == "overall") & (f.outcome == "complete remission")].iloc[0]
-    assert over.k == 5
-    # latest timepoint per study: a at 26 weeks
-    et = np.array([12, 20, 8, 40, 9.0])
-    nt = np.array([30, 40, 25, 90, 20.0])
-    ec = np.array([6, 14, 7, 22, 5.0])
-    nc = np.array([30, 40, 25, 90, 21.0])
-    fit = meta_analysis(effect_sizes("RR", events_treat=et, n_treat=nt, events_ctrl=ec, n_ctrl=nc), method="REML")
-    assert over.log_estimate == pytest.approx(fit.estimate, rel=1e-12)
-    assert over.estimate == pytest.approx(math.exp(fit.estimate), rel=1e-12)
-    assert over.ci_low == pytest.approx(math.exp(fit.ci_low), rel=1e-12)
-    # the ambiguous study gives a range around the point estimate
-    assert over.range_low < over.estimate < over.range_high
-    assert "range" in over.note
-    # single-study subgroups are marked, not pooled
-    pop = f[(f.question == "population") & (f.outcome == "complete remission")]
-    multi = pop[pop.subgroup == "multinational"].iloc[0]
-    assert multi.k == 1 and "single study" in multi.note
-    # an outcome without data says so instead of a number
-    ov = f[(f.question == "overall") & (f.outcome == "overall remission")].iloc[0]
-    assert ov.k == 0 and ov.note == "no data" and not np.isfinite(ov.estimate)
-    # leave-one-out rows: one per study, equal to refits
-    loo = f[(f.question == "leave-one-out") & (f.outcome == "complete remission")]
-    assert len(loo) == 5
-    keep = np.arange(5) != 0
-    fit0 = meta_analysis(effect_sizes("RR", events_treat=et[keep], n_treat=nt[keep], events_ctrl=ec[keep],
-                                      n_ctrl=nc[keep]), method="REML")
-    assert loo.iloc[0].log_estimate == pytest.approx(fit0.estimate, rel=1e-10)
-    # timepoint question uses both timepoints of study a
-    tp = f[(f.question == "timepoint") & (f.outcome == "complete remission")]
-    assert set(tp.subgroup) >= {"<= 26 weeks", "> 26 weeks", "test for subgroup differences"}
-    md = rep.to_markdown()
-    assert "## complete remission: population" in md and "Contrasts not analysable" in md
-    from lnsynth.plots.sensitivity import sensitivity_figures
+    assert [q for q, _ in rep.questions] == [q.id for q in load_questions()]
+    with pytest.raises(Exception):
+        rep.rows = ()  # frozen
+    d = rep.to_dict()
+    json.dumps(d)
+    assert len(d["rows"]) == len(rep.rows) and "disclaimer" in d
+    assert rep.to_markdown().startswith("# Sensitivity analyses")
+    assert "leave-one-out" in rep.summary()
+
+
+def test_main_equals_answer_for_every_question_and_outcome(ev, rep):
+    seen = 0
+    for q in load_questions():
+        a = answer(ev, q.id)
+        skipped = {o for qq, o, _ in rep.skipped if qq == q.id}
+        for o in a.outcomes:
+            mains = [r for r in rep.rows if r.question == q.id and r.outcome == o.spec.id and r.analysis == "main"]
+            if o.spec.id in skipped:
+                assert o.spec.kind == "adverse event" and o.k < 2 and not mains
+                continue
+            assert len(mains) == 1
+            m = mains[0]
+            assert m.k == o.k and m.studies == tuple(t.study for t in o.analysed)
+            if o.result is None:
+                assert m.estimate is None and m.not_estimable == o.not_estimable
+                continue
+            lo, hi = o.conf_int()
+            assert m.estimate == pytest.approx(math.exp(o.result.estimate), rel=1e-12, abs=0)
+            assert m.ci_low == pytest.approx(lo, rel=1e-12) and m.ci_high == pytest.approx(hi, rel=1e-12)
+            # the batch refit machinery reproduces the answer (the plan's estimator row)
+            if o.k > 1:
+                est = [r for r in rep.rows if r.question == q.id and r.outcome == o.spec.id
+                       and r.analysis == "estimator" and r.subgroup == q.plan.tau2]
+                assert est and est[0].estimate == pytest.approx(m.estimate, rel=1e-10)
+                assert est[0].ci_low == pytest.approx(m.ci_low, rel=1e-10)
+            seen += 1
+    assert seen >= 8
+
+
+def test_outcome_inclusion_rules(ev, rep):
+    for q in load_questions():
+        a = answer(ev, q.id)
+        for o in a.outcomes:
+            rows = [r for r in rep.rows if r.question == q.id and r.outcome == o.spec.id]
+            if o.spec.kind == "efficacy":
+                assert rows, (q.id, o.spec.id)
+                if o.k == 0:
+                    assert [r.analysis for r in rows] == ["main"]
+            elif o.k >= 2:
+                assert {"main", "leave-one-out", "estimator"} <= {r.analysis for r in rows}
+            else:
+                assert not rows and any(qq == q.id and oo == o.spec.id and w for qq, oo, w in rep.skipped)
+
+
+def test_leave_one_out_equals_direct_refit(ev, rep):
+    n = 0
+    for q in load_questions():
+        a = answer(ev, q.id)
+        for o in a.outcomes:
+            loo = {r.subgroup: r for r in rep.rows if r.question == q.id and r.outcome == o.spec.id
+                   and r.analysis == "leave-one-out"}
+            if o.k < 2:
+                continue
+            assert len(loo) == o.k
+            for t in o.analysed:
+                r = loo[f"omitting {t.study}"]
+                rest = [x for x in o.analysed if x is not t]
+                fit = _refit(rest, q.plan.method, q.plan.test)
+                assert r.k == len(rest) and t.study not in r.studies
+                assert r.estimate == pytest.approx(math.exp(fit.estimate), rel=1e-10)
+                assert r.ci_low == pytest.approx(math.exp(fit.ci_low), rel=1e-10)
+                assert r.ci_high == pytest.approx(math.exp(fit.ci_high), rel=1e-10)
+                if len(rest) > 1:
+                    assert r.tau2 == pytest.approx(float(fit.tau2), rel=1e-8, abs=1e-12)
+                n += 1
+    assert n >= 5
+
+
+def test_every_row_has_a_number_or_a_reason(rep):
+    f = rep.to_frame()
+    assert len(f) > 50
+    for r in rep.rows:
+        if r.k == 0:
+            assert r.estimate is None and r.not_estimable, r
+        else:
+            assert r.estimate is not None and r.ci_low <= r.estimate <= r.ci_high, r
+            assert r.not_estimable is None
+            assert r.patients > 0 and len(r.studies) == r.k
+            assert (r.i2 is None) == (r.k == 1)
+
+
+def test_dose_variant_for_voclosporin(ev, rep):
+    rows = [r for r in rep.rows if r.question == "voclosporin-addon-mmf" and r.outcome == "complete_remission"
+            and r.analysis == "dose"]
+    assert len(rows) == 2
+    a = answer(ev, "voclosporin-addon-mmf")
+    o = a.outcome("complete_remission")
+    aura = next(t for t in o.analysed if t.study == "rovin2019")
+    assert aura.combined_arms == 2
+    for r in rows:
+        assert r.k == o.k and r.estimate is not None and "rovin2019" in r.subgroup
+    # each dose arm alone: its counts sum to the combined arm, the comparator is shared
+    import re
+
+    counts = [tuple(int(x) for x in re.match(r"rovin2019 (\d+)/(\d+) .* vs (\d+)/(\d+)", r.description).groups())
+              for r in rows]
+    assert sum(c[0] for c in counts) == aura.events_int and sum(c[1] for c in counts) == aura.n_int
+    assert {(c[2], c[3]) for c in counts} == {(aura.events_ctrl, aura.n_ctrl)}
+    # refit by hand: the low-dose variant
+    low = next(c for c, r in zip(counts, rows) if "Low-dose" in r.subgroup)
+    other = [t for t in o.analysed if t.study != "rovin2019"]
+    es = effect_sizes("RR", events_treat=[low[0]] + [t.events_int for t in other], n_treat=[low[1]] + [t.n_int for t in other],
+                      events_ctrl=[low[2]] + [t.events_ctrl for t in other], n_ctrl=[low[3]] + [t.n_ctrl for t in other])
+    fit = meta_analysis(es, method="REML")
+    r = next(r for r in rows if "Low-dose" in r.subgroup)
+    assert r.estimate == pytest.approx(math.exp(fit.estimate), rel=1e-10)
+
+
+def test_critique_analyses_present(rep):
+    f = rep.to_frame()
+    vc = f[(f.question == "voclosporin-addon-mmf") & (f.outcome == "complete_remission")]
+    assert {"main", "leave-one-out", "timepoint", "population", "dose", "count policy", "estimator"} <= set(vc.analysis)
+    # CNI type only where a question pools several CNIs
+    assert "CNI type" in set(f[f.question == "cni-addon-mmf"].analysis)
+    assert "CNI type" not in set(f[f.question == "tac-vs-mmf"].analysis)
+    # the re-answered early window uses the answer machinery: AURA-LV's 24-week result
+    early = vc[vc.subgroup.str.startswith("window <= 26")].iloc[0]
+    assert "rovin2019 24 wk" in early.description and early.k >= 1
+    # every trial in a timepoint "as analysed" subset has its timepoint on the right side
+    tp = f[(f.analysis == "timepoint") & f.subgroup.str.startswith("as analysed")]
+    assert len(tp) and (tp.k >= 0).all()
+
+
+def test_count_policy_rows_follow_the_answer_flags(ev, rep):
+    from lnsynth.evidence.schema import SECONDARY_TYPES
+
+    n_approx = 0
+    for q, _ in rep.questions:
+        a = answer(ev, q)
+        for o in a.outcomes:
+            rows = {r.subgroup: r for r in rep.rows if r.question == q and r.outcome == o.spec.id
+                    and r.analysis == "count policy"}
+            if not rows:
+                continue
+            strict = [t.study for t in o.analysed if not t.approximate]
+            primary = [t.study for t in o.analysed if not (t.source_types and set(t.source_types) <= set(SECONDARY_TYPES))]
+            assert list(rows["strict: exact counts only"].studies) == strict
+            assert list(rows["primary sources only"].studies) == primary
+            n_approx += len(o.analysed) - len(strict)
+    assert n_approx >= 1
+
+
+def test_selection_of_questions_and_method(ev):
+    r1 = run_sensitivity(ev, "tac-vs-mmf,voclosporin-addon-mmf")
+    assert [q for q, _ in r1.questions] == ["tac-vs-mmf", "voclosporin-addon-mmf"]
+    r2 = run_sensitivity(ev, ["tac-vs-mmf"], method="DL")
+    assert {r.question for r in r2.rows} == {"tac-vs-mmf"}
+    loo = [r for r in r2.rows if r.analysis == "leave-one-out" and r.k > 1]
+    assert loo and all(r.model.startswith("DL") for r in loo)
+    main = next(r for r in r2.rows if r.analysis == "main" and r.outcome == "overall_remission")
+    assert main.model == "REML"  # the answer, not the override
+    with pytest.raises(QuestionError):
+        run_sensitivity(ev, ["no-such-question"])
+    with pytest.raises(ValueError):
+        run_sensitivity(ev, ["tac-vs-mmf"], method="nonsense")
+
+
+def test_figures(rep):
+    import matplotlib.pyplot as plt
+
+    from lnsynth.plots.sensitivity import leave_one_out_plot, sensitivity_figures, sensitivity_plot
 
     figs = sensitivity_figures(rep)
-    assert len(figs) >= 2
-    import matplotlib.pyplot as plt
-
+    assert len(figs) >= 6
     for fig in figs:
         plt.close(fig)
+    fig = sensitivity_plot(rep, "voclosporin-addon-mmf")
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert any("dose" in s for s in labels) and any("answer (main)" in s for s in labels)
+    plt.close(fig)
+    empty = [q for q, _ in rep.questions
+             if not any(r.question == q and r.analysis == "main" and r.estimate is not None for r in rep.rows)]
+    for q in empty:
+        assert sensitivity_plot(rep, q) is None  # nothing estimable: no figure, the table says why
+    fig = leave_one_out_plot(rep, "tac-vs-mmf")
+    assert any("omitting mok2016" in t.get_text() for t in fig.axes[0].get_yticklabels())
+    plt.close(fig)
 
 
-def test_stored_trials_run():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        rep = run_sensitivity()
-    f = rep.to_frame()
-    assert set(f.outcome) == {"complete remission", "overall remission"}
-    assert {"overall", "population", "timepoint", "CNI type", "CNI alone vs CNI + MMF", "dose",
-            "leave-one-out"} <= set(f.question)
-    # every row either has a number or says why not
-    est_rows = f[~f.subgroup.str.startswith(("test for", "meta-regression"))]
-    for _, r in est_rows.iterrows():
-        assert np.isfinite(r.estimate) or r.note, r
-    # pooled rows are consistent with the contrasts used
-    for _, r in f[f.question == "overall"].iterrows():
-        if r.k >= 1:
-            assert r.ci_low <= r.estimate <= r.ci_high
-            assert r.log_estimate == pytest.approx(math.log(r.estimate))
-    import matplotlib.pyplot as plt
+def test_cli_json_and_figures(tmp_path):
+    from lnsynth.cli import app
 
-    from lnsynth.plots.sensitivity import sensitivity_figures
-
-    for fig in sensitivity_figures(rep):
-        plt.close(fig)
+    runner = CliRunner()
+    res = runner.invoke(app, ["sensitivity", "--format", "json", "--question", "tac-vs-mmf",
+                              "--question", "voclosporin-addon-mmf", "--figures", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.stdout[res.stdout.index("{"):])
+    assert {r["question"] for r in d["rows"]} == {"tac-vs-mmf", "voclosporin-addon-mmf"}
+    assert {"analysis", "subgroup", "k", "estimate", "ci_low", "ci_high", "studies", "not_estimable"} <= set(d["rows"][0])
+    pngs = sorted(tmp_path.glob("sensitivity-*.png"))
+    assert len(pngs) >= 3 and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    res = runner.invoke(app, ["sensitivity", "--question", "no-such-question"])
+    assert res.exit_code == 2
+    res = runner.invoke(app, ["sensitivity", "--question", "tac-vs-mmf", "--format", "md"])
+    assert res.exit_code == 0 and "Tacrolimus instead of MMF" in res.stdout

@@ -16,7 +16,7 @@ Steps
    relation named (Mok 2016's tacrolimus *instead of* MMF is not an add-on trial).
 2. **Per outcome** (accepted endpoints or adverse-event categories, in order of preference; the
    timepoint window; ``latest`` timepoint in the window by default): arm-level counts via
-   :func:`lnsynth.evidence.select.pairwise_data` / :func:`~lnsynth.evidence.select.adverse_event_data`
+   :func:`lnsynth.analyses.selection.pairwise_data` / :func:`~lnsynth.analyses.selection.adverse_event_data`
    on the selected trials. One record per arm: the best-ranked source (article > registry >
    abstract > review > secondary summary > news). The approximate-count policy of the plan
    (default on: ``round(pct/100*n)`` where no integer count reproduces a printed percentage) is
@@ -48,7 +48,7 @@ import pandas as pd
 
 from lnsynth.evidence.load import EvidenceBase
 from lnsynth.evidence.schema import RiskOfBias, Study
-from lnsynth.evidence.select import SelectionWarning, adverse_event_data, pairwise_data
+from lnsynth.analyses.selection import SelectionWarning, adverse_event_data, pairwise_data
 
 from .grade import Certainty, TrialFacts, intervention_risk, rate_outcome
 from .questions import COMPONENTS, CNI_DRUGS, OutcomeSpec, Question, get_question, load_questions, relation_between
@@ -547,9 +547,31 @@ def answer(ev: EvidenceBase, question_id: str) -> Answer:
     return a
 
 
+def answer_outcome(ev: EvidenceBase, a: Answer, spec: OutcomeSpec,
+                   decisions: Optional[tuple[StudyDecision, ...]] = None) -> OutcomeAnswer:
+    """Re-run the pipeline for one outcome of an answered question with a modified outcome spec
+    (e.g. another timepoint window) and optionally modified arm decisions (e.g. one dose arm):
+    the same selection rules, counts policy, model and certainty as :func:`answer`.
+
+    Used by the sensitivity analyses so that no variant selects trials its own way.
+    """
+    decisions = a.decisions if decisions is None else decisions
+    q = a.question.model_copy(update={"outcomes": [spec]})
+    return _outcome(ev, _subset(ev, decisions), q, spec, decisions)
+
+
+def setting_text(s: Study) -> str:
+    """The trial's setting and population text (what the population/indirectness rules read)."""
+    return _setting(s)
+
+
 def answer_all(ev: EvidenceBase) -> tuple[Answer, ...]:
     """Every question of the catalogue, answered."""
     return tuple(answer(ev, q.id) for q in load_questions())
 
 
-__all__ = ["Answer", "OutcomeAnswer", "StudyDecision", "TrialRow", "answer", "answer_all", "is_class_v_only", "select_studies"]
+__all__ = ["Answer", "OutcomeAnswer", "StudyDecision", "TrialRow", "answer", "answer_all", "answer_outcome", "is_class_v_only",
+           "jsonable", "select_studies", "setting_text"]
+
+
+jsonable = _clean

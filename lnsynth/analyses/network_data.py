@@ -13,7 +13,7 @@ from typing import Optional, Union
 
 import pandas as pd
 
-from lnsynth.evidence.select import (
+from lnsynth.analyses.selection import (
     SelectionWarning,
     approximate_counts,
     choose_timepoint,
@@ -91,7 +91,7 @@ def arm_level_data(
         that reason.
 
     Only randomised trials enter; one record per arm is used when a trial's result is stored from
-    several documents (:func:`lnsynth.evidence.select.one_record_per_arm`).
+    several documents (:func:`lnsynth.analyses.selection.one_record_per_arm`).
     """
     nodes = dict(INDUCTION_NODES if nodes is None else nodes)
     if not include_route_unstated:

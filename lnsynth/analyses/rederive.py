@@ -25,7 +25,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from lnsynth.evidence.select import SelectionWarning, pairwise_data
+from lnsynth.analyses.selection import SelectionWarning, pairwise_data
 
 from .network_data import REFERENCE_NODE, arm_level_data
 

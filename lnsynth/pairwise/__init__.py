@@ -15,9 +15,7 @@ from .influence import baujat, cumulative, influence, leave_one_out  # noqa: E40
 from .regression import meta_regression  # noqa: E402
 from .subgroup import subgroup_analysis  # noqa: E402
 
-_LAZY = {
-    "run_sensitivity": ("lnsynth.pairwise.sensitivity", "run_sensitivity"),
-}
+_LAZY: dict[str, tuple[str, str]] = {}
 _EAGER = ["egger_test", "fail_safe_n", "rank_test", "trim_and_fill", "gosh", "baujat", "cumulative", "influence",
           "leave_one_out", "meta_regression", "subgroup_analysis"]
 

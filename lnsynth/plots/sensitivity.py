@@ -1,122 +1,182 @@
-"""Figures for the sensitivity report: subgroup risk ratios per question, leave-one-out."""
+"""Figures for the sensitivity report (:mod:`lnsynth.analyses.sensitivity`): per question, the
+estimate of every analysis with its 95% CI (forest-like), and leave-one-out."""
 from __future__ import annotations
 
-import numpy as np
-from matplotlib.ticker import FuncFormatter
+import math
+
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from .style import NULL_COLOR, POOLED_COLOR, STUDY_COLOR, lnsynth_style
 
+_HEADER, _EST, _TEXT = "header", "est", "text"
 
-def sensitivity_plot(frame, outcome: str, ax=None):
-    """Forest-style panel of every subgroup RR (log axis) for one outcome, grouped by question.
 
-    Rows with no pooled number (k = 0, tests, not estimable) are listed with their note
-    instead of a point, so a question that cannot be answered is visible as such.
-    """
+def _short(label: str, n: int = 60) -> str:
+    """An outcome label without its parenthetical gloss, cut to ``n`` characters."""
+    s = label.split(" (")[0] if len(label) > n else label
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+_TICK_SETS = ((2.5, (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.25, 1.5, 1.75, 2.0)),
+              (8.0, (0.25, 0.33, 0.5, 0.67, 0.8, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0)),
+              (300.0, (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)),
+              (math.inf, (0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)))
+
+
+def _ticks(lo: float, hi: float) -> list[float]:
+    """Readable ratio-scale ticks inside (lo, hi), denser for a narrow axis; 1 is always inside."""
+    for span, ticks in _TICK_SETS:
+        if hi / lo <= span:
+            return [t for t in ticks if lo <= t <= hi]
+    return [1.0]
+
+
+def _ci_text(r) -> str:
+    if r.estimate is None:
+        return "not estimable"
+    return f"{r.estimate:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]"
+
+
+def _title(report, question: str) -> str:
+    return dict(report.questions).get(question, question)
+
+
+def _draw(rows, title: str, xlabel: str, ax=None, bands=()):
+    """Forest-like panel: ``rows`` are (kind, label, row, is_reference); ``bands`` (y0, y1, lo, hi)."""
     import matplotlib.pyplot as plt
 
-    f = frame[(frame["outcome"] == outcome) & (frame["question"] != "leave-one-out")]
-    rows = []
-    for q, g in f.groupby("question", sort=False):
-        rows.append(("header", q, None))
-        for _, r in g.iterrows():
-            if r["subgroup"] in ("test for subgroup differences",) or str(r["subgroup"]).startswith("meta-regression"):
-                if np.isfinite(r["test_pvalue"]):
-                    rows.append(("text", f"  {r['subgroup']}: p = {r['test_pvalue']:.3f}", None))
-                else:
-                    rows.append(("text", f"  {r['subgroup']}: {r['note']}", None))
-                continue
-            rows.append(("est", f"  {r['subgroup']} (k = {r['k']})", r))
     n = len(rows)
+    width = 10.0
     with lnsynth_style():
         own = ax is None
         if own:
-            fig, ax = plt.subplots(figsize=(8.5, max(2.5, 0.28 * n + 1.0)))
+            fig, ax = plt.subplots(figsize=(width, max(2.4, 0.24 * n + 1.3)))
         else:
             fig = ax.figure
-        ylab = []
-        for i, (kind, text, r) in enumerate(rows):
+        vals = []
+        for i, (kind, _, r, ref) in enumerate(rows):
             y = n - i
-            ylab.append((y, text, kind))
-            if kind != "est" or r is None or not np.isfinite(r["estimate"]):
+            if kind != _EST or r is None or r.estimate is None:
                 continue
-            col = POOLED_COLOR if r["question"] == "overall" else STUDY_COLOR
-            ax.plot([r["ci_low"], r["ci_high"]], [y, y], color=col, lw=1.2)
-            mk = "D" if r["k"] > 1 else "s"
-            ax.plot([r["estimate"]], [y], marker=mk, color=col, ms=5 if r["k"] > 1 else 4,
-                    mfc=col if r["k"] > 1 else "white")
-            if np.isfinite(r["range_low"]) and r["range_low"] != r["range_high"]:
-                ax.plot([r["range_low"], r["range_high"]], [y + 0.18, y + 0.18], color=col, lw=3, alpha=0.4)
+            col = POOLED_COLOR if ref else STUDY_COLOR
+            lo, hi = r.ci_low, r.ci_high
+            vals += [lo, hi]
+            ax.plot([lo, hi], [y, y], color=col, lw=1.2, solid_capstyle="butt")
+            single = r.k == 1
+            ax.plot([r.estimate], [y], marker="D" if ref else "s", color=col, ms=5 if not single else 4.5,
+                    mfc="white" if single else col, mew=1.0, ls="none")
+        for y0, y1, lo, hi in bands:
+            ax.fill_betweenx([y0, y1], lo, hi, color=POOLED_COLOR, alpha=0.10, lw=0)
         ax.set_xscale("log")
+        if vals:
+            lo, hi = min(vals), max(vals)
+            lo, hi = min(lo, 0.9), max(hi, 1.1)
+            pad = (math.log(hi) - math.log(lo)) * 0.06
+            ax.set_xlim(math.exp(math.log(lo) - pad), math.exp(math.log(hi) + pad))
+            ax.xaxis.set_major_locator(FixedLocator(_ticks(*ax.get_xlim())))
+        ax.xaxis.set_minor_locator(NullLocator())
         ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
         ax.axvline(1.0, color=NULL_COLOR, lw=0.8, ls="--")
-        ax.set_yticks([y for y, _, _ in ylab])
-        ax.set_yticklabels([t for _, t, _ in ylab], fontsize=7.5)
-        for lab, (_, _, kind) in zip(ax.get_yticklabels(), ylab):
-            if kind == "header":
-                lab.set_fontweight("bold")
-            elif kind == "text":
-                lab.set_fontstyle("italic")
-                lab.set_color("#555555")
-        ax.set_ylim(0.3, n + 0.7)
-        ax.set_xlabel("Risk ratio of remission (CNI-containing vs comparator; > 1 favours CNI)")
-        ax.set_title(f"Sensitivity analyses: {outcome} (open squares: single study, not pooled)", fontsize=9)
+        ys = [n - i for i in range(n)]
+        ax.set_yticks(ys)
+        ax.set_yticklabels([lab for _, lab, _, _ in rows], fontsize=8)
+        for tick, (kind, _, r, _) in zip(ax.get_yticklabels(), rows):
+            if kind == _HEADER:
+                tick.set_fontweight("bold")
+            elif kind == _TEXT or (r is not None and r.estimate is None):
+                tick.set_fontstyle("italic")
+                tick.set_color("#555555")
+        tr = ax.get_yaxis_transform()  # x in axes coordinates, y in data
+        for y, (kind, _, r, _) in zip(ys, rows):
+            if kind == _EST and r is not None:
+                ax.text(1.02, y, _ci_text(r), transform=tr, fontsize=8, va="center", ha="left",
+                        color="#555555" if r.estimate is None else "black", clip_on=False)
+        ax.text(1.02, n + 0.9, "estimate [95% CI]", transform=tr, fontsize=8, va="center", ha="left",
+                fontweight="bold", clip_on=False)
+        ax.set_ylim(0.4, n + 1.3)
+        ax.set_xlabel(xlabel)
+        ax.set_title(title, fontsize=9.5)
         ax.tick_params(axis="y", length=0)
         if own:
             fig.tight_layout()
     return fig
 
 
-def leave_one_out_plot(loo, fit=None, outcome: str = "", ax=None):
-    """Pooled RR with each study omitted in turn (from :func:`lnsynth.pairwise.influence.leave_one_out`)."""
-    import matplotlib.pyplot as plt
+def _xlabel(rows) -> str:
+    ms = sorted({r.measure for r in rows})
+    name = {"RR": "Risk ratio", "OR": "Odds ratio", "RD": "Risk difference"}
+    return (" / ".join(name.get(m, m) for m in ms) or "Effect") + " (intervention vs comparator; log scale)"
 
-    f = loo.to_frame()
-    n = len(f)
-    with lnsynth_style():
-        own = ax is None
-        if own:
-            fig, ax = plt.subplots(figsize=(6.5, 0.35 * n + 1.6))
-        else:
-            fig = ax.figure
-        for i, r in f.iterrows():
-            y = n - i
-            ax.plot(np.exp([r["ci_low"], r["ci_high"]]), [y, y], color=STUDY_COLOR, lw=1.2)
-            ax.plot([np.exp(r["estimate"])], [y], "D", color=STUDY_COLOR, ms=5)
-        labels = [f"omitting {s}" for s in f["study"]]
-        if fit is not None:
-            ax.axvspan(np.exp(fit.ci_low), np.exp(fit.ci_high), color=POOLED_COLOR, alpha=0.12, lw=0)
-            ax.axvline(np.exp(fit.estimate), color=POOLED_COLOR, lw=1.0)
-        ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
-        ax.axvline(1.0, color=NULL_COLOR, lw=0.8, ls="--")
-        ax.set_yticks(range(n, 0, -1))
-        ax.set_yticklabels(labels, fontsize=8)
-        ax.set_ylim(0.4, n + 0.6)
-        ax.set_xlabel("Pooled risk ratio (band: all studies)")
-        ax.set_title(f"Leave-one-out: {outcome}", fontsize=9)
-        ax.tick_params(axis="y", length=0)
-        if own:
-            fig.tight_layout()
+
+def sensitivity_plot(report, question: str, ax=None):
+    """Every analysis of one question except leave-one-out: estimate and 95% CI per row, grouped by
+    outcome; the answer (*main*) in the pooled colour, single-trial results as open squares, rows that
+    are not estimable listed with their label in grey italics.
+
+    Returns ``None`` when no outcome of the question has an estimate.
+    """
+    rows = [r for r in report.question_rows(question) if r.analysis != "leave-one-out"]
+    outcomes = [o for o in dict.fromkeys(r.outcome for r in rows)
+                if any(r.outcome == o and r.analysis == "main" and r.estimate is not None for r in rows)]
+    if not outcomes:
+        return None
+    lines = []
+    for o in outcomes:
+        orows = [r for r in rows if r.outcome == o]
+        lines.append((_HEADER, _short(orows[0].outcome_label), None, False))
+        for r in orows:
+            lab = "answer (main)" if r.analysis == "main" else f"{r.analysis}: {r.subgroup}"
+            lines.append((_EST, f"  {lab}  (k = {r.k})", r, r.analysis == "main"))
+    skipped = [r.outcome_label for r in rows if r.analysis == "main" and r.estimate is None]
+    title = f"Sensitivity analyses: {_title(report, question)}"
+    fig = _draw(lines, title, _xlabel(rows), ax=ax)
+    if skipped:
+        fig.text(0.01, 0.005, "Not estimable (see table): " + "; ".join(_short(s, 70) for s in skipped),
+                 fontsize=7, color="#555555", ha="left", va="bottom")
     return fig
+
+
+def leave_one_out_plot(report, question: str, ax=None):
+    """Leave-one-out for one question: per outcome with k >= 2, the answer and the estimate with each
+    trial omitted (shaded band: the answer's 95% CI).  Returns ``None`` when no outcome has k >= 2."""
+    rows = report.question_rows(question)
+    lines, spans = [], []
+    for o in dict.fromkeys(r.outcome for r in rows):
+        loo = [r for r in rows if r.outcome == o and r.analysis == "leave-one-out" and r.k >= 1]
+        main = next(r for r in rows if r.outcome == o and r.analysis == "main")
+        if not loo or main.estimate is None:
+            continue
+        lines.append((_HEADER, _short(main.outcome_label), None, False))
+        start = len(lines)
+        lines.append((_EST, f"  all trials  (k = {main.k})", main, True))
+        for r in loo:
+            lines.append((_EST, f"  {r.subgroup}  (k = {r.k})", r, False))
+        spans.append((start, len(lines) - 1, main.ci_low, main.ci_high))
+    if not lines:
+        return None
+    n = len(lines)
+    bands = [(n - b - 0.4, n - a + 0.4, lo, hi) for a, b, lo, hi in spans]
+    return _draw(lines, f"Leave-one-out: {_title(report, question)}", _xlabel(rows) + "; band: answer's 95% CI",
+                 ax=ax, bands=bands)
 
 
 def sensitivity_figures(report) -> list:
-    """Every figure of a sensitivity report: one subgroup panel per outcome, then leave-one-out plots.
+    """Every figure of a sensitivity report: per question, the analyses panel then leave-one-out
+    (questions without an estimate, or without an outcome of k >= 2 for leave-one-out, give none).
 
     Parameters
     ----------
-    report : lnsynth.pairwise.sensitivity.SensitivityReport
-        Output of :func:`lnsynth.pairwise.sensitivity.run_sensitivity`.
+    report : lnsynth.analyses.sensitivity.SensitivityReport
+        Output of :func:`lnsynth.analyses.sensitivity.run_sensitivity`.
 
     Returns
     -------
     list of matplotlib.figure.Figure
     """
     figs = []
-    for outcome in report.frame["outcome"].unique():
-        figs.append(sensitivity_plot(report.frame, outcome))
-    for outcome, loo in report.loo.items():
-        if loo is not None:
-            figs.append(leave_one_out_plot(loo, report.fits.get(outcome), outcome))
+    for q, _ in report.questions:
+        for fn in (sensitivity_plot, leave_one_out_plot):
+            f = fn(report, q)
+            if f is not None:
+                figs.append(f)
     return figs

@@ -100,20 +100,28 @@ def section_network(ev, ctx):
 
 def section_sensitivity(ev, ctx):
     Section, figure_html = _S()
-    from lnsynth.pairwise.sensitivity import run_sensitivity
+    from lnsynth.analyses.sensitivity import run_sensitivity
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         rep = run_sensitivity(ev)
     ctx["sensitivity"] = rep
-    parts = ["<p>The review's critiques as analyses: do CNI effects differ by population, by endpoint timepoint, by CNI type? "
-             "Subgroup estimates with the test for subgroup differences; k is small, so absence of a difference is not evidence of none.</p>"]
+    parts = ["<p>Each clinical question's answer (row <em>main</em>) refitted on subsets and variants of the trials it "
+             "analysed (Cochrane Handbook 10.14): each trial left out in turn; the review's critiques (remission assessed "
+             "at &le; 26 weeks vs later, and the question re-answered with the outcome window moved; trials from a single "
+             "Asian country vs multinational or other; voclosporin vs tacrolimus vs cyclosporin where a question pools "
+             "them; each dose arm of a trial whose arms the answer combines); counts (approximate counts or counts "
+             "resting only on news or secondary summaries left out); and the estimator (fixed effect, REML, "
+             "DerSimonian-Laird). No trial is selected outside the answer; with so few trials per question, agreement "
+             "between variants is weak reassurance and a difference is a reason for caution, not a finding.</p>"]
     figs = []
     from lnsynth.plots.sensitivity import sensitivity_figures
 
+    titles = dict(rep.questions)
     for i, fig in enumerate(sensitivity_figures(rep)):
-        fh = figure_html(fig, f"Sensitivity analysis figure {i + 1}: subgroup risk ratios of CNI-containing regimens with 95% confidence intervals.",
-                         f"Sensitivity analysis {i + 1}.")
+        title = fig.axes[0].get_title() if fig.axes else f"Sensitivity analysis {i + 1}"
+        fh = figure_html(fig, f"{title}: estimates with 95% confidence intervals of each sensitivity analysis "
+                              "(log scale; the answer in the pooled colour).", html.escape(title) + ".")
         figs.append(fh)
         parts.append(fh)
     f = rep.to_frame()
@@ -123,15 +131,26 @@ def section_sensitivity(ev, ctx):
 
     tab = pd.DataFrame({
         "Question": f["question"],
-        "Outcome": f["outcome"],
-        "Subgroup": f["subgroup"],
+        "Outcome": f["outcome_label"].map(lambda s: s.split(" (")[0]),
+        "Analysis": f["analysis"],
+        "Variant": f["subgroup"],
         "k": f["k"],
-        "RR [95% CI]": [("" if pd.isna(e) else f"{_num(e)} [{_num(lo)}, {_num(hi)}]") for e, lo, hi in zip(f["estimate"], f["ci_low"], f["ci_high"])],
+        "Patients": f["patients"],
+        "Estimate [95% CI]": [(f"not estimable: {ne}" if pd.isna(e) else f"{m} {_num(e)} [{_num(lo)}, {_num(hi)}]")
+                              for m, e, lo, hi, ne in zip(f["measure"], f["estimate"], f["ci_low"], f["ci_high"], f["not_estimable"])],
         "I² (%)": [_num(x, 0) for x in f["i2"]],
-        "Test (stat, df, p)": [("" if pd.isna(t) else f"{_num(t)}, {int(d) if not pd.isna(d) else ''}, p = {_num(p_, 3)}") for t, d, p_ in zip(f["test_statistic"], f["test_df"], f["test_pvalue"])],
-        "Note": f["note"].fillna(""),
+        "Studies": f["studies"],
+        "Note": ["; ".join(x for x in (d, n) if isinstance(x, str) and x) for d, n in zip(f["description"], f["note"])],
     })
     parts.append(_table(tab, table_id="sensitivity-table"))
+    if rep.skipped:
+        by_q: dict = {}
+        for q, o, _ in rep.skipped:
+            by_q.setdefault(q, []).append(o.replace("_", " "))
+        parts.append("<p class='meta'>Adverse-event outcomes with fewer than 2 analysed trials are not analysed here "
+                     "(their answers are in the summaries of findings): "
+                     + "; ".join(f"{html.escape(titles.get(q, q))}: {html.escape(', '.join(os_))}" for q, os_ in by_q.items())
+                     + ".</p>")
     return Section("sensitivity", "Sensitivity: the review's critiques tested", "".join(parts), figures=figs)
 
 

@@ -31,7 +31,7 @@ PAIRWISE_METHODS = ("REML",) + tuple(m for m in registry.methods() if m != "REML
 NETWORK_MEASURES = tuple(m for m in ("OR", "RR", "RD") if m in registry.network_measures("binary"))
 NETWORK_METHODS = ("REML",) + tuple(m for m in registry.methods("network") if m != "REML")
 CLASSES = sorted(set(REGIMEN_CLASS.values()))
-from lnsynth.evidence.select import ALIASES as SPECIAL  # noqa: E402  (one definition of CNI-any / non-CNI)
+from lnsynth.analyses.selection import ALIASES as SPECIAL  # noqa: E402  (one definition of CNI-any / non-CNI)
 
 
 def regimen_choices() -> list[str]:
@@ -70,13 +70,13 @@ class PairwiseRun:
 def select_pairs(ev, outcome: str, treatment: str, control: str,
                  timepoint: str = "latest") -> tuple[list[dict], list[tuple[str, str]], list[str]]:
     """One two-group comparison per study, by the shared selection of the analysis layer
-    (:func:`lnsynth.evidence.select.pairwise_data`, the function ``lnsynth meta`` and the clinical
+    (:func:`lnsynth.analyses.selection.pairwise_data`, the function ``lnsynth meta`` and the clinical
     questions use), with the same default approximate-count policy (on, flagged).
 
     Returns the rows, the studies left out with the reason, and notes (approximations, combined
     arms, superseded entries).
     """
-    from lnsynth.evidence.select import pairwise_data
+    from lnsynth.analyses.selection import pairwise_data
 
     from .curation import superseded
 

@@ -3,7 +3,7 @@
 A count a curator enters through the app for an arm, endpoint and timepoint that already has a
 record supersedes the older record (a correction replaces, never adds to, the stored count).
 Records of the package data that come from different documents are left alone: choosing among
-them is the shared selection rule (:func:`lnsynth.evidence.select.one_record_per_arm`).
+them is the shared selection rule (:func:`lnsynth.analyses.selection.one_record_per_arm`).
 """
 
 from __future__ import annotations

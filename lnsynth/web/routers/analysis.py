@@ -1,7 +1,7 @@
 """Analysis pages: the pairwise explorer, the network and the simulator.
 
 Thin presentation: every number comes from the shared selection of the analysis layer
-(:mod:`lnsynth.web.analysis` calls :func:`lnsynth.evidence.select.pairwise_data` and
+(:mod:`lnsynth.web.analysis` calls :func:`lnsynth.analyses.selection.pairwise_data` and
 :func:`lnsynth.analyses.network_data.arm_level_data`) on the store's evidence.
 """
 

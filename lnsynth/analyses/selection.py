@@ -20,7 +20,7 @@ from typing import Optional, Union
 
 import pandas as pd
 
-from .schema import REGIMEN_CLASS
+from lnsynth.evidence.schema import REGIMEN_CLASS
 
 ALIASES = {
     "CNI-any": {"CNI", "CNI+MMF", "CNI+AZA"},
@@ -120,9 +120,9 @@ def choose_timepoint(tps: list[float], timepoint: Union[str, float]) -> float:
 def approximate_counts(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     """Fill counts for rows whose printed percentage no integer count reproduces, with
     ``round(pct/100*n)``; returns the filled copy and the mask of filled rows."""
-    from .derive import nearest_count
+    from lnsynth.evidence.derive import nearest_count
 
-    from .derive import count_candidates
+    from lnsynth.evidence.derive import count_candidates
 
     df = df.copy()
     m = df["events"].isna() & df["n"].notna() & df["percent"].notna()
@@ -141,7 +141,7 @@ def missing_counts_reason(df: pd.DataFrame) -> Optional[str]:
     bad = df[df["events"].isna() | df["n"].isna()]
     if bad.empty:
         return None
-    from .derive import count_candidates
+    from lnsynth.evidence.derive import count_candidates
 
     def why(r) -> str:
         if pd.isna(r.n):
