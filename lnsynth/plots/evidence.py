@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from .style import FONT_FAMILY, finalize
 from .style import OKABE_ITO as _OI
 
 # Okabe-Ito colour-blind-safe palette (shared with the other figures), by regimen class.
@@ -42,6 +43,7 @@ def apply_style() -> None:
     plt.rcParams.update(
         {
             "figure.dpi": 100,
+            "font.family": FONT_FAMILY,
             "font.size": 9,
             "axes.spines.top": False,
             "axes.spines.right": False,
@@ -95,9 +97,9 @@ def response_rates_figure(ev, endpoints=("complete remission", "overall remissio
         ax.set_title(ep.capitalize())
     handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=CLASS_LABELS[k]) for k, c in CLASS_COLOURS.items() if k in set(df["regimen_class"])]
     handles.append(plt.Line2D([], [], marker="o", ls="", color="grey", mfc="white", label="count derived from printed %"))
-    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=7.5, bbox_to_anchor=(0.5, -0.01))
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=7.5, bbox_to_anchor=(0.5, 0.005))
     fig.suptitle("Response rates per arm as printed in the review (Wilson 95% CI where arm size is known)", fontsize=10)
-    fig.tight_layout(rect=(0, 0.08, 1, 0.95))
+    finalize(fig, tight=True, rect=(0, 0.08, 1, 0.95))
     return fig
 
 
@@ -124,7 +126,7 @@ def adverse_events_figure(ev):
     ax.set_title("Adverse events reported for calcineurin-inhibitor arms (review Table 2 and text)")
     handles = [plt.Line2D([], [], marker="s", ls="", color=cmap[c], label=c) for c in cats]
     ax.legend(handles=handles, loc="lower right", fontsize=7)
-    fig.tight_layout()
+    finalize(fig, tight=True)
     return fig
 
 
@@ -133,18 +135,29 @@ def trial_landscape_figure(ev):
     apply_style()
     df = ev.studies_frame()
     df = df[df["n_randomised"].notna() & df["follow_up_weeks"].notna()]
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = plt.subplots(figsize=(7.5, 5.2))
     for _, r in df.iterrows():
         colour = "#0072B2" if "RCT" in str(r["design"]) else "#E69F00"
         ax.scatter(r["follow_up_weeks"], r["n_randomised"], s=30 + r["n_randomised"] / 2, color=colour, alpha=0.75, edgecolor="black", lw=0.5)
-        ax.annotate(r["label"], (r["follow_up_weeks"], r["n_randomised"]), fontsize=7, xytext=(4, 4), textcoords="offset points")
     ax.axvline(26, color="grey", ls="--", lw=0.8)
-    ax.text(26, ax.get_ylim()[1] * 0.95, " 6 months", fontsize=7, color="grey")
     ax.set_xscale("log")
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    from .style import place_point_labels, plain_number
+
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: plain_number(x)))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ymax = float(df["n_randomised"].max()) if len(df) else 1.0
+    ax.set_ylim(top=ymax * 1.12)
+    six = ax.text(26, ax.get_ylim()[1] * 0.97, " 6 months", fontsize=7, color="grey", va="top")
+    fig.tight_layout()
+    place_point_labels(ax, df["follow_up_weeks"].to_numpy(float), df["n_randomised"].to_numpy(float),
+                       list(df["label"]), fontsize=7, avoid=[six])
     ax.set_xlabel("follow-up duration (weeks, log scale)")
     ax.set_ylabel("patients (N as printed)")
     ax.set_title("Size and follow-up of the trials (blue: RCT, orange: observational)")
-    fig.tight_layout()
+    finalize(fig)  # tight layout ran before the labels were placed
     return fig
 
 
@@ -160,5 +173,5 @@ def provenance_mix_figure(ev):
     ax.set_xlabel("numeric values stored")
     ax.set_title("Provenance of the stored numbers")
     ax.legend(loc="lower right", fontsize=7)
-    fig.tight_layout()
+    finalize(fig, tight=True)
     return fig

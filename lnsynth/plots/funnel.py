@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-from .style import NULL_COLOR, OKABE_ITO, POOLED_COLOR, STUDY_COLOR, lnsynth_style
+from .style import NULL_COLOR, OKABE_ITO, POOLED_COLOR, STUDY_COLOR, finalize, freeze_fonts, lnsynth_style
 
 
 def funnel_plot(fit, ax=None, *, contours=(0.90, 0.95, 0.99), trimfill=None, refline=None, level=0.95,
@@ -77,9 +77,13 @@ def funnel_plot(fit, ax=None, *, contours=(0.90, 0.95, 0.99), trimfill=None, ref
             ax.set_xticklabels([f"{np.exp(t):.2g}" for t in ticks])
             ax.set_xlabel(xlabel or (str(fit.measure) if getattr(fit, "measure", None) else "exp(outcome)"))
         h, lab = ax.get_legend_handles_labels()
-        ax.legend(handles=handles + h, fontsize=7, loc="lower right", frameon=True)
+        # outside the plot, right of it: never over the contours or the studies
+        ax.legend(handles=handles + h, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
+                  frameon=False)
         if title:
             ax.set_title(title)
         if own:
-            fig.tight_layout()
+            finalize(fig, tight=True)
+        else:
+            freeze_fonts(fig)
     return fig

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .style import OKABE_ITO, STUDY_COLOR, lnsynth_style
+from .style import OKABE_ITO, STUDY_COLOR, finalize, freeze_fonts, lnsynth_style
 
 
 def gosh_plot(result, ax=None, *, x="estimate", y="i2", highlight=None, gridsize=120, max_points=200_000,
@@ -49,5 +49,7 @@ def gosh_plot(result, ax=None, *, x="estimate", y="i2", highlight=None, gridsize
         ax.set_ylabel({"i2": "I\u00b2 (%)", "tau2": "\u03c4\u00b2", "qe": "Q", "h2": "H\u00b2"}.get(y, y))
         ax.set_title(title or f"GOSH plot ({len(result):,} subsets of k = {result.k_total}, {result.method})")
         if own:
-            fig.tight_layout()
+            finalize(fig, tight=True)
+        else:
+            freeze_fonts(fig)
     return fig

@@ -15,6 +15,8 @@ from matplotlib.figure import Figure
 
 from lnsynth import registry
 
+from .style import FONT_SIZE, fit_canvas, freeze_fonts, lnsynth_style, plain_log_axis, renderer
+
 if TYPE_CHECKING:  # pragma: no cover
     from lnsynth.network import NetworkData, NMAResult
 
@@ -82,7 +84,22 @@ def network_graph(obj: Any, ax: Axes | None = None, *, layout: str = "circular",
     for r in edges.itertuples(index=False):
         g.add_edge(r.treat1, r.treat2, n_studies=int(r.n_studies))
     pos = (nx.spring_layout(g, seed=1) if layout == "spring" else nx.circular_layout(g))
-    fig, ax = _new_axes(ax, (6.0, 6.0))
+    with lnsynth_style():
+        own = ax is None
+        fig, ax = _new_axes(ax, (6.0, 6.0))
+        _draw_graph(g, pos, ax, pts, data)
+        if own:
+            fit_canvas(fig)
+    return fig
+
+
+def _wrap(name: str, width: int = 16) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(str(name), width, break_long_words=False)) or str(name)
+
+
+def _draw_graph(g, pos, ax, pts, data):
     p = np.array([pts[t] for t in g.nodes], float)
     if np.all(np.isfinite(p)) and p.max() > 0:
         sizes = 300.0 + 2700.0 * p / p.max()
@@ -92,13 +109,50 @@ def network_graph(obj: Any, ax: Axes | None = None, *, layout: str = "circular",
     widths = 1.0 + 7.0 * ns / ns.max() if len(ns) else []
     nx.draw_networkx_edges(g, pos, ax=ax, width=widths, edge_color="0.45")
     nx.draw_networkx_nodes(g, pos, ax=ax, node_size=sizes, node_color="#9ecae1", edgecolors="#3182bd")
-    nx.draw_networkx_labels(g, pos, ax=ax, font_size=9)
-    nx.draw_networkx_edge_labels(g, pos, ax=ax, font_size=8,
+    nx.draw_networkx_edge_labels(g, pos, ax=ax, font_size=FONT_SIZE - 1,
                                  edge_labels={e: str(g.edges[e]["n_studies"]) for e in g.edges})
+    # node labels outside their node, pointing away from the centre of the layout, never clipped
+    xy = np.array([pos[t] for t in g.nodes], float)
+    centre = xy.mean(axis=0) if len(xy) else np.zeros(2)
+    for (t, p_), s in zip(zip(g.nodes, xy), sizes):
+        d = p_ - centre
+        nrm = float(np.hypot(*d))
+        u = d / nrm if nrm > 1e-9 else np.array([0.0, 1.0])
+        off = (np.sqrt(s) / 2.0 + 4.0) * u  # points: node radius plus a gap
+        ax.annotate(_wrap(t), xy=p_, xytext=tuple(off), textcoords="offset points", fontsize=FONT_SIZE,
+                    ha="left" if u[0] > 0.35 else ("right" if u[0] < -0.35 else "center"),
+                    va="bottom" if u[1] > 0.35 else ("top" if u[1] < -0.35 else "center"),
+                    annotation_clip=False, clip_on=False)
     ax.set_title(f"Network: {len(data.studies)} studies, {len(data.treatments)} treatments")
     ax.set_axis_off()
-    ax.margins(0.15)
-    return fig
+    ax.margins(0.12)
+    _fit_texts_in_axes(ax)
+
+
+def _fit_texts_in_axes(ax, iterations: int = 4) -> None:
+    """Widen the data limits until every text of ``ax`` (measured) lies inside the axes box."""
+    fig = ax.figure
+    for _ in range(iterations):
+        r = renderer(fig)
+        ab = ax.get_window_extent(r)
+        texts = [t for t in ax.texts if t.get_visible() and t.get_text()]
+        if not texts:
+            return
+        bbs = [t.get_window_extent(r) for t in texts]
+        x0 = min(b.x0 for b in bbs); x1 = max(b.x1 for b in bbs)  # noqa: E702
+        y0 = min(b.y0 for b in bbs); y1 = max(b.y1 for b in bbs)  # noqa: E702
+        pad = 4.0
+        over = (max(0.0, ab.x0 + pad - x0), max(0.0, x1 - (ab.x1 - pad)),
+                max(0.0, ab.y0 + pad - y0), max(0.0, y1 - (ab.y1 - pad)))
+        if max(over) < 0.5:
+            return
+        (xa, xb), (ya, yb) = ax.get_xlim(), ax.get_ylim()
+        # data per pixel shrinks as limits widen; solve w' = w + over * w'/W for the new span
+        W, H = ab.width, ab.height
+        sx = (xb - xa) / max(W - over[0] - over[1], 0.3 * W)
+        sy = (yb - ya) / max(H - over[2] - over[3], 0.3 * H)
+        ax.set_xlim(xa - over[0] * sx, xb + over[1] * sx)
+        ax.set_ylim(ya - over[2] * sy, yb + over[3] * sy)
 
 
 def nma_forest(result: "NMAResult", ax: Axes | None = None, exponentiate: bool | None = None) -> Figure:
@@ -112,15 +166,26 @@ def nma_forest(result: "NMAResult", ax: Axes | None = None, exponentiate: bool |
     est, lo, hi = re["estimate"].to_numpy(), re["ci_low"].to_numpy(), re["ci_high"].to_numpy()
     if exponentiate:
         est, lo, hi = np.exp(est), np.exp(lo), np.exp(hi)
-    fig, ax = _new_axes(ax, (6.5, 0.5 * len(re) + 1.5))
-    y = np.arange(len(re))[::-1]
-    ax.errorbar(est, y, xerr=[est - lo, hi - est], fmt="s", color="k", ecolor="k", capsize=3)
-    ax.axvline(1.0 if exponentiate else 0.0, color="0.5", ls="--", lw=1)
-    ax.set_yticks(y, [str(t) for t in re["treatment"]])
-    if exponentiate:
-        ax.set_xscale("log")
-    lab = result.measure if exponentiate else {"OR": "log OR", "RR": "log RR"}.get(result.measure, result.measure)
-    pct = int(round(result.level * 100))
-    ax.set_xlabel(f"{lab} vs {result.reference} ({pct}% CI)")
-    ax.set_title(f"Network estimates vs {result.reference} ({'FE' if result.method == 'FE' else 'RE, REML'})")
+    with lnsynth_style():
+        own = ax is None
+        fig, ax = _new_axes(ax, (6.5, 0.5 * len(re) + 1.5))
+        y = np.arange(len(re))[::-1]
+        ax.errorbar(est, y, xerr=[est - lo, hi - est], fmt="s", color="k", ecolor="k", capsize=3)
+        ax.axvline(1.0 if exponentiate else 0.0, color="0.5", ls="--", lw=1)
+        ax.set_yticks(y, [str(t) for t in re["treatment"]])
+        ax.tick_params(axis="y", length=0)
+        if exponentiate:
+            vals = np.concatenate([lo, hi, [1.0]])
+            vals = vals[np.isfinite(vals) & (vals > 0)]
+            a, b = float(vals.min()), float(vals.max())
+            span = max(np.log(b / a), np.log(1.5)) * 0.06
+            plain_log_axis(ax, a * np.exp(-span), b * np.exp(span))
+        lab = result.measure if exponentiate else {"OR": "log OR", "RR": "log RR"}.get(result.measure, result.measure)
+        pct = int(round(result.level * 100))
+        ax.set_xlabel(f"{lab} vs {result.reference} ({pct}% CI)")
+        ax.set_title(f"Network estimates vs {result.reference} ({'FE' if result.method == 'FE' else 'RE, REML'})")
+        freeze_fonts(fig)
+        if own:
+            fig.subplots_adjust(left=0.05, right=0.95)
+            fit_canvas(fig)  # the figure grows to the measured treatment names: never clipped
     return fig

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .evidence import apply_style
+from .style import finalize
 
 OI = {"black": "#000000", "orange": "#E69F00", "sky": "#56B4E9", "green": "#009E73", "yellow": "#F0E442",
       "blue": "#0072B2", "vermillion": "#D55E00", "purple": "#CC79A7"}
@@ -21,6 +22,7 @@ CAPTION = "Hypothesis-generating simulation, not treatment advice."
 
 def _caption(fig):
     fig.text(0.01, 0.005, CAPTION, fontsize=7, color="#555555", ha="left", va="bottom")
+    finalize(fig)  # measured: the axes clear of the caption, every label on the canvas
     return fig
 
 
@@ -43,7 +45,7 @@ def proteinuria_trajectories(traj: pd.DataFrame, stop_week: int | None = 26) -> 
     ax.set_ylabel("median UPCR (g/g)")
     ax.set_title("Proteinuria on a CNI regimen: immune vs non-immune effect")
     ax.legend(fontsize=7, loc="upper right")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.tight_layout()
     return _caption(fig)
 
 
@@ -65,7 +67,7 @@ def remission_horizon(tab: pd.DataFrame) -> plt.Figure:
     ax.set_xlabel("time since start of induction")
     ax.set_title("Simulated complete remission by regimen and horizon")
     ax.legend(fontsize=7, ncol=3)
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.tight_layout()
     return _caption(fig)
 
 
@@ -90,7 +92,7 @@ def flares_after_taper(curves: pd.DataFrame, observed: dict | None = None, end_w
     ax.set_ylabel("patients with >= 1 kidney flare (%)")
     ax.set_title("Kidney flares after induction (model calibrated without Mok 2016)")
     ax.legend(fontsize=7, loc="upper left")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.tight_layout()
     return _caption(fig)
 
 
@@ -112,7 +114,7 @@ def power_curves(tab: pd.DataFrame, n_max: int = 3000) -> plt.Figure:
     ax.set_ylim(0, 100)
     ax.set_title("Power on eGFR decline >= 40% or ESKD (posterior median risks)")
     ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.tight_layout()
     return _caption(fig)
 
 
@@ -125,7 +127,7 @@ def nonimmune_share(tab: pd.DataFrame) -> plt.Figure:
     ax.set_yticks(y, tab["regimen"])
     ax.set_xlabel("share of 6-month complete remission that is non-immune (%)")
     ax.set_title("Non-immune share of CNI remission (counterfactual)")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.tight_layout()
     return _caption(fig)
 
 
@@ -144,7 +146,7 @@ def validation_intervals(df: pd.DataFrame) -> plt.Figure:
     ax.set_xlabel("proportion of patients (%; flares per 100 patients for rates)")
     ax.set_title("Leave-one-trial-out validation")
     ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.tight_layout()
     return _caption(fig)
 
 
