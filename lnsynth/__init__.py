@@ -10,3 +10,11 @@ DISCLAIMER = (
     "lnsynth summarises published evidence and simulates hypotheses; it does not "
     "prescribe. Its output is not medical advice."
 )
+
+
+def __getattr__(name):  # lazy: `import lnsynth` stays light
+    if name in ("read_table", "DataError"):
+        from lnsynth import io as _io
+
+        return getattr(_io, name)
+    raise AttributeError(f"module 'lnsynth' has no attribute {name!r}")

@@ -23,9 +23,24 @@ from lnsynth import registry as _registry
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
     help=f"lnsynth {__version__}: evidence on calcineurin inhibitors in lupus nephritis. {DISCLAIMER}",
 )
 err = Console(stderr=True)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"lnsynth {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", "-V", callback=_version_callback, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """lnsynth: evidence on calcineurin inhibitors in lupus nephritis (and your own meta-analyses: meta/nma --input)."""
 
 
 class TableFormat(str, Enum):
@@ -58,10 +73,19 @@ def _warnings_to_stderr(category: type = Warning):
 def _load(data: Optional[Path]):
     from lnsynth.evidence import EvidenceError, load_evidence
 
+    if data is not None and data.is_dir() and not any(data.rglob("*.yaml")):
+        sys.stderr.write(f"lnsynth: error: --data {data}: no evidence YAML files in this folder (it needs studies/*.yaml "
+                         "and sources.yaml as `lnsynth export` writes them); for your own table use "
+                         "`lnsynth meta --input FILE`\n")
+        raise typer.Exit(2)
+    if data is not None and data.is_file():
+        sys.stderr.write(f"lnsynth: error: --data {data}: is a file; --data takes an evidence folder (YAML); "
+                         "for your own table use `lnsynth meta --input FILE`\n")
+        raise typer.Exit(2)
     try:
         return load_evidence(data)
     except EvidenceError as exc:
-        err.print(f"[bold red]evidence error[/]\n{exc}")
+        err.print(f"[bold red]evidence error[/]\n{escape(str(exc))}")
         raise typer.Exit(2)
 
 
@@ -250,33 +274,159 @@ def report(
     typer.echo(f"wrote {path}")
 
 
+def _user_error(msg: str) -> typer.Exit:
+    """Print one line 'lnsynth: error: ...' to stderr; return the Exit(2) to raise."""
+    sys.stderr.write("lnsynth: error: " + " ".join(str(msg).split()) + "\n")
+    return typer.Exit(2)
+
+
+@contextlib.contextmanager
+def _plain_warnings():
+    """Record warnings in the block; print each as one plain line on stderr afterwards."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        try:
+            yield
+        finally:
+            for c in caught:
+                sys.stderr.write("lnsynth: warning: " + " ".join(str(c.message).split()) + "\n")
+
+
+def _out_dir(out: Path) -> Path:
+    if out.exists() and not out.is_dir():
+        raise _user_error(f"--out {out}: exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _save_fig(fig, path: Path, what: str) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path, bbox_inches="tight", dpi=150)
+    plt.close(fig)
+    sys.stderr.write(f"lnsynth: {what} written to {path}\n")
+
+
+def _write_pairwise(payload: dict, res, out: Path, plot: Optional[str], labels=None) -> None:
+    from lnsynth.io import json_safe, summary_csv, summary_markdown
+
+    (out / "summary.json").write_text(json.dumps(json_safe(payload), indent=2, ensure_ascii=False) + "\n")
+    (out / "summary.csv").write_text(summary_csv(payload))
+    (out / "summary.md").write_text(summary_markdown(payload))
+    sys.stderr.write(f"lnsynth: summary.md, summary.csv, summary.json written to {out}\n")
+    path = out / "forest.png" if plot is None else (Path(plot) if plot else None)
+    if path is not None:
+        from lnsynth.plots.forest import forest_plot
+
+        kw = {"transf": "exp"} if _registry.is_ratio(res.measure) else {}
+        _save_fig(forest_plot(res, labels=labels, **kw), path, "forest plot")
+
+
+def _print_pairwise(payload: dict, fmt: "ListFormat") -> None:
+    from lnsynth.io import json_safe, summary_csv, summary_markdown
+
+    if fmt == ListFormat.json:
+        sys.stdout.write(json.dumps(json_safe(payload), indent=2, ensure_ascii=False) + "\n")
+    elif fmt == ListFormat.csv:
+        sys.stdout.write(summary_csv(payload))
+    else:
+        sys.stdout.write(summary_markdown(payload))
+
+
+def _meta_from_file(input_: Path, columns, sheet, measure, method, test, subgroup, moderator, drop00, fmt, out, plot):
+    from lnsynth.io import DataError, pairwise_summary, read_table, regression_summary, subgroup_summary
+    from lnsynth.pairwise import meta_analysis
+
+    try:
+        with _plain_warnings():
+            td = read_table(input_, columns=columns, measure=measure or None, sheet=sheet)
+            if td.layout.startswith("arms"):
+                raise DataError("one row per arm (study, treatment, ...) is the network layout: use "
+                                "`lnsynth nma --input`; for a pairwise meta-analysis give one row per study "
+                                "(study, ai, n1i, ci, n2i | m1i, sd1i, n1i, m2i, sd2i, n2i | yi, vi)", file=td.file)
+            code = td.check_measure(measure or None)
+            use = td if td.layout == "generic" else td.usable(code, drop00)
+            kept = set(use.rows)
+            dropped = [{"study": lab, "row": r, "reason": "no events (or only events) in both arms (drop00)"}
+                       for lab, r in zip(td.labels, td.rows) if r not in kept]
+            es = use.effect_sizes(code, drop00=False) if td.layout != "generic" else use.effect_sizes(code)
+            res = meta_analysis(es, method=method, test=test)
+            payload = pairwise_summary(res, table=use, dropped=dropped)
+            if subgroup:
+                sg = use.subgroup_analysis(subgroup, code, method=method if method.upper() not in ("MH", "PETO") else "FE",
+                                           test=test, drop00=False)
+                payload["subgroup"] = {"column": subgroup, **subgroup_summary(sg, code)}
+            if moderator:
+                cols = [c.strip() for c in moderator.split(",") if c.strip()]
+                reg = use.meta_regression(cols, code, method=method if method.upper() not in ("MH", "PETO") else "FE",
+                                          test=test, drop00=False)
+                payload["moderator"] = {"columns": cols, **regression_summary(reg)}
+    except DataError as exc:
+        raise _user_error(str(exc))
+    except ValueError as exc:
+        raise _user_error(f"{input_}: {exc}")
+    _print_pairwise(payload, fmt)
+    _write_pairwise(payload, res, _out_dir(out), plot)
+
+
 @app.command()
 def meta(
-    outcome: str = typer.Option(..., "--outcome", help='Endpoint, e.g. "complete remission".'),
-    treatment: str = typer.Option(..., "--treatment", help="Regimen codes/classes, comma-separated (e.g. TAC+MMF, CNI, CNI-any)."),
-    control: str = typer.Option(..., "--control", help="Regimen codes/classes for the comparator (e.g. IVCYC)."),
-    measure: str = typer.Option("RR", "--measure", help="Binary measure: " + ", ".join(_registry.measures_for("binary")) + "."),
+    input_: Optional[Path] = typer.Option(None, "--input", "-i", help="Your own data: .csv, .tsv, .xlsx or RevMan 5 .rm5, one row per study (metafor column names: study, ai, n1i, ci, n2i | m1i, sd1i, n1i, m2i, sd2i, n2i | yi, vi or yi, sei)."),
+    columns: Optional[str] = typer.Option(None, "--columns", help="Map fields to your headers, e.g. study=Trial,ai=ev_trt,n1i=n_trt,ci=ev_ctl,n2i=n_ctl."),
+    sheet: Optional[str] = typer.Option(None, "--sheet", help="Excel sheet (name or number) or RevMan outcome (e.g. 1.2)."),
+    outcome: Optional[str] = typer.Option(None, "--outcome", help='Evidence base: endpoint, e.g. "complete remission".'),
+    treatment: Optional[str] = typer.Option(None, "--treatment", help="Evidence base: regimen codes/classes, comma-separated (e.g. TAC+MMF, CNI, CNI-any)."),
+    control: Optional[str] = typer.Option(None, "--control", help="Evidence base: regimen codes/classes for the comparator (e.g. IVCYC)."),
+    measure: Optional[str] = typer.Option(None, "--measure", help="Effect measure: " + ", ".join(_registry.measure_codes()) + " (default: RR for counts, MD for means, the file's for RevMan)."),
     method: str = typer.Option("REML", "--method", help="Estimator: " + ", ".join(f"{m['code']} ({m['name']})" for m in _registry.methods_table()) + "."),
-    test: str = typer.Option("z", "--test", help="z or knha."),
-    timepoint: str = typer.Option("latest", "--timepoint", help="latest, earliest or weeks when a study reports several."),
-    fmt: ListFormat = typer.Option(ListFormat.table, "--format"),
-    plot: str = typer.Option("forest.png", "--plot", help="Forest plot file (png/svg/pdf); '' to skip."),
+    test: str = typer.Option("z", "--test", help="z or knha (Knapp-Hartung)."),
+    subgroup: Optional[str] = typer.Option(None, "--subgroup", help="--input: column whose values define subgroups (test for subgroup differences)."),
+    moderator: Optional[str] = typer.Option(None, "--moderator", help="--input: column(s) for a meta-regression, comma-separated (numeric as is, text as factors)."),
+    drop00: Optional[bool] = typer.Option(None, "--drop00/--keep00", help="--input: drop studies with no events (or only events) in both arms (default: drop for ratio measures, keep for RD)."),
+    timepoint: str = typer.Option("latest", "--timepoint", help="Evidence base: latest, earliest or weeks when a study reports several."),
+    fmt: ListFormat = typer.Option(ListFormat.table, "--format", help="stdout: table (plain markdown), json or csv."),
+    out: Path = typer.Option(Path("lnsynth-out"), "--out", help="Folder for summary.md, summary.csv, summary.json and forest.png."),
+    plot: Optional[str] = typer.Option(None, "--plot", help="Forest plot file (png/svg/pdf; default OUT/forest.png); '' to skip."),
     approximate: bool = typer.Option(True, "--approximate/--strict", help="Default (the one policy of every surface): use round(pct/100*n) where no count reproduces a printed percentage, flagged; --strict leaves such trials out (with a warning)."),
     data: Optional[Path] = DataOpt,
 ) -> None:
-    """Pairwise meta-analysis of any comparison across the stored trials (an explorer; it can mix add-on and
-    substitution trials). For a clinical answer with its certainty use `lnsynth answer ID`."""
+    """Pairwise meta-analysis of your own file (--input) or of any comparison across the stored trials
+    (--outcome/--treatment/--control; an explorer that can mix add-on and substitution trials; for a clinical
+    answer with its certainty use `lnsynth answer ID`)."""
+    if method.upper() not in _registry.methods("pairwise"):
+        raise _user_error(f"--method: unknown method {method!r}; valid: {', '.join(_registry.methods('pairwise'))}")
+    if test.lower() not in ("z", "knha"):
+        raise _user_error(f"--test: unknown test {test!r}; valid: z, knha")
+    if input_ is not None:
+        if outcome or treatment or control:
+            raise _user_error("give either --input FILE or --outcome/--treatment/--control (the evidence base), not both")
+        _meta_from_file(input_, columns, sheet, measure, method, test, subgroup, moderator, drop00, fmt, out, plot)
+        return
+    if not (outcome and treatment and control):
+        missing = [o for o, v in (("--outcome", outcome), ("--treatment", treatment), ("--control", control)) if not v]
+        raise _user_error("give --input FILE (your data) or all of --outcome, --treatment and --control "
+                          f"(the evidence base); missing: {', '.join(missing)}")
+    if subgroup or moderator or columns or sheet:
+        raise _user_error("--subgroup, --moderator, --columns and --sheet need --input FILE")
+    measure = (measure or "RR").upper()
+    if measure not in _registry.measure_codes():
+        raise _user_error(f"--measure: unknown measure {measure!r}; valid: {', '.join(_registry.measure_codes())}")
+    if measure not in _registry.measures_for("binary"):
+        raise _user_error(f"--measure {measure}: the evidence base holds event counts; valid: {', '.join(_registry.measures_for('binary'))}")
     from lnsynth.analyses.selection import SelectionWarning, pairwise_data
+    from lnsynth.io import pairwise_summary
     from lnsynth.pairwise import effect_sizes, meta_analysis
 
     ev = _load(data)
-    tp = timepoint if timepoint in ("latest", "earliest") else float(timepoint)
+    try:
+        tp = timepoint if timepoint in ("latest", "earliest") else float(timepoint)
+    except ValueError:
+        raise _user_error(f"--timepoint: expected latest, earliest or a number of weeks, got {timepoint!r}")
     with _warnings_to_stderr(SelectionWarning):
         try:
             d = pairwise_data(ev, outcome, treatment, control, timepoint=tp, approximate=approximate)
         except ValueError as exc:
-            err.print(f"[red]{exc}[/]")
-            raise typer.Exit(2)
+            raise _user_error(str(exc))
     if d.k == 0:
         err.print(f"[red]no study compares {treatment} with {control} on {outcome} with usable counts[/]")
         raise typer.Exit(1)
@@ -292,30 +442,34 @@ def meta(
         err.print("[yellow]warning: this comparison mixes relations: "
                   + escape("; ".join(f"{k}: {', '.join(sorted(set(v)))}" for k, v in rel.items()))
                   + " — a clinical question never does (see `lnsynth questions`)[/]", highlight=False)
-    es = effect_sizes(measure.upper(), labels=d.labels, **d.counts())
-    with _warnings_to_stderr():
-        res = meta_analysis(es, method=method, test=test)
+    try:
+        with _warnings_to_stderr():
+            es = effect_sizes(measure, labels=d.labels, **d.counts())
+            res = meta_analysis(es, method=method, test=test)
+    except ValueError as exc:
+        raise _user_error(str(exc))
     study = d.frame[["label", "timepoint_weeks", "treatment_arms", "events_treat", "n_treat", "control_arms", "events_ctrl", "n_ctrl", "derived"]]
+    summary = pairwise_summary(res, labels=d.labels)
+    summary["notes"] = list(d.notes())
     if fmt == ListFormat.json:
-        payload = {"outcome": outcome, "treatment": treatment, "control": control, "measure": measure.upper(), "method": method.upper(), "test": test,
+        payload = {"outcome": outcome, "treatment": treatment, "control": control, **summary,
+                   "measure": measure, "method": method.upper(), "test": test,
                    "result": {k: (v.item() if hasattr(v, "item") else v) for k, v in res.to_dict().items()},
                    "studies": json.loads(study.to_json(orient="records")), "notes": d.notes()}
-        sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+        from lnsynth.io import json_safe
+
+        sys.stdout.write(json.dumps(json_safe(payload), indent=2, default=str) + "\n")
     elif fmt == ListFormat.csv:
-        sys.stdout.write(res.to_frame().to_csv(index=False))
+        from lnsynth.io import summary_csv
+
+        sys.stdout.write(summary_csv(summary))
     else:
-        Console().print(study.to_string(index=False), highlight=False)
-        typer.echo("")
+        sys.stdout.write(study.to_string(index=False, na_rep="") + "\n\n")
         typer.echo(res.summary())
         for n in d.notes():
             typer.echo(f"note: {n}")
         typer.echo(DISCLAIMER)
-    if plot:
-        from lnsynth.plots.forest import forest_plot
-
-        fig = forest_plot(res, labels=d.labels, transf="exp" if measure.upper() in ("RR", "OR") else None)
-        fig.savefig(plot, bbox_inches="tight")
-        err.print(f"forest plot written to {plot}")
+    _write_pairwise(summary, res, _out_dir(out), plot, labels=d.labels)
 
 
 class MdFormat(str, Enum):
@@ -324,20 +478,97 @@ class MdFormat(str, Enum):
     json = "json"
 
 
+def _nma_outputs(fit, rel, rank, payload: dict, fmt: "MdFormat", out: Path, plot: Optional[str], title: str,
+                 n_studies: int, patients, notes) -> None:
+    import math as _m
+
+    from lnsynth.io import json_safe
+
+    ratio = _registry.is_ratio(fit.measure)
+    if fmt == MdFormat.csv:
+        sys.stdout.write(rel.to_csv(index=False))
+    elif fmt == MdFormat.json:
+        sys.stdout.write(json.dumps(json_safe(payload), indent=2, ensure_ascii=False) + "\n")
+    else:
+        scale = f"log {fit.measure}" if ratio else fit.measure
+        typer.echo(f"## Network meta-analysis: {title} ({fit.method}, {scale}; reference {fit.reference})\n")
+        typer.echo(f"{n_studies} studies" + (f", {int(patients)} patients" if patients is not None else "")
+                   + f"; tau2 = {float(fit.tau2):.4g}\n")
+        head = "| treatment | estimate (model scale) | se | ci_low | ci_high |" + (" ratio [95% CI] |" if ratio else "") + " P-score |"
+        typer.echo(head)
+        typer.echo("|" + "---|" * (head.count("|") - 1))
+        for r in rel.itertuples():
+            extra = (f" {_m.exp(r.estimate):.2f} [{_m.exp(r.ci_low):.2f}, {_m.exp(r.ci_high):.2f}] |" if ratio else "")
+            typer.echo(f"| {r.treatment} | {r.estimate:.4f} | {r.se:.4f} | {r.ci_low:.4f} | {r.ci_high:.4f} |{extra} {r.pscore:.3f} |")
+        typer.echo("")
+        for n in notes:
+            typer.echo(f"- note: {n}")
+    out = _out_dir(out)
+    fit.league_table(exponentiate=ratio).to_csv(out / "league.csv")
+    (out / "summary.json").write_text(json.dumps(json_safe(payload), indent=2, ensure_ascii=False) + "\n")
+    sys.stderr.write(f"lnsynth: league.csv, summary.json written to {out}\n")
+    from lnsynth.plots.network import network_graph, nma_forest
+
+    _save_fig(network_graph(fit), Path(plot) if plot else out / "network.png", "network graph")
+    _save_fig(nma_forest(fit), out / "nma-forest.png", "network forest plot")
+
+
 @app.command()
 def nma(
-    outcome: str = typer.Option("complete remission", "--outcome", help='Endpoint, e.g. "complete remission".'),
+    input_: Optional[Path] = typer.Option(None, "--input", "-i", help="Your own arm-level data (.csv, .tsv, .xlsx): one row per arm, columns study, treatment, events, n (or study, treatment, mean, sd, n)."),
+    columns: Optional[str] = typer.Option(None, "--columns", help="Map fields to your headers, e.g. study=Trial,treatment=Arm,events=r,n=N."),
+    sheet: Optional[str] = typer.Option(None, "--sheet", help="Excel sheet (name or number)."),
+    reference: Optional[str] = typer.Option(None, "--reference", help="--input: reference treatment (default: first in sorted order)."),
+    small_values: Optional[str] = typer.Option(None, "--small-values", help="P-scores: 'good' (small effects are desirable) or 'bad' (default: bad for the evidence base's remission, good for --input)."),
+    outcome: str = typer.Option("complete remission", "--outcome", help='Evidence base: endpoint, e.g. "complete remission".'),
     method: str = typer.Option("REML", "--method", help="Network model: " + ", ".join(_registry.methods("network")) + "."),
-    measure: str = typer.Option("OR", "--measure", help="Binary measure: " + ", ".join(_registry.network_measures("binary")) + "."),
+    measure: Optional[str] = typer.Option(None, "--measure", help="Measure: " + ", ".join(_registry.network_measures()) + " (default OR; MD for means)."),
     approximate: bool = typer.Option(True, "--approximate/--strict", help="Use round(pct/100*n) where no count reproduces a printed % (flagged)."),
     fmt: MdFormat = typer.Option(MdFormat.md, "--format"),
-    plot: str = typer.Option("", "--plot", help="Write the network graph to this file (png/svg)."),
+    out: Path = typer.Option(Path("lnsynth-out"), "--out", help="Folder for league.csv, summary.json, network.png and nma-forest.png."),
+    plot: str = typer.Option("", "--plot", help="Write the network graph to this file as well as OUT/network.png (png/svg)."),
     data: Optional[Path] = DataOpt,
 ) -> None:
-    """Network meta-analysis of induction regimens on the stored trials (reference: IV cyclophosphamide)."""
-    from lnsynth.analyses.network_data import REFERENCE_NODE, arm_level_data
+    """Network meta-analysis of your own arm-level file (--input) or of the induction regimens on the stored
+    trials (reference: IV cyclophosphamide)."""
+    if method.upper() not in _registry.methods("network"):
+        raise _user_error(f"--method: {method!r} is not a network model; valid: {', '.join(_registry.methods('network'))}")
+    if measure and measure.upper() not in _registry.network_measures():
+        where = f"{input_}: " if input_ is not None else ""
+        raise _user_error(f"{where}--measure: {measure!r} is not available for network meta-analysis; valid: {', '.join(_registry.network_measures())}")
+    if small_values not in (None, "good", "bad"):
+        raise _user_error(f"--small-values: expected good or bad, got {small_values!r}")
     from lnsynth.network import network_meta_analysis
 
+    if input_ is not None:
+        from lnsynth.io import DataError, read_table
+
+        try:
+            with _plain_warnings():
+                td = read_table(input_, columns=columns, measure=measure or None, sheet=sheet, layout="arms")
+                fit = td.network(measure or None, method=method.upper(), reference=reference)
+        except DataError as exc:
+            raise _user_error(str(exc))
+        except ValueError as exc:
+            raise _user_error(f"{input_}: {exc}")
+        sv = small_values or "good"
+        rel = fit.relative_effects()
+        rank = fit.pscores(small_values=sv)
+        rel = rel.assign(pscore=rel["treatment"].map(rank))
+        df = td.frame()
+        notes = [f"{s}: dropped (no information on the {fit.measure})" for s in fit.dropped_studies]
+        payload = {"file": td.file, **fit.to_dict(), "small_values": sv,
+                   "relative_effects": json.loads(fit.to_frame().assign(pscore=lambda x: x["treatment"].map(rank)).to_json(orient="records")),
+                   "pscores": {k: float(v) for k, v in rank.items()},
+                   "arms": json.loads(df.to_json(orient="records")), "notes": notes}
+        _nma_outputs(fit, rel, rank, payload, fmt, out, plot, str(td.file), fit.n_studies,
+                     float(df["n"].sum()) if "n" in df else None, notes)
+        return
+    from lnsynth.analyses.network_data import REFERENCE_NODE, arm_level_data
+
+    measure = (measure or "OR").upper()
+    if measure not in _registry.network_measures("binary"):
+        raise _user_error(f"--measure {measure}: the evidence base holds event counts; valid: {', '.join(_registry.network_measures('binary'))}")
     ev = _load(data)
     with _warnings_to_stderr():
         d = arm_level_data(ev, outcome, approximate=approximate)
@@ -346,39 +577,20 @@ def nma(
             raise typer.Exit(1)
         try:
             fit = network_meta_analysis(d.frame, study="study", treatment="treatment", events="events", n="n",
-                                        measure=measure.upper(), reference=REFERENCE_NODE, method=method.upper())
+                                        measure=measure, reference=REFERENCE_NODE, method=method.upper())
         except ValueError as exc:
-            err.print(f"[red]{exc}[/]")
-            raise typer.Exit(2)
+            raise _user_error(str(exc))
     rel = fit.relative_effects()
-    rank = fit.pscores(small_values="bad")
+    rank = fit.pscores(small_values=small_values or "bad")
     rel = rel.assign(pscore=rel["treatment"].map(rank))
-    if fmt == MdFormat.csv:
-        sys.stdout.write(rel.to_csv(index=False))
-    elif fmt == MdFormat.json:
-        payload = {"outcome": outcome, "measure": measure.upper(), "method": method.upper(), "reference": REFERENCE_NODE,
-                   "tau2": float(fit.tau2), "relative_effects": json.loads(rel.to_json(orient="records")),
-                   "pscores": {k: float(v) for k, v in rank.items()}, "studies": json.loads(d.frame.to_json(orient="records")),
-                   "notes": list(d.notes) + [f"{s}: excluded ({w})" for s, w in d.excluded]}
-        sys.stdout.write(json.dumps(payload, indent=2) + "\n")
-    else:
-        typer.echo(f"## Network meta-analysis: {outcome} ({method.upper()}, log {measure.upper()}; reference {REFERENCE_NODE})\n")
-        typer.echo(f"{d.k} studies, {d.patients} patients; tau2 = {float(fit.tau2):.4g}\n")
-        typer.echo("| treatment | estimate (log) | se | ci_low | ci_high | ratio [95% CI] | P-score |")
-        typer.echo("|---|---|---|---|---|---|---|")
-        import math as _m
-        for r in rel.itertuples():
-            typer.echo(f"| {r.treatment} | {r.estimate:.4f} | {r.se:.4f} | {r.ci_low:.4f} | {r.ci_high:.4f} | "
-                       f"{_m.exp(r.estimate):.2f} [{_m.exp(r.ci_low):.2f}, {_m.exp(r.ci_high):.2f}] | {r.pscore:.3f} |")
-        typer.echo("")
-        for n in list(d.notes) + [f"{s}: excluded ({w})" for s, w in d.excluded]:
-            typer.echo(f"- note: {n}")
+    notes = list(d.notes) + [f"{s}: excluded ({w})" for s, w in d.excluded]
+    payload = {"outcome": outcome, "measure": measure, "method": method.upper(), "reference": REFERENCE_NODE,
+               "tau2": float(fit.tau2), "relative_effects": json.loads(rel.to_json(orient="records")),
+               "pscores": {k: float(v) for k, v in rank.items()}, "studies": json.loads(d.frame.to_json(orient="records")),
+               "notes": notes}
+    _nma_outputs(fit, rel, rank, payload, fmt, out, plot, outcome, d.k, d.patients, notes)
+    if fmt == MdFormat.md:
         typer.echo(f"\n{DISCLAIMER}")
-    if plot:
-        from lnsynth.plots.network import network_graph
-
-        network_graph(fit).savefig(plot, bbox_inches="tight")
-        err.print(f"network graph written to {plot}")
 
 
 @app.command()
@@ -541,11 +753,22 @@ def serve(
     token: Optional[str] = typer.Option(None, "--token", envvar="LNSYNTH_TOKEN", help="Bearer token for writes (default: $LNSYNTH_TOKEN, else generated)."),
 ) -> None:
     """Run the local web app (browse, analyse and curate the evidence). Needs the 'web' extra."""
-    try:
-        from lnsynth.web import serve as _serve
-    except ImportError as exc:  # pragma: no cover - depends on extras
-        err.print(f"[red]the web app needs the 'web' extra: pip install 'lnsynth[web]' ({exc})[/]")
+    import importlib.util
+
+    missing = [m for m in ("fastapi", "uvicorn", "multipart", "itsdangerous", "httpx") if importlib.util.find_spec(m) is None]
+    if missing:
+        pkg = {"multipart": "python-multipart"}
+        sys.stderr.write("lnsynth: error: the web app needs the 'web' extra (missing: "
+                         + ", ".join(pkg.get(m, m) for m in missing)
+                         + f"); install it with: {sys.executable} -m pip install 'lnsynth[web]' "
+                         "(from a checkout: pip install -e '.[web]'; `make report` installs it)\n")
         raise typer.Exit(2)
+    from lnsynth.web import serve as _serve
+
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else ("[::1]" if host == "::" else (f"[{host}]" if ":" in host else host))
+    every = " (listening on every interface)" if host in ("0.0.0.0", "::", "") else ""
+    sys.stderr.write(f"lnsynth serve: http://{shown}:{port}/{every} (store {db}; Ctrl+C to stop)\n")
+    sys.stderr.flush()
     _serve(host, port, db, token)
 
 

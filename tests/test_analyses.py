@@ -128,12 +128,12 @@ def test_rederived_network_equals_the_engine(ev, red):
 
 def test_cli_meta_nma_rederive(tmp_path):
     res = runner.invoke(app, ["meta", "--outcome", "complete remission", "--treatment", "CNI+MMF", "--control", "MMF",
-                              "--format", "json", "--plot", str(tmp_path / "f.png")])
+                              "--format", "json", "--plot", str(tmp_path / "f.png"), "--out", str(tmp_path / "out")])
     assert res.exit_code == 0, res.output
     payload = json.loads(res.stdout[res.stdout.index("{"):])
     assert payload["result"]["k"] >= 1 and "estimate" in payload["result"]
     assert (tmp_path / "f.png").stat().st_size > 1000
-    res = runner.invoke(app, ["nma", "--format", "csv"])
+    res = runner.invoke(app, ["nma", "--format", "csv", "--out", str(tmp_path / "nma")])
     assert res.exit_code == 0, res.output
     df = pd.read_csv(io.StringIO(res.stdout[res.stdout.index("treatment"):]))
     assert {"treatment", "estimate", "se", "ci_low", "ci_high"} <= set(df.columns)

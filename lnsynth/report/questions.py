@@ -59,8 +59,13 @@ def section_questions(ev, ctx):
             from lnsynth.plots.forest import forest_plot
 
             od = main.to_dict()
+            arms = {"events_int": [t.events_int for t in main.analysed], "n_int": [t.n_int for t in main.analysed],
+                    "events_ctrl": [t.events_ctrl for t in main.analysed], "n_ctrl": [t.n_ctrl for t in main.analysed]}
+            fav = ("favours comparator", "favours intervention") if main.spec.benefit == "higher" else (
+                "favours intervention", "favours comparator")
             fig = forest_plot(main.result, labels=[t.label for t in main.analysed], title=f"{a.question.title}: {main.spec.label}",
-                              transf="exp" if main.measure in ("RR", "OR") else None)
+                              transf="exp" if main.measure in ("RR", "OR") else None, arm_data=arms,
+                              arm_labels=("Intervention", "Comparator"), favours=fav)
             fh = figure_html(fig, f"Forest plot of {main.spec.label} for {a.question.title}: {od['k']} trials, pooled "
                                   f"{od['measure']} {od['estimate']:.2f} (95% CI {od['ci_low']:.2f} to {od['ci_high']:.2f}).",
                              f"{html.escape(main.spec.label)}: {od['measure']} {od['estimate']:.2f} [{od['ci_low']:.2f}, "
