@@ -60,6 +60,31 @@ class ListFormat(str, Enum):
     json = "json"
 
 
+_LIST_FORMAT_HELP = ("table (the default on a terminal; a plain-text table when stdout is not a terminal), "
+                     "csv (the default when piped or redirected) or json.")
+
+
+def _list_format(fmt: Optional[ListFormat]) -> ListFormat:
+    """--format not given: a rich table on a terminal, CSV when stdout is piped or redirected."""
+    if fmt is not None:
+        return fmt
+    return ListFormat.table if sys.stdout.isatty() else ListFormat.csv
+
+
+def _print_table(table, columns: list[str], rows: list[list[str]]) -> None:
+    """A rich box table on a terminal; a plain-text table (tabulate) otherwise (``--format table`` piped)."""
+    if sys.stdout.isatty():
+        Console().print(table)
+        return
+    from tabulate import tabulate
+
+    if table.title:
+        sys.stdout.write(f"{table.title}\n\n")
+    sys.stdout.write(tabulate(rows, headers=columns, tablefmt="simple", disable_numparse=True) + "\n")
+    if table.caption:
+        sys.stdout.write(f"\n{table.caption}\n")
+
+
 @contextlib.contextmanager
 def _warnings_to_stderr(category: type = Warning):
     """Record warnings raised in the block and print them to stderr afterwards (markup-escaped)."""
@@ -94,13 +119,14 @@ DataOpt = typer.Option(None, "--data", help="Evidence directory (default: the em
 
 @app.command()
 def trials(
-    fmt: ListFormat = typer.Option(ListFormat.table, "--format"),
+    fmt: Optional[ListFormat] = typer.Option(None, "--format", help=_LIST_FORMAT_HELP),
     since: Optional[int] = typer.Option(None, "--since", help="Only trials with a publication from this year on (e.g. 2021: what is new since the review)."),
     data: Optional[Path] = DataOpt,
 ) -> None:
     """List the stored trials, their publications and links, and the evidence date."""
     from lnsynth.evidence.load import currency
 
+    fmt = _list_format(fmt)
     ev = _load(data)
     recs = ev.trial_records(since=since)
     cur = currency(ev)
@@ -122,20 +148,24 @@ def trials(
 
         title = f"{len(recs)} trials" + (f" with publications from {since} on" if since else " in the evidence base")
         t = Table(title=title, caption=cur["statement"])
-        for c in ["id", "label", "randomised", "n", "regimens", "publications", "links"]:
+        cols = ["id", "label", "randomised", "n", "regimens", "publications", "links"]
+        for c in cols:
             t.add_column(c)
+        rows = []
         for r in recs:
             roles = sorted({p["role"] for p in r["publications"]})
-            t.add_row(r["id"], r["label"], "yes" if r["randomised"] else "no", str(r["n_randomised"] or r["n_enrolled"] or ""),
-                      ", ".join(a["regimen"] for a in r["arms"]),
-                      f"{len(r['publications'])} ({', '.join(roles)}; latest {r['latest_year']})",
-                      "; ".join(f"{ln['type']} {ln['trial']}" for ln in r["links"]))
-        Console().print(t)
+            rows.append([r["id"], r["label"], "yes" if r["randomised"] else "no", str(r["n_randomised"] or r["n_enrolled"] or ""),
+                         ", ".join(a["regimen"] for a in r["arms"]),
+                         f"{len(r['publications'])} ({', '.join(roles)}; latest {r['latest_year']})",
+                         "; ".join(f"{ln['type']} {ln['trial']}" for ln in r["links"])])
+            t.add_row(*rows[-1])
+        _print_table(t, cols, rows)
 
 
 @app.command()
-def questions(fmt: ListFormat = typer.Option(ListFormat.table, "--format")) -> None:
+def questions(fmt: Optional[ListFormat] = typer.Option(None, "--format", help=_LIST_FORMAT_HELP)) -> None:
     """List the catalogue of clinical questions (PICO, relation, outcomes, analysis plan)."""
+    fmt = _list_format(fmt)
     from lnsynth.analyses.questions import QuestionError, load_questions
 
     try:
@@ -155,11 +185,13 @@ def questions(fmt: ListFormat = typer.Option(ListFormat.table, "--format")) -> N
         from rich.table import Table
 
         t = Table(title=f"{len(qs)} clinical questions (lnsynth answer ID)")
-        for c in ["id", "relation", "population", "intervention", "comparator"]:
+        cols = ["id", "relation", "population", "intervention", "comparator"]
+        for c in cols:
             t.add_column(c)
-        for q in qs:
-            t.add_row(q["id"], q["relation"], q["population"], q["intervention"], q["comparator"])
-        Console().print(t)
+        rows = [[str(q[c]) for c in cols] for q in qs]
+        for row in rows:
+            t.add_row(*row)
+        _print_table(t, cols, rows)
 
 
 class AnswerFormat(str, Enum):
@@ -299,27 +331,75 @@ def _out_dir(out: Path) -> Path:
     return out
 
 
-def _save_fig(fig, path: Path, what: str) -> None:
+def _save_fig(fig, path, what: str) -> None:
+    """Save ``fig`` to ``path`` (or to each of a list of paths: one figure, several formats) and close it."""
     import matplotlib.pyplot as plt
 
-    fig.savefig(path, bbox_inches="tight", dpi=150)
+    paths = [path] if isinstance(path, (str, Path)) else list(path)
+    for p in paths:
+        fig.savefig(p, bbox_inches="tight", dpi=150)
     plt.close(fig)
-    sys.stderr.write(f"lnsynth: {what} written to {path}\n")
+    sys.stderr.write(f"lnsynth: {what} written to {', '.join(str(p) for p in paths)}\n")
 
 
-def _write_pairwise(payload: dict, res, out: Path, plot: Optional[str], labels=None) -> None:
+DEFAULT_FAVOURS = ("favours control", "favours treatment")
+
+
+def _favours(spec: Optional[str]) -> Optional[tuple[str, str]]:
+    """--favours "left,right" -> (left, right); '' -> None (no labels); None -> the default."""
+    if spec is None:
+        return DEFAULT_FAVOURS
+    if not spec.strip():
+        return None
+    parts = [x.strip() for x in spec.split(",")]
+    if len(parts) != 2 or not all(parts):
+        raise _user_error(f"--favours: expected two labels separated by a comma (left,right), got {spec!r}")
+    return parts[0], parts[1]
+
+
+def _write_pairwise(payload: dict, res, out: Path, plot: Optional[str], labels=None, *, arm_data=None,
+                    favours=None, subgroup=None) -> None:
+    """summary.md|csv|json and, unless plot == '', forest.png|svg|pdf and funnel.png|svg in OUT.
+
+    ``plot``: None for OUT/forest.{png,svg,pdf}; a path for that forest file only; '' for no figures.
+    ``subgroup``: (SubgroupResult, groups) for the subgroup forest; ``arm_data``: events/N (or mean/SD/N)
+    per arm for the forest's columns; ``favours``: (left, right) labels under its axis.
+    """
     from lnsynth.io import json_safe, summary_csv, summary_markdown
 
+    import numpy as np
+
+    k = int(np.asarray(res.yi).size)
+    funnel = plot != "" and k >= 3
+    if plot != "" and k < 3:
+        payload.setdefault("notes", []).append(f"funnel plot not drawn: k = {k} (a funnel plot needs at least 3 studies)")
     (out / "summary.json").write_text(json.dumps(json_safe(payload), indent=2, ensure_ascii=False) + "\n")
     (out / "summary.csv").write_text(summary_csv(payload))
     (out / "summary.md").write_text(summary_markdown(payload))
     sys.stderr.write(f"lnsynth: summary.md, summary.csv, summary.json written to {out}\n")
-    path = out / "forest.png" if plot is None else (Path(plot) if plot else None)
-    if path is not None:
-        from lnsynth.plots.forest import forest_plot
+    if plot == "":
+        return
+    from lnsynth.plots.forest import forest_plot, subgroup_forest_plot
 
-        kw = {"transf": "exp"} if _registry.is_ratio(res.measure) else {}
-        _save_fig(forest_plot(res, labels=labels, **kw), path, "forest plot")
+    ratio = _registry.is_ratio(res.measure) if res.measure else False
+    kw = {"transf": "exp"} if ratio else {}
+    if arm_data is not None:
+        kw["arm_data"] = arm_data
+    if favours is not None:
+        kw["favours"] = tuple(favours)
+    paths = [out / f"forest.{ext}" for ext in ("png", "svg", "pdf")] if plot is None else [Path(plot)]
+    if subgroup is not None:
+        sg, groups = subgroup
+        fig = subgroup_forest_plot(sg, groups, labels=labels if labels is not None else res.labels,
+                                   measure=res.measure, **kw)
+    else:
+        fig = forest_plot(res, labels=labels, **kw)
+    _save_fig(fig, paths, "subgroup forest plot" if subgroup is not None else "forest plot")
+    if funnel:
+        from lnsynth.plots.funnel import funnel_plot
+
+        _save_fig(funnel_plot(res, transf="exp" if ratio else None), [out / "funnel.png", out / "funnel.svg"],
+                  "funnel plot")
 
 
 def _print_pairwise(payload: dict, fmt: "ListFormat") -> None:
@@ -333,7 +413,8 @@ def _print_pairwise(payload: dict, fmt: "ListFormat") -> None:
         sys.stdout.write(summary_markdown(payload))
 
 
-def _meta_from_file(input_: Path, columns, sheet, measure, method, test, subgroup, moderator, drop00, fmt, out, plot):
+def _meta_from_file(input_: Path, columns, sheet, measure, method, test, subgroup, moderator, drop00, fmt, out, plot,
+                    mh_correct=True, favours=None):
     from lnsynth.io import DataError, pairwise_summary, read_table, regression_summary, subgroup_summary
     from lnsynth.pairwise import meta_analysis
 
@@ -350,12 +431,17 @@ def _meta_from_file(input_: Path, columns, sheet, measure, method, test, subgrou
             dropped = [{"study": lab, "row": r, "reason": "no events (or only events) in both arms (drop00)"}
                        for lab, r in zip(td.labels, td.rows) if r not in kept]
             es = use.effect_sizes(code, drop00=False) if td.layout != "generic" else use.effect_sizes(code)
-            res = meta_analysis(es, method=method, test=test)
+            res = meta_analysis(es, method=method, test=test, correct=mh_correct)
             payload = pairwise_summary(res, table=use, dropped=dropped)
+            if "cmh" in res.extra:
+                payload["cmh_test"] = {"statistic": float(res.extra["cmh"]), "pvalue": float(res.extra["cmh_pvalue"]),
+                                       "df": 1, "continuity_correction": bool(mh_correct)}
+            sg_fig = None
             if subgroup:
                 sg = use.subgroup_analysis(subgroup, code, method=method if method.upper() not in ("MH", "PETO") else "FE",
                                            test=test, drop00=False)
                 payload["subgroup"] = {"column": subgroup, **subgroup_summary(sg, code)}
+                sg_fig = (sg, list(use.column(subgroup, numeric=False)))
             if moderator:
                 cols = [c.strip() for c in moderator.split(",") if c.strip()]
                 reg = use.meta_regression(cols, code, method=method if method.upper() not in ("MH", "PETO") else "FE",
@@ -365,8 +451,11 @@ def _meta_from_file(input_: Path, columns, sheet, measure, method, test, subgrou
         raise _user_error(str(exc))
     except ValueError as exc:
         raise _user_error(f"{input_}: {exc}")
+    arm_data = {f: use.data[f] for f in use.data} if td.layout in ("binary", "continuous") else None
+    fav = _favours(favours) if td.layout != "generic" or favours else None
     _print_pairwise(payload, fmt)
-    _write_pairwise(payload, res, _out_dir(out), plot)
+    _write_pairwise(payload, res, _out_dir(out), plot, labels=list(use.labels), arm_data=arm_data, favours=fav,
+                    subgroup=sg_fig)
 
 
 @app.command()
@@ -386,7 +475,9 @@ def meta(
     timepoint: str = typer.Option("latest", "--timepoint", help="Evidence base: latest, earliest or weeks when a study reports several."),
     fmt: ListFormat = typer.Option(ListFormat.table, "--format", help="stdout: table (plain markdown), json or csv."),
     out: Path = typer.Option(Path("lnsynth-out"), "--out", help="Folder for summary.md, summary.csv, summary.json and forest.png."),
-    plot: Optional[str] = typer.Option(None, "--plot", help="Forest plot file (png/svg/pdf; default OUT/forest.png); '' to skip."),
+    plot: Optional[str] = typer.Option(None, "--plot", help="Forest plot file (png/svg/pdf; default OUT/forest.png, .svg and .pdf, and OUT/funnel.png|svg); '' for no figures."),
+    favours: Optional[str] = typer.Option(None, "--favours", help='Forest plot labels under the axis, "left,right" (default "favours control,favours treatment": a desirable outcome, effects > 1 (or > 0) meaning more events in treatment; for a harmful outcome give "favours treatment,favours control"; "" for none).'),
+    mh_correct: bool = typer.Option(True, "--mh-correct/--no-mh-correct", help="--method MH, OR: continuity correction in the Cochran-Mantel-Haenszel test (metafor rma.mh correct=TRUE, the default)."),
     approximate: bool = typer.Option(True, "--approximate/--strict", help="Default (the one policy of every surface): use round(pct/100*n) where no count reproduces a printed percentage, flagged; --strict leaves such trials out (with a warning)."),
     data: Optional[Path] = DataOpt,
 ) -> None:
@@ -400,7 +491,8 @@ def meta(
     if input_ is not None:
         if outcome or treatment or control:
             raise _user_error("give either --input FILE or --outcome/--treatment/--control (the evidence base), not both")
-        _meta_from_file(input_, columns, sheet, measure, method, test, subgroup, moderator, drop00, fmt, out, plot)
+        _meta_from_file(input_, columns, sheet, measure, method, test, subgroup, moderator, drop00, fmt, out, plot,
+                        mh_correct=mh_correct, favours=favours)
         return
     if not (outcome and treatment and control):
         missing = [o for o, v in (("--outcome", outcome), ("--treatment", treatment), ("--control", control)) if not v]
@@ -445,7 +537,7 @@ def meta(
     try:
         with _warnings_to_stderr():
             es = effect_sizes(measure, labels=d.labels, **d.counts())
-            res = meta_analysis(es, method=method, test=test)
+            res = meta_analysis(es, method=method, test=test, correct=mh_correct)
     except ValueError as exc:
         raise _user_error(str(exc))
     study = d.frame[["label", "timepoint_weeks", "treatment_arms", "events_treat", "n_treat", "control_arms", "events_ctrl", "n_ctrl", "derived"]]
@@ -469,7 +561,8 @@ def meta(
         for n in d.notes():
             typer.echo(f"note: {n}")
         typer.echo(DISCLAIMER)
-    _write_pairwise(summary, res, _out_dir(out), plot, labels=d.labels)
+    _write_pairwise(summary, res, _out_dir(out), plot, labels=d.labels, favours=_favours(favours),
+                    arm_data={c: d.frame[c].to_numpy(dtype=float) for c in ("events_treat", "n_treat", "events_ctrl", "n_ctrl")})
 
 
 class MdFormat(str, Enum):
@@ -509,8 +602,9 @@ def _nma_outputs(fit, rel, rank, payload: dict, fmt: "MdFormat", out: Path, plot
     sys.stderr.write(f"lnsynth: league.csv, summary.json written to {out}\n")
     from lnsynth.plots.network import network_graph, nma_forest
 
-    _save_fig(network_graph(fit), Path(plot) if plot else out / "network.png", "network graph")
-    _save_fig(nma_forest(fit), out / "nma-forest.png", "network forest plot")
+    _save_fig(network_graph(fit), [out / "network.png", out / "network.svg"] + ([Path(plot)] if plot else []),
+              "network graph")
+    _save_fig(nma_forest(fit), [out / "nma-forest.png", out / "nma-forest.svg"], "network forest plot")
 
 
 @app.command()
@@ -525,7 +619,7 @@ def nma(
     measure: Optional[str] = typer.Option(None, "--measure", help="Measure: " + ", ".join(_registry.network_measures()) + " (default OR; MD for means)."),
     approximate: bool = typer.Option(True, "--approximate/--strict", help="Use round(pct/100*n) where no count reproduces a printed % (flagged)."),
     fmt: MdFormat = typer.Option(MdFormat.md, "--format"),
-    out: Path = typer.Option(Path("lnsynth-out"), "--out", help="Folder for league.csv, summary.json, network.png and nma-forest.png."),
+    out: Path = typer.Option(Path("lnsynth-out"), "--out", help="Folder for league.csv, summary.json, network.png|svg and nma-forest.png|svg."),
     plot: str = typer.Option("", "--plot", help="Write the network graph to this file as well as OUT/network.png (png/svg)."),
     data: Optional[Path] = DataOpt,
 ) -> None:

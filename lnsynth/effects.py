@@ -19,15 +19,17 @@ Viechtbauer W (2010). Conducting meta-analyses in R with the metafor package.
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-import pandas as pd
-from scipy.special import gammaln
 
 from . import registry
+
+if TYPE_CHECKING:  # pandas and scipy are imported where used, so importing effects stays light
+    import pandas as pd
 
 __all__ = [
     "EffectSizes",
@@ -158,6 +160,8 @@ class EffectSizes:
 
         For a batch an ``analysis`` column (0..B-1) comes first.
         """
+        import pandas as pd
+
         labels = list(self.labels) if self.labels is not None else [str(i) for i in range(self.k)]
         cols: dict[str, Any] = {}
         if self.is_batch:
@@ -222,7 +226,8 @@ def _where(labels: Sequence[str] | None, idx: tuple[int, ...]) -> str:
 
 def _as_array(name: str, x: Any) -> np.ndarray:
     try:
-        if isinstance(x, (pd.Series, pd.DataFrame)):
+        pd = sys.modules.get("pandas")  # not imported: x cannot be a pandas object (keeps start-up light)
+        if pd is not None and isinstance(x, (pd.Series, pd.DataFrame)):
             # nullable dtypes (Int64, Float64) carry pd.NA: map it to NaN
             x = x.to_numpy(dtype=float, na_value=np.nan)
         arr = np.asarray(x, dtype=float)
@@ -667,6 +672,8 @@ def effect_sizes(
                 _fail(present & (mdf <= 1), one_d, lab,
                       lambda b, i, w: f"n_treat + n_ctrl must be > 3 for SMD (bias correction undefined) for {w}: "
                       f"{_g(n1[b, i])} + {_g(n2[b, i])}")
+                from scipy.special import gammaln
+
                 cm = np.exp(gammaln(mdf / 2) - np.log(np.sqrt(mdf / 2)) - gammaln((mdf - 1) / 2))
                 d = (m1 - m2) / sp
                 yi = cm * d

@@ -1,5 +1,6 @@
-"""Run every example of docs/own-data.md: the ```python blocks and the ```sh lines that start with
-`lnsynth` or `python -m lnsynth`, in a temporary copy of docs/examples/."""
+"""Run every example of the docs/*.md pages: the ```python blocks and the ```sh lines that start with
+`lnsynth` or `python -m lnsynth`, in a temporary copy of docs/examples/ (pages without such blocks, e.g.
+the evidence schema's YAML, contribute nothing)."""
 from __future__ import annotations
 
 import os
@@ -13,21 +14,35 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-DOC = REPO / "docs" / "own-data.md"
-EXAMPLES = REPO / "docs" / "examples"
+DOCS = REPO / "docs"
+EXAMPLES = DOCS / "examples"
+PAGES = sorted(DOCS.glob("*.md"))
+TASK_PAGES = ("own-data.md", "subgroup-and-regression.md", "network.md", "figures.md", "clinical-questions.md")
 
 
-def _blocks(lang: str) -> list[str]:
-    return re.findall(rf"^```{lang}\n(.*?)^```", DOC.read_text(), flags=re.S | re.M)
+def _blocks(doc: Path, lang: str) -> list[str]:
+    return re.findall(rf"^```{lang}\n(.*?)^```", doc.read_text(), flags=re.S | re.M)
 
 
-PY_BLOCKS = _blocks("python")
-SH_LINES = [ln.strip() for b in _blocks("sh") for ln in b.splitlines()
+def _sh_lines(doc: Path) -> list[str]:
+    return [ln.strip() for b in _blocks(doc, "sh") for ln in b.splitlines()
             if ln.strip().startswith(("lnsynth ", "python -m lnsynth "))]
 
 
+PY_BLOCKS = [(p.name, i, b) for p in PAGES for i, b in enumerate(_blocks(p, "python"))]
+SH_LINES = [(p.name, ln) for p in PAGES for ln in _sh_lines(p)]
+
+
 def test_the_doc_has_examples():
-    assert len(PY_BLOCKS) >= 4 and len(SH_LINES) >= 5
+    own = DOCS / "own-data.md"
+    assert len(_blocks(own, "python")) >= 4 and len(_sh_lines(own)) >= 5
+
+
+@pytest.mark.parametrize("page", TASK_PAGES)
+def test_every_task_page_has_runnable_examples(page):
+    doc = DOCS / page
+    assert doc.exists(), page
+    assert _blocks(doc, "python") and _sh_lines(doc), f"{page}: needs ```python and ```sh examples"
 
 
 @pytest.fixture
@@ -43,23 +58,23 @@ def _env():
     return env
 
 
-@pytest.mark.parametrize("i", range(len(PY_BLOCKS)))
-def test_python_example_runs(workdir, i):
+@pytest.mark.parametrize("page,i,code", PY_BLOCKS, ids=[f"{p}-{i}" for p, i, _ in PY_BLOCKS])
+def test_python_example_runs(workdir, page, i, code):
     script = workdir / f"example_{i}.py"
-    script.write_text(PY_BLOCKS[i])
+    script.write_text(code)
     r = subprocess.run([sys.executable, str(script)], cwd=workdir, capture_output=True, text=True, env=_env(),
                        timeout=600)
-    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.returncode == 0, f"{page}, python block {i}:\n" + r.stdout + r.stderr
     assert "Traceback" not in r.stderr
 
 
-@pytest.mark.parametrize("line", SH_LINES)
-def test_cli_example_runs(workdir, line):
+@pytest.mark.parametrize("page,line", SH_LINES, ids=[f"{p}: {ln}" for p, ln in SH_LINES])
+def test_cli_example_runs(workdir, page, line):
     args = shlex.split(line)
     args = args[1:] if args[0] == "lnsynth" else args[3:]
     r = subprocess.run([sys.executable, "-m", "lnsynth", *args], cwd=workdir, capture_output=True, text=True,
                        env=_env(), timeout=600)
-    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.returncode == 0, f"{page}: {line}\n" + r.stdout + r.stderr
     assert "Traceback" not in r.stderr
     if "--out" in args:
         out = workdir / args[args.index("--out") + 1]

@@ -289,6 +289,40 @@ def test_sensitivity_figures(sens_report):
         check(fig, f"sensitivity_{i}")
 
 
+def test_sensitivity_long_label_does_not_push_the_plot_aside(sens_report):
+    """One very long subgroup label is wrapped (~40 characters a line): the plot area keeps its width
+    and the figure grows only by the wrapped label, not by the label's full length."""
+    import dataclasses
+
+    from lnsynth.plots.sensitivity import leave_one_out_plot, sensitivity_plot
+
+    q = sens_report.questions[0][0]
+    base = sensitivity_plot(sens_report, q)
+    base_w = base.get_size_inches()[0]
+    base_ax = base.axes[0].get_position().width * base_w
+    plt.close(base)
+    long = "a subgroup label far longer than any sensible label, " * 4
+    rows = list(sens_report.rows)
+    i = next(j for j, r in enumerate(rows) if r.question == q and r.analysis not in ("main", "leave-one-out"))
+    rows[i] = dataclasses.replace(rows[i], subgroup=long)
+    j = next((j for j, r in enumerate(rows) if r.question == q and r.analysis == "leave-one-out" and r.k >= 1
+              and r.estimate is not None), None)
+    if j is not None:
+        rows[j] = dataclasses.replace(rows[j], subgroup=long)
+    rep = dataclasses.replace(sens_report, rows=tuple(rows))
+    fig = sensitivity_plot(rep, q)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert max(len(line) for lab in labels for line in lab.split("\n")) <= 40
+    W = fig.get_size_inches()[0]
+    assert fig.axes[0].get_position().width * W == pytest.approx(base_ax, rel=1e-6)
+    assert W < base_w + 1.0  # not the label's full length (several inches at 8 pt)
+    check(fig, "sensitivity_long_label")
+    if j is not None:
+        fig = leave_one_out_plot(rep, q)
+        assert fig is not None
+        check(fig, "sensitivity_long_label_loo")
+
+
 # --------------------------------------------------------------------------- evidence
 @pytest.mark.parametrize("fn", ["response_rates_figure", "adverse_events_figure", "trial_landscape_figure",
                                 "provenance_mix_figure"])

@@ -410,3 +410,79 @@ def test_blank_interior_row_is_skipped_with_a_warning(tmp_path):
     with pytest.warns(DataWarning, match=r"row 3: blank row skipped"):
         td = read_table(p)
     assert td.rows == (2, 4)
+
+
+# --------------------------------------------------------------------------- figures written by --out
+def test_cli_meta_writes_every_figure_format(tmp_path):
+    r = runner.invoke(app, ["meta", "-i", str(EX / "bcg.csv"), "--format", "json", "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    for name in ("forest.png", "forest.svg", "forest.pdf", "funnel.png", "funnel.svg"):
+        assert (tmp_path / name).stat().st_size > 100, name
+    assert (tmp_path / "forest.pdf").read_bytes()[:4] == b"%PDF"
+    svg = (tmp_path / "forest.svg").read_text()
+    # arm events/N and the default favours labels are drawn (matplotlib keeps SVG text as glyphs; the
+    # labels survive as <!-- comments -->)
+    assert "favours control" in svg and "favours treatment" in svg and "Events/N" in svg and "4/123" in svg
+
+
+def test_cli_meta_favours_option_and_funnel_skipped_for_k_below_3(tmp_path):
+    p = tmp_path / "two.csv"
+    p.write_text("study,ai,n1i,ci,n2i\nA,4,20,6,21\nB,3,18,7,19\n")
+    out = tmp_path / "o"
+    r = runner.invoke(app, ["meta", "-i", str(p), "--favours", "fewer deaths,more deaths", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert not (out / "funnel.png").exists() and (out / "forest.svg").exists()
+    assert any("funnel plot not drawn: k = 2" in n for n in json.loads((out / "summary.json").read_text())["notes"])
+    svg = (out / "forest.svg").read_text()
+    assert "fewer deaths" in svg and "favours control" not in svg
+    r = runner.invoke(app, ["meta", "-i", str(p), "--favours", "only-one", "--out", str(out)])
+    assert r.exit_code == 2 and "--favours" in r.stderr
+
+
+def test_cli_meta_subgroup_forest(tmp_path):
+    r = runner.invoke(app, ["meta", "-i", str(EX / "bcg.csv"), "--subgroup", "alloc", "--format", "json",
+                            "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    svg = (tmp_path / "forest.svg").read_text()
+    assert "Test for subgroup differences" in svg and "Subtotal" in svg and "systematic" in svg
+
+
+def test_cli_meta_mh_correct(tmp_path):
+    from lnsynth.pairwise import meta_analysis
+
+    got = {}
+    for flag in ("--mh-correct", "--no-mh-correct"):
+        r = runner.invoke(app, ["meta", "-i", str(EX / "bcg.csv"), "--measure", "OR", "--method", "MH", flag,
+                                "--format", "json", "--plot", "", "--out", str(tmp_path)])
+        assert r.exit_code == 0, r.output
+        got[flag] = json.loads(r.stdout)["cmh_test"]
+    es = read_table(EX / "bcg.csv").effect_sizes("OR")
+    for flag, correct in (("--mh-correct", True), ("--no-mh-correct", False)):
+        want = meta_analysis(es, method="MH", correct=correct).extra["cmh"]
+        assert got[flag]["statistic"] == pytest.approx(float(want), rel=1e-12)
+        assert got[flag]["continuity_correction"] is correct
+    assert got["--mh-correct"]["statistic"] < got["--no-mh-correct"]["statistic"]
+
+
+def test_cli_nma_writes_svg_figures(tmp_path):
+    r = runner.invoke(app, ["nma", "--input", str(EX / "smoking_arms.csv"), "--format", "csv", "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    for name in ("league.csv", "network.svg", "nma-forest.svg"):
+        assert (tmp_path / name).stat().st_size > 100, name
+
+
+# --------------------------------------------------------------------------- rich tables only on a terminal
+def test_trials_and_questions_print_csv_when_piped():
+    r = runner.invoke(app, ["questions"])  # CliRunner's stdout is not a terminal
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[0].startswith("id,") and "\u2503" not in r.stdout and "\u2501" not in r.stdout
+    r = runner.invoke(app, ["trials"])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[0].startswith("id,label,")
+
+
+def test_explicit_table_format_is_plain_text_when_piped():
+    r = runner.invoke(app, ["questions", "--format", "table"])
+    assert r.exit_code == 0, r.output
+    assert "clinical questions" in r.stdout and "cni-addon-mmf" in r.stdout
+    assert not any(ch in r.stdout for ch in "\u2503\u2501\u250f\u2502\u2500\u256d")  # no rich box drawing

@@ -264,3 +264,45 @@ def test_live_against_rscript(tmp_path):
                 else:
                     got = mh_core(*cells, case["measure"], correct=case["correct"])
                 _compare(got, case["result"], idx=b)
+
+
+# --------------------------------------------------------------------------- correct= through the public API
+_CMH_DATA = dict(ai=[12, 5, 20, 3, 8], n1i=[50, 40, 60, 30, 45], ci=[7, 4, 11, 2, 9], n2i=[48, 42, 61, 29, 44])
+
+
+@pytest.mark.parametrize("correct", [True, False])
+def test_meta_analysis_passes_correct_to_cmh(correct):
+    from lnsynth.effects import effect_sizes
+    from lnsynth.pairwise import meta_analysis
+
+    d = _CMH_DATA
+    es = effect_sizes("OR", events_treat=d["ai"], n_treat=d["n1i"], events_ctrl=d["ci"], n_ctrl=d["n2i"])
+    res = meta_analysis(es, method="MH", correct=correct)
+    a, b = np.array(d["ai"], float), np.array(d["n1i"], float) - d["ai"]
+    c, dd = np.array(d["ci"], float), np.array(d["n2i"], float) - d["ci"]
+    want = mh_core(a, b, c, dd, "OR", correct=correct)
+    np.testing.assert_allclose(res.extra["cmh"], want["cmh"][0], rtol=1e-12)
+    other = meta_analysis(es, method="MH", correct=not correct)
+    assert (res.extra["cmh"] < other.extra["cmh"]) == correct  # the correction shrinks the statistic
+    assert res.estimate == pytest.approx(other.estimate, rel=1e-15)  # and touches nothing else
+
+
+@needs_r
+def test_correct_matches_live_rma_mh():
+    """rma.mh(measure="OR", correct=TRUE/FALSE)$CMH and $CMHp from Rscript against meta_analysis(correct=)."""
+    from lnsynth.effects import effect_sizes
+    from lnsynth.pairwise import meta_analysis
+
+    d = _CMH_DATA
+    vec = lambda x: "c(" + ",".join(str(v) for v in x) + ")"  # noqa: E731
+    code = (f"suppressMessages(library(metafor)); ai <- {vec(d['ai'])}; n1i <- {vec(d['n1i'])}; "
+            f"ci <- {vec(d['ci'])}; n2i <- {vec(d['n2i'])}; for (cr in c(TRUE, FALSE)) {{ "
+            "r <- rma.mh(ai=ai, n1i=n1i, ci=ci, n2i=n2i, measure='OR', correct=cr); "
+            "cat(sprintf('%.17g %.17g\\n', r$MH, r$MHp)) }")
+    out = subprocess.run(["Rscript", "-e", code], check=True, capture_output=True, text=True, timeout=120).stdout
+    ref = [tuple(float(x) for x in ln.split()) for ln in out.strip().splitlines()]
+    es = effect_sizes("OR", events_treat=d["ai"], n_treat=d["n1i"], events_ctrl=d["ci"], n_ctrl=d["n2i"])
+    for correct, (cmh, p) in zip((True, False), ref):
+        res = meta_analysis(es, method="MH", correct=correct)
+        np.testing.assert_allclose(res.extra["cmh"], cmh, rtol=1e-10)
+        np.testing.assert_allclose(res.extra["cmh_pvalue"], p, rtol=1e-10)

@@ -2,22 +2,28 @@
 
 Public API: :func:`meta_analysis`, :class:`MetaResult`, :class:`MetaBatchResult`,
 and :func:`effect_sizes` (re-exported lazily from :mod:`lnsynth.effects`); meta-regression,
-subgroups, influence, small-study tests and GOSH are re-exported lazily from their modules.
+subgroups, small-study tests and GOSH/influence are re-exported from their modules, the
+scipy.optimize-heavy ones (bias, regression, subgroup) lazily, so ``meta_analysis`` starts fast.
 """
 from .api import METHODS, TESTS, MetaAnalysisWarning, meta_analysis
 from .results import DICT_KEYS, MetaBatchResult, MetaResult
 
 # Submodules whose names equal their main function (``gosh``, ``influence``) must be imported
-# eagerly: once a submodule is loaded, Python binds the package attribute to the module.
-from .bias import egger_test, fail_safe_n, rank_test, trim_and_fill  # noqa: E402
+# eagerly: once a submodule is loaded, Python binds the package attribute to the module.  Both
+# are light (numpy, scipy.special), so this costs little at start-up.
 from .gosh import gosh  # noqa: E402
 from .influence import baujat, cumulative, influence, leave_one_out  # noqa: E402
-from .regression import meta_regression  # noqa: E402
-from .subgroup import subgroup_analysis  # noqa: E402
 
-_LAZY: dict[str, tuple[str, str]] = {}
-_EAGER = ["egger_test", "fail_safe_n", "rank_test", "trim_and_fill", "gosh", "baujat", "cumulative", "influence",
-          "leave_one_out", "meta_regression", "subgroup_analysis"]
+# name -> (module, attribute): imported on first access (module ``__getattr__``)
+_LAZY: dict[str, tuple[str, str]] = {
+    "egger_test": ("lnsynth.pairwise.bias", "egger_test"),
+    "fail_safe_n": ("lnsynth.pairwise.bias", "fail_safe_n"),
+    "rank_test": ("lnsynth.pairwise.bias", "rank_test"),
+    "trim_and_fill": ("lnsynth.pairwise.bias", "trim_and_fill"),
+    "meta_regression": ("lnsynth.pairwise.regression", "meta_regression"),
+    "subgroup_analysis": ("lnsynth.pairwise.subgroup", "subgroup_analysis"),
+}
+_EAGER = ["gosh", "baujat", "cumulative", "influence", "leave_one_out"]
 
 __all__ = ["meta_analysis", "effect_sizes", *_EAGER, *sorted(_LAZY), "MetaResult", "MetaBatchResult", "MetaAnalysisWarning",
            "DICT_KEYS", "METHODS", "TESTS"]
@@ -32,5 +38,11 @@ def __getattr__(name):
         import importlib
 
         mod, attr = _LAZY[name]
-        return getattr(importlib.import_module(mod), attr)
+        value = getattr(importlib.import_module(mod), attr)
+        globals()[name] = value  # later look-ups skip __getattr__
+        return value
     raise AttributeError(f"module 'lnsynth.pairwise' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

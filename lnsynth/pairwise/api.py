@@ -97,7 +97,7 @@ def _level(level) -> float:
 
 def meta_analysis(es=None, *, yi=None, vi=None, sei=None, method: str = "REML", test: str = "z",
                   level: float = 0.95, labels=None, measure: str | None = None,
-                  control: dict | None = None, ci_tau2: bool | None = None):
+                  control: dict | None = None, ci_tau2: bool | None = None, correct: bool = True):
     """Fit a fixed- or random-effects meta-analysis like ``metafor::rma()``.
 
     Parameters
@@ -122,6 +122,11 @@ def meta_analysis(es=None, *, yi=None, vi=None, sei=None, method: str = "REML", 
         multiprocessing worker).
     ci_tau2 : bool, optional
         Shortcut for ``control={"ci_tau2": ...}``.
+    correct : bool
+        Method MH with measure OR: continuity correction (0.5) in the
+        Cochran-Mantel-Haenszel test, as ``rma.mh(..., correct=TRUE)``
+        (default True; reported as ``extra["cmh"]``, ``extra["cmh_pvalue"]``).
+        Ignored by the other methods.
 
     Returns
     -------
@@ -166,7 +171,7 @@ def meta_analysis(es=None, *, yi=None, vi=None, sei=None, method: str = "REML", 
             vi = s * s
 
     if method in _TABLE_METHODS:
-        return _fit_mh(es, method, test, level, labels, measure)
+        return _fit_mh(es, method, test, level, labels, measure, bool(correct))
 
     Y, V, K, batch, labels = _validate(yi, vi, labels)
     return _fit_iv(Y, V, K, batch, labels, method, test, level, measure, do_ci, control.get("parallel"))
@@ -244,7 +249,7 @@ def _fit_iv(Y, V, K, batch, labels, method, test, level, measure, do_ci, paralle
     return res if batch else res[0]
 
 
-def _fit_mh(es, method, test, level, labels, measure):
+def _fit_mh(es, method, test, level, labels, measure, correct=True):
     if es is None or getattr(es, "ai", None) is None:
         raise ValueError(f"method: {method} needs es=effect_sizes(...) with 2x2 counts (ai, bi, ci, di)")
     if test != "z":
@@ -257,7 +262,7 @@ def _fit_mh(es, method, test, level, labels, measure):
             raise ValueError(f"method: PETO needs es.measure 'OR' or 'PETO', got {es.measure!r}")
         d = mh.peto_core(es.ai, es.bi, es.ci, es.di, level=level)
     else:
-        d = mh.mh_core(es.ai, es.bi, es.ci, es.di, meas, level=level)
+        d = mh.mh_core(es.ai, es.bi, es.ci, es.di, meas, correct=correct, level=level)
     ai = np.asarray(es.ai, dtype=np.float64)
     batch = ai.ndim == 2
     Y = np.atleast_2d(np.asarray(es.yi, dtype=np.float64))

@@ -3,12 +3,18 @@ estimate of every analysis with its 95% CI (forest-like), and leave-one-out."""
 from __future__ import annotations
 
 import math
+import textwrap
 
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
-from .style import NULL_COLOR, POOLED_COLOR, STUDY_COLOR, lnsynth_style
+from .style import NULL_COLOR, POOLED_COLOR, STUDY_COLOR, finalize, lnsynth_style, text_size
 
 _HEADER, _EST, _TEXT = "header", "est", "text"
+_WRAP = 40  # row labels wrap at this many characters
+_TITLE_WRAP = 90
+_EXTRA_LINE = 0.6  # data units per extra line of a wrapped label (a row is 1 unit)
+_ROW_IN = 0.24  # inches per data unit
+_AXES_W = 4.8  # plot area width, inches: labels and CI texts are added around it
 
 
 def _short(label: str, n: int = 60) -> str:
@@ -41,21 +47,53 @@ def _title(report, question: str) -> str:
     return dict(report.questions).get(question, question)
 
 
+def _k(k) -> str:
+    """``(k = 3)`` with no-break spaces, so wrapping never splits it."""
+    return f"(k\u00a0=\u00a0{k})"
+
+
+def _wrap(label: str, width: int = _WRAP) -> str:
+    """``label`` wrapped at ``width`` characters; continuation lines keep the leading indent."""
+    indent = label[: len(label) - len(label.lstrip())]
+    lines = textwrap.wrap(label.strip(), width=max(8, width - len(indent)), break_on_hyphens=True) or [""]
+    return "\n".join(indent + ln for ln in lines)
+
+
+def _positions(labels) -> tuple[list[float], list[float], float]:
+    """Row centres (top row highest), row heights in data units (a wrapped label gets more room)
+    and the total height; single-line rows sit at ``n, n - 1, ..., 1`` as before."""
+    heights = [1.0 + _EXTRA_LINE * lab.count("\n") for lab in labels]
+    total = sum(heights)
+    ys, cur = [], 0.0
+    for h in heights:
+        ys.append(total - (cur + h / 2) + 0.5)
+        cur += h
+    return ys, heights, total
+
+
 def _draw(rows, title: str, xlabel: str, ax=None, bands=()):
-    """Forest-like panel: ``rows`` are (kind, label, row, is_reference); ``bands`` (y0, y1, lo, hi)."""
+    """Forest-like panel: ``rows`` are (kind, label, row, is_reference); ``bands`` (first, last, lo, hi)
+    shade rows ``first..last`` (indices into ``rows``) between ``lo`` and ``hi``.
+
+    Labels are wrapped at ~40 characters; a figure of its own gets a fixed-size plot area (its height
+    from the number of text lines) and the canvas is then grown to the measured text
+    (:func:`~lnsynth.plots.style.finalize`), so a long label never squeezes the plot.  Callers
+    finalize after adding figure-level texts (see :func:`_finish`).
+    """
     import matplotlib.pyplot as plt
 
-    n = len(rows)
-    width = 10.0
+    labels = [_wrap(lab) for _, lab, _, _ in rows]
+    ys, heights, total = _positions(labels)
     with lnsynth_style():
         own = ax is None
         if own:
-            fig, ax = plt.subplots(figsize=(width, max(2.4, 0.24 * n + 1.3)))
+            h = _ROW_IN * (total + 1.7)
+            fig = plt.figure(figsize=(_AXES_W + 0.2, h + 0.2))
+            ax = fig.add_axes([0.1 / (_AXES_W + 0.2), 0.1 / (h + 0.2), _AXES_W / (_AXES_W + 0.2), h / (h + 0.2)])
         else:
             fig = ax.figure
         vals = []
-        for i, (kind, _, r, ref) in enumerate(rows):
-            y = n - i
+        for y, (kind, _, r, ref) in zip(ys, rows):
             if kind != _EST or r is None or r.estimate is None:
                 continue
             col = POOLED_COLOR if ref else STUDY_COLOR
@@ -65,7 +103,8 @@ def _draw(rows, title: str, xlabel: str, ax=None, bands=()):
             single = r.k == 1
             ax.plot([r.estimate], [y], marker="D" if ref else "s", color=col, ms=5 if not single else 4.5,
                     mfc="white" if single else col, mew=1.0, ls="none")
-        for y0, y1, lo, hi in bands:
+        for a, b, lo, hi in bands:
+            y0, y1 = ys[b] - heights[b] / 2 + 0.1, ys[a] + heights[a] / 2 - 0.1
             ax.fill_betweenx([y0, y1], lo, hi, color=POOLED_COLOR, alpha=0.10, lw=0)
         ax.set_xscale("log")
         if vals:
@@ -77,9 +116,8 @@ def _draw(rows, title: str, xlabel: str, ax=None, bands=()):
         ax.xaxis.set_minor_locator(NullLocator())
         ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
         ax.axvline(1.0, color=NULL_COLOR, lw=0.8, ls="--")
-        ys = [n - i for i in range(n)]
         ax.set_yticks(ys)
-        ax.set_yticklabels([lab for _, lab, _, _ in rows], fontsize=8)
+        ax.set_yticklabels(labels, fontsize=8)
         for tick, (kind, _, r, _) in zip(ax.get_yticklabels(), rows):
             if kind == _HEADER:
                 tick.set_fontweight("bold")
@@ -91,14 +129,25 @@ def _draw(rows, title: str, xlabel: str, ax=None, bands=()):
             if kind == _EST and r is not None:
                 ax.text(1.02, y, _ci_text(r), transform=tr, fontsize=8, va="center", ha="left",
                         color="#555555" if r.estimate is None else "black", clip_on=False)
-        ax.text(1.02, n + 0.9, "estimate [95% CI]", transform=tr, fontsize=8, va="center", ha="left",
+        ax.text(1.02, total + 0.9, "estimate [95% CI]", transform=tr, fontsize=8, va="center", ha="left",
                 fontweight="bold", clip_on=False)
-        ax.set_ylim(0.4, n + 1.3)
+        ax.set_ylim(0.4, total + 1.3)
         ax.set_xlabel(xlabel)
-        ax.set_title(title, fontsize=9.5)
+        t = ax.set_title(_wrap(title, _TITLE_WRAP), fontsize=9.5)
+        if own:  # a title wider than the plot and its labels is wrapped narrower, from its measured width
+            limit = _AXES_W + 3.0
+            w, _ = text_size(fig, t)
+            if w > limit:
+                t.set_text(_wrap(title, max(30, int(_TITLE_WRAP * limit / w))))
         ax.tick_params(axis="y", length=0)
-        if own:
-            fig.tight_layout()
+    return fig
+
+
+def _finish(fig, own: bool):
+    """Grow a figure of its own to its measured text (fonts frozen to the house family)."""
+    if own:
+        with lnsynth_style():
+            finalize(fig)
     return fig
 
 
@@ -126,14 +175,14 @@ def sensitivity_plot(report, question: str, ax=None):
         lines.append((_HEADER, _short(orows[0].outcome_label), None, False))
         for r in orows:
             lab = "answer (main)" if r.analysis == "main" else f"{r.analysis}: {r.subgroup}"
-            lines.append((_EST, f"  {lab}  (k = {r.k})", r, r.analysis == "main"))
+            lines.append((_EST, f"  {lab}  {_k(r.k)}", r, r.analysis == "main"))
     skipped = [r.outcome_label for r in rows if r.analysis == "main" and r.estimate is None]
     title = f"Sensitivity analyses: {_title(report, question)}"
     fig = _draw(lines, title, _xlabel(rows), ax=ax)
     if skipped:
-        fig.text(0.01, 0.005, "Not estimable (see table): " + "; ".join(_short(s, 70) for s in skipped),
-                 fontsize=7, color="#555555", ha="left", va="bottom")
-    return fig
+        note = "Not estimable (see table): " + "; ".join(_short(s, 70) for s in skipped)
+        fig.text(0.01, 0.005, textwrap.fill(note, 110), fontsize=7, color="#555555", ha="left", va="bottom")
+    return _finish(fig, ax is None)
 
 
 def leave_one_out_plot(report, question: str, ax=None):
@@ -148,16 +197,15 @@ def leave_one_out_plot(report, question: str, ax=None):
             continue
         lines.append((_HEADER, _short(main.outcome_label), None, False))
         start = len(lines)
-        lines.append((_EST, f"  all trials  (k = {main.k})", main, True))
+        lines.append((_EST, f"  all trials  {_k(main.k)}", main, True))
         for r in loo:
-            lines.append((_EST, f"  {r.subgroup}  (k = {r.k})", r, False))
+            lines.append((_EST, f"  {r.subgroup}  {_k(r.k)}", r, False))
         spans.append((start, len(lines) - 1, main.ci_low, main.ci_high))
     if not lines:
         return None
-    n = len(lines)
-    bands = [(n - b - 0.4, n - a + 0.4, lo, hi) for a, b, lo, hi in spans]
-    return _draw(lines, f"Leave-one-out: {_title(report, question)}", _xlabel(rows) + "; band: answer's 95% CI",
-                 ax=ax, bands=bands)
+    fig = _draw(lines, f"Leave-one-out: {_title(report, question)}", _xlabel(rows) + "; band: answer's 95% CI",
+                ax=ax, bands=spans)
+    return _finish(fig, ax is None)
 
 
 def sensitivity_figures(report) -> list:

@@ -197,13 +197,14 @@ def fit_canvas(fig, pad: float = 0.06, gap: float = 0.1, iterations: int = 4) ->
         T = max(b[3] + d[3] for _, b, d in items)
         dx = max(0.0, pad - L)
         dy = max(0.0, res["b"] - B)
-        newW = max(W + dx + max(0.0, R + dx - (W - pad)), res["w"])
-        newH = H + dy + max(0.0, T + dy - (H - res["t"]))
+        # content moves by (dx, dy); the canvas must reach its far edges (never shrinking)
+        newW = max(W, R + dx + pad, res["w"])
+        newH = max(H, T + dy + res["t"])
         moved = any(abs(b[0] - ax.get_position().x0 * W) > 1e-6 or abs(b[1] - ax.get_position().y0 * H) > 1e-6
                     for ax, b, _ in items)
         if dx < 1e-3 and dy < 1e-3 and newW - W < 1e-3 and newH - H < 1e-3 and not moved:
             return
-        extra_x = (newW - W - dx) / 2 if newW - W - dx > 1e-3 and R + dx <= W - pad else 0.0
+        extra_x = (newW - W) / 2 if newW - W > 1e-3 and R + dx <= W - pad else 0.0  # widened by a figure text
         for ax, b, _ in items:
             ax.set_position([(b[0] + dx + extra_x) / newW, (b[1] + dy) / newH,
                              (b[2] - b[0]) / newW, (b[3] - b[1]) / newH])
