@@ -441,18 +441,9 @@ def _resolve(raw: _Raw, columns: Mapping[str, str], measure: str | None, layout:
     wanted: str | None = layout
     if wanted is None and measure is not None:
         m = registry.measure(measure)
-        if m.code == "HR":
-            wanted = "generic"
-        elif m.kind == "binary":
-            wanted = "binary"
-        elif m.kind == "continuous":
-            wanted = "continuous"
-        elif m.kind == "proportion":
-            wanted = "proportion"
-        elif m.code == "IRR":
-            wanted = "incidence"
-        elif m.code == "IR":
-            wanted = "rate"
+        by_code = {"HR": "generic", "IRR": "incidence", "IR": "rate"}
+        by_kind = {"binary": "binary", "continuous": "continuous", "proportion": "proportion"}
+        wanted = by_code.get(m.code) if m.code == "HR" else by_kind.get(m.kind, by_code.get(m.code))
     if wanted is not None and layout is None and not all(f in found for f in LAYOUTS[wanted]):
         if "treatment" in found and wanted in ("binary", "continuous"):
             wanted = "arms" if wanted == "binary" else "arms-continuous"

@@ -46,7 +46,7 @@ from typing import Any, Optional
 
 import pandas as pd
 
-from lnsynth.evidence.load import EvidenceBase
+from lnsynth.evidence.load import EvidenceBase, currency
 from lnsynth.evidence.schema import RiskOfBias, Study
 from lnsynth.analyses.selection import SelectionWarning, adverse_event_data, pairwise_data
 
@@ -399,18 +399,19 @@ def _outcome(ev: EvidenceBase, sub: EvidenceBase, q: Question, spec: OutcomeSpec
     excluded: dict[str, str] = {}
     notes: list[str] = []
     accepted = spec.endpoints if spec.kind == "efficacy" else spec.categories
+    present: set = set()  # endpoints / categories the selected trials report (computed once per outcome)
+    if sub.studies:
+        frame = sub.outcomes_frame() if spec.kind == "efficacy" else sub.adverse_events_frame()
+        present = set(frame["endpoint" if spec.kind == "efficacy" else "category"]) if len(frame) else set()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SelectionWarning)
         for what in accepted:
+            if what not in present:
+                continue
             if spec.kind == "efficacy":
-                if what not in set(sub.outcomes_frame()["endpoint"]) if sub.studies else True:
-                    continue
                 d = pairwise_data(sub, what, tspec, cspec, timepoint=spec.prefer, min_weeks=spec.window.min_weeks,
                                   max_weeks=spec.window.max_weeks, warn=False, approximate=plan.approximate)
             else:
-                cats = set(sub.adverse_events_frame()["category"]) if sub.studies and len(sub.adverse_events_frame()) else set()
-                if what not in cats:
-                    continue
                 d = adverse_event_data(sub, what, tspec, cspec, warn=False)
             for sid, why in d.set_aside:
                 if sid not in rows:
@@ -493,7 +494,7 @@ def _outcome(ev: EvidenceBase, sub: EvidenceBase, q: Question, spec: OutcomeSpec
             egger_p = None
     facts = [TrialFacts(t.study, t.n_int + t.n_ctrl, t.events_int + t.events_ctrl,
                         math.log(t.estimate) if plan.measure in ("RR", "OR") else t.estimate,
-                        t.timepoint_weeks, _setting(ev.study(t.study)), t.rob, _secondary(t.source_types)) for t in analysed]
+                        t.timepoint_weeks, setting_text(ev.study(t.study)), t.rob, _secondary(t.source_types)) for t in analysed]
     cert = rate_outcome(measure=plan.measure, k=len(analysed), estimate_ci=(res.ci_low, res.ci_high),
                         pi=(res.pi_low, res.pi_high), i2=float(res.i2), trials=facts,
                         endpoints=[t.endpoint for t in analysed] if spec.kind == "efficacy" else [],
@@ -501,19 +502,13 @@ def _outcome(ev: EvidenceBase, sub: EvidenceBase, q: Question, spec: OutcomeSpec
     return OutcomeAnswer(spec, plan.measure, tuple(trials), tuple(excluded.items()), tuple(notes), res, cert, cr, cr_src)
 
 
-def _setting(s: Study) -> str:
+def setting_text(s: Study) -> str:
+    """The trial's setting and population text (what the population/indirectness rules read)."""
     return " ".join(x for x in ((s.setting.value if s.setting else ""), (s.population.value if s.population else "")) if x)
 
 
 def _replace(t: TrialRow, **kw) -> TrialRow:
     return TrialRow(**{**t.__dict__, **kw})
-
-
-def evidence_currency(ev: EvidenceBase) -> dict:
-    """When the evidence was searched, which sources, and how many trials (shown on every surface)."""
-    from lnsynth.evidence.load import currency
-
-    return currency(ev)
 
 
 _CACHE: dict = {}
@@ -540,7 +535,7 @@ def answer(ev: EvidenceBase, question_id: str) -> Answer:
     decisions = select_studies(ev, q)
     sub = _subset(ev, decisions)
     outs = tuple(_outcome(ev, sub, q, spec, decisions) for spec in q.outcomes)
-    a = Answer(q, decisions, outs, evidence_currency(ev))
+    a = Answer(q, decisions, outs, currency(ev))
     if len(_CACHE) > 64:
         _CACHE.clear()
     _CACHE[key] = (ev, a)
@@ -558,11 +553,6 @@ def answer_outcome(ev: EvidenceBase, a: Answer, spec: OutcomeSpec,
     decisions = a.decisions if decisions is None else decisions
     q = a.question.model_copy(update={"outcomes": [spec]})
     return _outcome(ev, _subset(ev, decisions), q, spec, decisions)
-
-
-def setting_text(s: Study) -> str:
-    """The trial's setting and population text (what the population/indirectness rules read)."""
-    return _setting(s)
 
 
 def answer_all(ev: EvidenceBase) -> tuple[Answer, ...]:

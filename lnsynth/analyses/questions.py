@@ -109,6 +109,13 @@ def relation_between(intervention: str, comparator: str, phase: str = "induction
     return "other"
 
 
+def _known_codes(values: list[str], known, what: str) -> list[str]:
+    bad = [x for x in values if x not in known]
+    if bad:
+        raise ValueError(f"unknown {what} {bad}; known: {sorted(known)}")
+    return values
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -152,10 +159,7 @@ class OutcomeSpec(_Frozen):
     @field_validator("endpoints")
     @classmethod
     def _known(cls, v: list[str]) -> list[str]:
-        bad = [e for e in v if e not in ENDPOINTS]
-        if bad:
-            raise ValueError(f"unknown endpoints {bad}; known: {sorted(ENDPOINTS)}")
-        return v
+        return _known_codes(v, ENDPOINTS, "endpoints")
 
     @model_validator(mode="after")
     def _where(self) -> "OutcomeSpec":
@@ -173,10 +177,7 @@ class Arm(_Frozen):
     @field_validator("regimens")
     @classmethod
     def _known(cls, v: list[str]) -> list[str]:
-        bad = [r for r in v if r not in REGIMENS]
-        if bad:
-            raise ValueError(f"unknown regimen codes {bad}; known: {sorted(REGIMENS)}")
-        return v
+        return _known_codes(v, REGIMENS, "regimen codes")
 
 
 class Population(_Frozen):

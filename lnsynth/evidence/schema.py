@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import math
 from datetime import date
-from typing import Literal, Optional, Union
+from typing import Annotated, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Number = Union[int, float]
 
@@ -268,6 +268,16 @@ ENDPOINTS = {
 }
 
 
+def _known_endpoint(v: str) -> str:
+    if v not in ENDPOINTS:
+        raise ValueError(f"unknown endpoint {v!r}; known: {sorted(ENDPOINTS)}")
+    return v
+
+
+Endpoint = Annotated[str, AfterValidator(_known_endpoint)]
+"""An endpoint name of :data:`ENDPOINTS` (outcomes and contrasts)."""
+
+
 def _check_counts(events: Optional[Quantity], n: Optional[Quantity]) -> None:
     """events: non-negative integer; n: positive integer; events <= n (shared by outcomes and AEs)."""
     if events is not None and (not isinstance(events.value, int) or events.value < 0):
@@ -327,7 +337,7 @@ class Outcome(_Frozen):
 
     id: str = Field(pattern=r"^[a-z0-9_]+$")
     arm: str
-    endpoint: str
+    endpoint: Endpoint
     definition: Optional[Text] = None
     timepoint: Optional[Timepoint] = None
     phase: Optional[str] = None
@@ -349,13 +359,6 @@ class Outcome(_Frozen):
     q1: Optional[Quantity] = None
     q3: Optional[Quantity] = None
     change: Optional[bool] = None  # continuous: True = change from baseline, False = final value
-
-    @field_validator("endpoint")
-    @classmethod
-    def _known_endpoint(cls, v: str) -> str:
-        if v not in ENDPOINTS:
-            raise ValueError(f"unknown endpoint {v!r}; known: {sorted(ENDPOINTS)}")
-        return v
 
     @model_validator(mode="after")
     def _consistent(self) -> "Outcome":
@@ -420,7 +423,7 @@ class Contrast(_Frozen):
     """
 
     id: str = Field(pattern=r"^[a-z0-9_]+$")
-    endpoint: str
+    endpoint: Endpoint
     treatment: str
     control: str
     measure: Literal["RR", "OR", "HR", "RD", "MD", "SMD", "IRR"]
@@ -432,13 +435,6 @@ class Contrast(_Frozen):
     adjusted: Optional[bool] = None
     analysis_set: Optional[Literal[ANALYSIS_SETS]] = None  # type: ignore[valid-type]
     label: Optional[str] = None
-
-    @field_validator("endpoint")
-    @classmethod
-    def _known_endpoint(cls, v: str) -> str:
-        if v not in ENDPOINTS:
-            raise ValueError(f"unknown endpoint {v!r}; known: {sorted(ENDPOINTS)}")
-        return v
 
     @model_validator(mode="after")
     def _ordered(self) -> "Contrast":

@@ -384,6 +384,16 @@ def _draw(table, *, arm_cols, effect_header, xlabel, refline, favours, title, bo
     return fig
 
 
+def _setup(r, transf, refline, arm_data, k, arm_labels, digits):
+    """What a forest plot of ``r`` needs before drawing rows: scale, null line, critical value, arm columns,
+    model type and an empty table (shared by :func:`forest_plot` and :func:`subgroup_forest_plot`)."""
+    f, logx = _scale(r, transf)
+    if refline is None:
+        refline = float(f(0.0))
+    arm_cols, kind = _arm_columns(arm_data, k, arm_labels, digits) if arm_data is not None else ([], None)
+    return f, logx, refline, _crit(r.level), arm_cols, kind, r.method not in _FE, _Table(f, logx, digits)
+
+
 def _study_rows(table, r, labels, f, crit, digits, arm, index0=0, indent=0.0, weights=None):
     yi = np.asarray(r.yi, dtype=float)
     se = np.sqrt(np.asarray(r.vi, dtype=float))
@@ -459,13 +469,7 @@ def forest_plot(result, labels=None, ax=None, transf=None, *, xlabel=None, refli
     labels = [str(x) for x in labels]
     if len(labels) != k:
         raise ValueError(f"labels: {len(labels)} labels for {k} studies")
-    f, logx = _scale(r, transf)
-    if refline is None:
-        refline = float(f(0.0))
-    crit = _crit(r.level)
-    arm_cols, kind = _arm_columns(arm_data, k, arm_labels, digits) if arm_data is not None else ([], None)
-    random = r.method not in _FE
-    table = _Table(f, logx, digits)
+    f, logx, refline, crit, arm_cols, kind, random, table = _setup(r, transf, refline, arm_data, k, arm_labels, digits)
     _study_rows(table, r, labels, f, crit, digits, arm_cols)
     bottom = []
     if k >= 2:
@@ -523,13 +527,7 @@ def subgroup_forest_plot(result, groups, labels=None, ax=None, transf=None, *, m
     meas = measure if measure is not None else getattr(ov, "measure", None)
     if transf is None and registry_is_ratio(meas):
         transf = "exp"
-    f, logx = _scale(ov, transf)
-    if refline is None:
-        refline = float(f(0.0))
-    crit = _crit(ov.level)
-    arm_cols, _ = _arm_columns(arm_data, k, arm_labels, digits) if arm_data is not None else ([], None)
-    random = ov.method not in _FE
-    table = _Table(f, logx, digits)
+    f, logx, refline, crit, arm_cols, _, random, table = _setup(ov, transf, refline, arm_data, k, arm_labels, digits)
     yi = np.asarray(ov.yi, float)
     vi = np.asarray(ov.vi, float)
     w = np.asarray(ov.weights, float)
