@@ -30,9 +30,17 @@ validate: $(VENV)/.installed
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/pairwise.py
+	$(BIN)/python benchmarks/network.py
+	$(BIN)/python benchmarks/startup.py
 
+# regenerate every reference file with R (metafor; make_glmm.R also needs lme4, make_network_extra.R metadat)
 references:
+	Rscript tests/reference/make_effects.R
 	Rscript tests/reference/make_pairwise.R
+	Rscript tests/reference/make_sensitivity.R
+	Rscript tests/reference/make_network.R tests/reference/network_reference.json
+	Rscript tests/reference/make_network_extra.R tests/reference/network_extra_reference.json
+	Rscript tests/reference/make_glmm.R
 
 clean:
 	rm -rf $(VENV) report build *.egg-info

@@ -63,6 +63,9 @@ _VTYPES: dict[str, tuple[str, ...]] = {
     "MD": ("LS", "UB", "HO"),
     "SMD": ("LS", "UB", "LS2", "AV"),
     "ROM": ("LS", "HO", "AV", "AVHO"),
+    "COR": ("LS", "AV"),
+    "SMCC": ("LS", "LS2"),
+    "SMCR": ("LS", "LS2"),
 }
 
 _TO_OPTIONS = ("all", "only0", "if0all", "none")
@@ -71,6 +74,7 @@ _ALL_FIELDS = (
     "events_treat", "n_treat", "events_ctrl", "n_ctrl",
     "mean_treat", "sd_treat", "mean_ctrl", "sd_ctrl",
     "events", "n", "time", "time_treat", "time_ctrl",
+    "cor", "mean_time1", "mean_time2", "sd_time1", "sd_time2",
 )
 
 
@@ -95,7 +99,8 @@ class EffectSizes:
         One of :data:`MEASURES` (metafor ``escalc`` codes).
     yi, vi : numpy.ndarray
         Outcomes and sampling variances, shape ``(k,)`` or ``(B, k)``, on the
-        model scale (log scale for RR/OR/IRR/ROM; PETO is a log odds ratio).
+        model scale (log scale for RR/OR/IRR/ROM; PETO is a log odds ratio;
+        IRLN a log rate; ZCOR Fisher's z).
         Missing or dropped studies are NaN.
     labels : tuple of str or None
         Study labels (length ``k``).
@@ -104,7 +109,7 @@ class EffectSizes:
         non-events in the treatment arm (``ai``, ``bi``) and in the control arm
         (``ci``, ``di``).  Kept as given even for studies removed by ``drop00``.
     x1i, t1i, x2i, t2i : numpy.ndarray or None
-        Raw event counts and person-times per arm for ``IRR``.
+        Raw event counts and person-times per arm for ``IRR`` and ``IRD``.
     add, to, drop00, vtype
         The zero-cell settings and variance type actually used.
 
@@ -480,6 +485,11 @@ def effect_sizes(
     time: Any = None,
     time_treat: Any = None,
     time_ctrl: Any = None,
+    cor: Any = None,
+    mean_time1: Any = None,
+    mean_time2: Any = None,
+    sd_time1: Any = None,
+    sd_time2: Any = None,
     labels: Sequence[str] | None = None,
     add: float | None = None,
     to: str = "only0",
@@ -544,9 +554,43 @@ def effect_sizes(
         Rates:
 
         * ``IR`` incidence rate (``events, time``): :math:`y=x/t`, :math:`v=x/t^2`.
+        * ``IRLN`` log incidence rate (``events, time``): :math:`y=\log(x/t)`,
+          :math:`v=1/x`.
         * ``IRR`` log incidence rate ratio (``events_treat, time_treat,
           events_ctrl, time_ctrl``): :math:`y=\log(x_1/t_1)-\log(x_2/t_2)`,
           :math:`v=1/x_1+1/x_2`.
+        * ``IRD`` incidence rate difference (same fields):
+          :math:`y=x_1/t_1-x_2/t_2`, :math:`v=x_1/t_1^2+x_2/t_2^2`
+          (Rothman, Greenland & Lash 2008).  ``add``/``to``/``drop00`` act
+          on the event counts as for IRR.
+
+        Correlations (``cor`` = :math:`r`, ``n``):
+
+        * ``COR`` raw correlation, :math:`y=r`, ``LS``
+          :math:`v=(1-r^2)^2/(n-1)` (Olkin & Pratt 1958); ``AV`` puts the
+          n-weighted mean :math:`\bar r` in place of :math:`r`.
+        * ``ZCOR`` Fisher's z (Fisher 1921): :math:`y=\tfrac12\log\frac{1+r}{1-r}`,
+          :math:`v=1/(n-3)`.
+
+          For both, ``vi`` is NaN (with an :class:`EffectSizeWarning`) when
+          :math:`n\le3`, as escalc; :math:`|r|>1` is an error.
+
+        Change scores of one group measured twice (``mean_time1, mean_time2,
+        sd_time1, sd_time2, n, cor``; ``cor`` is the correlation between the
+        occasions), with :math:`c(m)` the exact bias correction of SMD at
+        :math:`m=n-1`:
+
+        * ``SMCC`` standardized mean change with change-score
+          standardization (Gibbons, Hedeker & Davis 1993; Becker 1988):
+          :math:`s_d=\sqrt{s_1^2+s_2^2-2rs_1s_2}`,
+          :math:`y=c(m)(m_1-m_2)/s_d`; ``LS`` :math:`v=1/n+y^2/(2n)`,
+          ``LS2`` :math:`v=c(m)^2(1/n+d^2/(2n))` with :math:`d=(m_1-m_2)/s_d`.
+        * ``SMCR`` raw-score standardization (Becker 1988; Morris 2000),
+          without ``sd_time2``: :math:`y=c(m)(m_1-m_2)/s_1`; ``LS``
+          :math:`v=2(1-r)/n+y^2/(2n)`, ``LS2``
+          :math:`v=c(m)^2(2(1-r)/n+d^2/(2n))`.
+
+          Both need :math:`n>2` (the bias correction is undefined otherwise).
     events_treat, n_treat, events_ctrl, n_ctrl, mean_treat, sd_treat, mean_ctrl, sd_ctrl, events, n, time, time_treat, time_ctrl : array-like
         Study data, shape ``(k,)`` or ``(B, k)``; a study with NaN in every
         required field is missing (``yi = vi = NaN``).  Fields the measure
@@ -567,11 +611,11 @@ def effect_sizes(
         Continuous measures ignore ``add``/``to``.
     drop00 : bool, default False
         For binary two-group measures (studies with no events in both arms or
-        only events in both arms) and IRR (no events in both arms): set such
+        only events in both arms) and IRR/IRD (no events in both arms): set such
         studies' ``yi``/``vi`` to NaN (an :class:`EffectSizeWarning` names
         them).  Ignored by other measures, as in escalc.
     vtype : str, default "LS"
-        Variance estimator, for RD, PR, PLO, MD, SMD, ROM (see above).
+        Variance estimator, for RD, PR, PLO, MD, SMD, ROM, COR, SMCC, SMCR (see above).
 
     Returns
     -------
@@ -609,6 +653,25 @@ def effect_sizes(
     Yusuf S et al. (1985), Beta blockade during and after myocardial
     infarction, Prog Cardiovasc Dis 27:335-371.
     Freeman MF, Tukey JW (1950), Ann Math Stat 21:607-611.
+    Fisher RA (1921), On the 'probable error' of a coefficient of correlation
+    deduced from a small sample, Metron 1:3-32.
+    Olkin I, Pratt JW (1958), Unbiased estimation of certain correlation
+    coefficients, Ann Math Stat 29:201-211.
+    Becker BJ (1988), Synthesizing standardized mean-change measures, Br J
+    Math Stat Psychol 41:257-278.
+    Gibbons RD, Hedeker DR, Davis JM (1993), J Educ Stat 18:271-279.
+    Morris SB (2000), Distribution of the standardized mean change effect
+    size for meta-analysis on repeated measures, Br J Math Stat Psychol 53:17-29.
+    Rothman KJ, Greenland S, Lash TL (2008), Modern Epidemiology, 3rd ed.
+
+    Examples
+    --------
+    >>> es = effect_sizes("ZCOR", cor=[0.3, 0.5], n=[53, 103])
+    >>> [round(float(x), 4) for x in es.yi], [round(float(x), 4) for x in es.vi]
+    ([0.3095, 0.5493], [0.02, 0.01])
+    >>> es = effect_sizes("IRD", events_treat=[4], time_treat=[100.0], events_ctrl=[9], time_ctrl=[120.0])
+    >>> round(float(es.yi[0]), 4)
+    -0.035
     """
     if not isinstance(measure, str):
         raise ValueError(f"measure must be a string, one of {', '.join(MEASURES)}")
@@ -634,6 +697,7 @@ def effect_sizes(
         events_treat=events_treat, n_treat=n_treat, events_ctrl=events_ctrl, n_ctrl=n_ctrl,
         mean_treat=mean_treat, sd_treat=sd_treat, mean_ctrl=mean_ctrl, sd_ctrl=sd_ctrl,
         events=events, n=n, time=time, time_treat=time_treat, time_ctrl=time_ctrl,
+        cor=cor, mean_time1=mean_time1, mean_time2=mean_time2, sd_time1=sd_time1, sd_time2=sd_time2,
     )
     required = _REQUIRED[m]
     extra = [f for f in _ALL_FIELDS if given[f] is not None and f not in required]
@@ -741,7 +805,52 @@ def effect_sizes(
             ti = arrs["time"]
             yi = xi / ti
             vi = yi / ti
-        else:  # IRR
+        elif m == "IRLN":
+            _check_count(arrs, "events", present, one_d, lab)
+            _check_positive(arrs, "time", present, one_d, lab)
+            (xi,) = _zero_correct([arrs["events"]], present, add, to)
+            yi = np.log(xi / arrs["time"])
+            vi = 1 / xi
+        elif m in ("COR", "ZCOR"):
+            r = arrs["cor"]
+            _fail(present & ~(np.abs(r) <= 1), one_d, lab,
+                  lambda b, i, w: f"cor must be in [-1, 1] for {w}: {_g(r[b, i])}")
+            _check_positive(arrs, "n", present, one_d, lab)
+            ni = arrs["n"]
+            if m == "COR":
+                yi = r.copy()
+                rb = r if vtype == "LS" else _wmean_rows(np.where(present, r, nan), np.where(present, ni, nan))
+                vi = (1 - rb**2) ** 2 / (ni - 1)
+            else:
+                yi = 0.5 * np.log((1 + r) / (1 - r))
+                vi = 1 / (ni - 3)
+            vi = np.where(ni <= 3, nan, vi)
+        elif m in ("SMCC", "SMCR"):
+            r = arrs["cor"]
+            _fail(present & ~(np.abs(r) <= 1), one_d, lab,
+                  lambda b, i, w: f"cor must be in [-1, 1] for {w}: {_g(r[b, i])}")
+            _check_positive(arrs, "n", present, one_d, lab)
+            sds = ("sd_time1", "sd_time2") if m == "SMCC" else ("sd_time1",)
+            for name in sds:
+                _check_positive(arrs, name, present, one_d, lab)
+            ni = arrs["n"]
+            _fail(present & (ni <= 2), one_d, lab,
+                  lambda b, i, w: f"n must be > 2 for {m} (bias correction undefined) for {w}: {_g(ni[b, i])}")
+            from scipy.special import gammaln
+
+            mi = ni - 1
+            cm = np.exp(gammaln(mi / 2) - np.log(np.sqrt(mi / 2)) - gammaln((mi - 1) / 2))
+            s1 = arrs["sd_time1"]
+            if m == "SMCC":
+                s2 = arrs["sd_time2"]
+                sdd = np.sqrt(s1**2 + s2**2 - 2 * r * s1 * s2)
+            else:
+                sdd = s1
+            d = (arrs["mean_time1"] - arrs["mean_time2"]) / sdd
+            yi = cm * d
+            a0 = 1 / ni if m == "SMCC" else 2 * (1 - r) / ni
+            vi = a0 + yi**2 / (2 * ni) if vtype == "LS" else cm**2 * (a0 + d**2 / (2 * ni))
+        else:  # IRR, IRD
             for g in ("treat", "ctrl"):
                 _check_count(arrs, f"events_{g}", present, one_d, lab)
                 _check_positive(arrs, f"time_{g}", present, one_d, lab)
@@ -750,8 +859,12 @@ def effect_sizes(
             dropped = _drop_double_zero(x1, None, x2, None, present) if drop00 else np.zeros_like(present)
             use = present & ~dropped
             c1, c2 = _zero_correct([x1, x2], use, add, to)
-            yi = np.log(c1 / t1) - np.log(c2 / t2)
-            vi = 1 / c1 + 1 / c2
+            if m == "IRR":
+                yi = np.log(c1 / t1) - np.log(c2 / t2)
+                vi = 1 / c1 + 1 / c2
+            else:  # IRD
+                yi = c1 / t1 - c2 / t2
+                vi = c1 / t1**2 + c2 / t2**2
             raw = dict(x1i=x1, t1i=t1, x2i=x2, t2i=t2)
 
     yi = np.where(present & ~dropped, yi, nan)
@@ -767,12 +880,16 @@ def effect_sizes(
         )
     with np.errstate(invalid="ignore"):
         bad = present & ~dropped & ~(np.isfinite(yi) & np.isfinite(vi) & ~(vi < 0))
+    yi_kept = yi
     yi, vi = _recode_nonfinite(yi, vi)
+    if m in ("COR", "ZCOR"):  # escalc keeps r (or z) when only the variance is undefined (n <= 3)
+        yi = np.where(present & np.isfinite(yi_kept), yi_kept, yi)
     if bad.any():
         where = [_where(lab, (int(i),) if one_d else (int(b), int(i))) for b, i in np.argwhere(bad)]
+        why = ("n <= 3 or |cor| = 1" if m in ("COR", "ZCOR") else
+               "a change-score SD of 0" if m == "SMCC" else f"zero cells with to={to!r}, add={add}")
         warnings.warn(
-            f"{m}: yi/vi not estimable (+-Inf/NaN recoded to NaN as escalc does; "
-            f"zero cells with to={to!r}, add={add}) for " + "; ".join(where),
+            f"{m}: yi/vi not estimable (+-Inf/NaN recoded to NaN as escalc does; {why}) for " + "; ".join(where),
             EffectSizeWarning,
             stacklevel=2,
         )

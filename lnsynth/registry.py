@@ -18,7 +18,7 @@ True
 >>> registry.null_value("OR", "back")
 1.0
 >>> registry.methods("network")
-('FE', 'REML')
+('FE', 'DL', 'REML', 'ML', 'PM')
 
 References
 ----------
@@ -38,10 +38,11 @@ __all__ = [
     "ratio_measures", "is_ratio", "required_fields", "back_transform", "null_value",
     "method", "all_methods", "methods", "iv_methods", "random_effects_methods", "fixed_effect_methods",
     "method_measures", "measures_table", "methods_table",
+    "LIKELIHOOD_MODELS", "likelihood_models", "likelihood_model",
 ]
 
 #: Kinds of outcome data a measure is computed from (see :func:`measures_for`).
-MEASURE_KINDS = ("binary", "continuous", "proportion", "incidence", "time-to-event")
+MEASURE_KINDS = ("binary", "continuous", "proportion", "incidence", "time-to-event", "correlation", "change")
 #: Kinds of model a pooling method is available for (see :func:`methods`).
 METHOD_KINDS = ("pairwise", "network")
 
@@ -57,6 +58,16 @@ _ROTHMAN = "Rothman KJ, Greenland S, Lash TL (2008). Modern Epidemiology, 3rd ed
 _VIECHTBAUER2005 = ("Viechtbauer W (2005). Bias and efficiency of meta-analytic variance estimators in the "
                     "random-effects model. J Educ Behav Stat 30:261-293.")
 _HEDGES_OLKIN = "Hedges LV, Olkin I (1985). Statistical Methods for Meta-Analysis. Academic Press."
+_FISHER1921 = ("Fisher RA (1921). On the 'probable error' of a coefficient of correlation deduced from a small "
+               "sample. Metron 1:3-32.")
+_OLKIN_PRATT = ("Olkin I, Pratt JW (1958). Unbiased estimation of certain correlation coefficients. Ann Math "
+                "Stat 29:201-211. " + _HEDGES_OLKIN)
+_BECKER1988 = ("Becker BJ (1988). Synthesizing standardized mean-change measures. Br J Math Stat Psychol "
+               "41:257-278.")
+_GIBBONS1993 = ("Gibbons RD, Hedeker DR, Davis JM (1993). Estimation of effect size from a series of experiments "
+                "involving paired comparisons. J Educ Stat 18:271-279.")
+_MORRIS2000 = ("Morris SB (2000). Distribution of the standardized mean change effect size for meta-analysis on "
+               "repeated measures. Br J Math Stat Psychol 53:17-29.")
 _YUSUF = ("Yusuf S, Peto R, Lewis J, Collins R, Sleight P (1985). Beta blockade during and after myocardial "
           "infarction: an overview of the randomized trials. Prog Cardiovasc Dis 27:335-371.")
 
@@ -74,14 +85,18 @@ class Measure:
     kind : str
         One of :data:`MEASURE_KINDS`.
     groups : int
-        1 for single-group measures (PR, PLO, PAS, PFT, IR), 2 for comparisons.
+        1 for single-group measures (PR, PLO, PAS, PFT, IR, IRLN, COR, ZCOR, SMCC, SMCR),
+        2 for comparisons.
     scale : str
-        The model scale: ``"log"``, ``"identity"``, ``"logit"``, ``"arcsine"`` or
-        ``"freeman-tukey"``.
+        The model scale: ``"log"`` (log of a ratio), ``"log-rate"`` (log of a single-group
+        rate, IRLN), ``"identity"``, ``"logit"``, ``"arcsine"``, ``"freeman-tukey"`` or
+        ``"fisher-z"`` (ZCOR).
     back_transform : str
-        Name of the back-transformation to the natural scale: ``"exp"``, ``"identity"``
-        or the metafor ``transf`` function (``"transf.ilogit"``, ``"transf.iarcsin"``,
-        ``"transf.ipft.hm"``); :func:`back_transform` returns the callable.
+        Name of the back-transformation to the natural scale: ``"exp"`` (ratios),
+        ``"exp-rate"`` (the same function for a log rate, named apart so that ``"exp"``
+        always means a ratio), ``"identity"`` or the metafor ``transf`` function
+        (``"transf.ilogit"``, ``"transf.iarcsin"``, ``"transf.ipft.hm"``,
+        ``"transf.ztor"``); :func:`back_transform` returns the callable.
     required : tuple of str
         Input fields of :func:`lnsynth.effects.effect_sizes` (empty for ``HR``).
     is_ratio : bool
@@ -130,7 +145,9 @@ class Method:
     random_effects : bool
         Estimates a between-study variance tau^2.
     network : bool
-        Available for network meta-analysis (today FE and REML).
+        Available for network meta-analysis (FE, DL, REML, ML, PM; for the network DL
+        is the generalised method of moments of Jackson, White & Riley 2012 and PM solves
+        the generalised Q(tau^2) = m - p).
     measures : tuple of str or None
         The only measures the method accepts (``MH``: OR, RR, RD; ``PETO``: OR, PETO);
         None for any measure.
@@ -199,6 +216,23 @@ _MEASURES: tuple[Measure, ...] = (
     Measure("IRR", "Incidence Rate Ratio", "incidence", 2, "log", "exp",
             ("events_treat", "time_treat", "events_ctrl", "time_ctrl"), True,
             "Log ratio of incidence rates, treatment over control.", _ROTHMAN),
+    Measure("IRD", "Incidence Rate Difference", "incidence", 2, "identity", "identity",
+            ("events_treat", "time_treat", "events_ctrl", "time_ctrl"), False,
+            "Difference of incidence rates (events per unit person-time), treatment minus control.", _ROTHMAN),
+    Measure("IRLN", "Incidence Rate (log)", "incidence", 1, "log-rate", "exp-rate", ("events", "time"), False,
+            "Log incidence rate in one group (a log rate, not a ratio: back-transformed with exp).", _ROTHMAN),
+    Measure("COR", "Correlation", "correlation", 1, "identity", "identity", ("cor", "n"), False,
+            "Raw Pearson correlation coefficient, sampling variance (1 - r^2)^2 / (n - 1).", _OLKIN_PRATT),
+    Measure("ZCOR", "Correlation (Fisher z)", "correlation", 1, "fisher-z", "transf.ztor", ("cor", "n"), False,
+            "Fisher r-to-z transformed correlation, sampling variance 1 / (n - 3).", _FISHER1921),
+    Measure("SMCC", "Standardized Mean Change (change-score SD)", "change", 1, "identity", "identity",
+            ("mean_time1", "mean_time2", "sd_time1", "sd_time2", "n", "cor"), False,
+            "Bias-corrected standardized mean change, standardized by the SD of the change scores.",
+            _GIBBONS1993 + " " + _BECKER1988),
+    Measure("SMCR", "Standardized Mean Change (raw-score SD)", "change", 1, "identity", "identity",
+            ("mean_time1", "mean_time2", "sd_time1", "n", "cor"), False,
+            "Bias-corrected standardized mean change, standardized by the SD at the first occasion.",
+            _BECKER1988 + " " + _MORRIS2000),
     Measure("HR", "Hazard Ratio", "time-to-event", 2, "log", "exp", (), True,
             "Log hazard ratio, supplied as yi with its standard error (not computed from raw data).",
             "Parmar MKB, Torri V, Stewart L (1998). Extracting summary statistics to perform meta-analyses of "
@@ -213,20 +247,20 @@ _NETWORK_ORDER = ("OR", "RR", "RD", "MD", "SMD")
 _METHODS: tuple[Method, ...] = (
     Method("FE", "Fixed-effect (inverse-variance)", True, False, True, None,
            "Common-effect model, weights 1/vi.", _HEDGES_OLKIN),
-    Method("MH", "Mantel-Haenszel", False, False, False, ("OR", "RR", "RD"),
-           "Mantel-Haenszel fixed-effect pooling of 2x2 tables (rma.mh).",
+    Method("MH", "Mantel-Haenszel", False, False, False, ("OR", "RR", "RD", "IRR", "IRD"),
+           "Mantel-Haenszel fixed-effect pooling of 2x2 tables, or of events and person-time (rma.mh).",
            "Mantel N, Haenszel W (1959). Statistical aspects of the analysis of data from retrospective "
            "studies of disease. J Natl Cancer Inst 22:719-748."),
     Method("PETO", "Peto", False, False, False, ("OR", "PETO"),
            "Peto's one-step fixed-effect odds ratio from 2x2 tables (rma.peto).", _YUSUF),
-    Method("DL", "DerSimonian-Laird", True, True, False, None,
+    Method("DL", "DerSimonian-Laird", True, True, True, None,
            "Random effects; method-of-moments tau^2 with inverse-variance weights.",
            "DerSimonian R, Laird N (1986). Meta-analysis in clinical trials. Control Clin Trials 7:177-188."),
     Method("REML", "Restricted maximum likelihood", True, True, True, None,
            "Random effects; tau^2 maximising the restricted likelihood.", _VIECHTBAUER2005),
-    Method("ML", "Maximum likelihood", True, True, False, None,
+    Method("ML", "Maximum likelihood", True, True, True, None,
            "Random effects; tau^2 maximising the likelihood.", _VIECHTBAUER2005),
-    Method("PM", "Paule-Mandel", True, True, False, None,
+    Method("PM", "Paule-Mandel", True, True, True, None,
            "Random effects; tau^2 setting the generalised Q statistic to k - 1.",
            "Paule RC, Mandel J (1982). Consensus values and weighting factors. J Res Natl Bur Stand "
            "87:377-385."),
@@ -356,8 +390,15 @@ def _ipft_hm(x, *, ni=None, **_: Any):
     return np.where(x < _pft(0.0, nhm), 0.0, z)
 
 
+def _ztor(x, **_: Any):
+    """metafor ``transf.ztor``: Fisher z back to a correlation, ``tanh(z)``."""
+    import numpy as np
+
+    return np.tanh(np.asarray(x, dtype=float))
+
+
 _BACK: dict[str, Callable[..., Any]] = {
-    "identity": _identity, "exp": _exp, "transf.ilogit": _ilogit, "transf.iarcsin": _iarcsin,
+    "identity": _identity, "exp": _exp, "exp-rate": _exp, "transf.ztor": _ztor, "transf.ilogit": _ilogit, "transf.iarcsin": _iarcsin,
     "transf.ipft.hm": _ipft_hm,
 }
 
@@ -411,7 +452,8 @@ def methods(kind: Literal["pairwise", "network"] = "pairwise", *, inverse_varian
             random_effects: bool | None = None) -> tuple[str, ...]:
     """Method codes available for ``kind`` models, optionally filtered.
 
-    ``methods()`` is ``pairwise.METHODS``; ``methods("network")`` is ``("FE", "REML")``;
+    ``methods()`` is ``pairwise.METHODS``; ``methods("network")`` is
+    ``("FE", "DL", "REML", "ML", "PM")``;
     ``methods(inverse_variance=True)`` the inverse-variance methods (those of meta-regression,
     influence diagnostics, GOSH and the bias tests).
     """
@@ -462,3 +504,41 @@ def methods_table() -> list[dict[str, Any]]:
     from dataclasses import asdict
 
     return [asdict(m) for m in _METHODS]
+
+
+# ------------------------------------------------------------------------ exact-likelihood models
+# Kept apart from the inverse-variance/MH/Peto methods above (``methods()`` and ``meta_analysis`` do not
+# accept them): they take 2x2 counts or arm-level events, not yi/vi.  Reused fields of :class:`Method`:
+# ``inverse_variance`` False, ``random_effects`` whether tau^2 is estimated, ``network`` for NMA models.
+_STIJNEN2010 = ("Stijnen T, Hamza TH, Ozdemir P (2010). Random effects meta-analysis of event outcome in the "
+                "framework of the generalized linear mixed model with applications in sparse data. Stat Med "
+                "29:3046-3067.")
+_DIAS_TSD2 = ("Dias S, Welton NJ, Sutton AJ, Ades AE (2011, updated 2016). NICE DSU Technical Support Document 2: "
+              "a generalised linear modelling framework for pairwise and network meta-analysis of randomised "
+              "controlled trials. http://www.nicedsu.org.uk")
+LIKELIHOOD_MODELS: tuple[Method, ...] = (
+    Method("UM.FS", "Binomial-normal GLMM, fixed study effects", False, True, False, ("OR",),
+           "Pairwise log OR; binomial likelihood, normal random effect integrated by adaptive Gauss-Hermite "
+           "quadrature (metafor rma.glmm model='UM.FS'); lnsynth.pairwise.glmm.glmm_meta_analysis.",
+           "Turner RM, Omar RZ, Yang M, Goldstein H, Thompson SG (2000). Stat Med 19:3417-3432. " + _STIJNEN2010),
+    Method("CM.EL", "Conditional GLMM, exact (non-central hypergeometric) likelihood", False, True, False, ("OR",),
+           "Pairwise log OR conditional on each study's total events (metafor rma.glmm model='CM.EL'); "
+           "lnsynth.pairwise.glmm.glmm_meta_analysis.",
+           "van Houwelingen HC, Zwinderman KH, Stijnen T (1993). Stat Med 12:2273-2284. " + _STIJNEN2010),
+    Method("BAYES-BIN", "Bayesian NMA, binomial likelihood, logit link (NICE TSD2)", False, True, True, ("OR",),
+           "Fixed or random effects network of arm-level events, NUTS via NumPyro (extra 'bayes'); "
+           "lnsynth.network.bayes.bayesian_nma.", _DIAS_TSD2),
+)
+_BY_LIKELIHOOD = {m.code: m for m in LIKELIHOOD_MODELS}
+
+
+def likelihood_models(kind: Literal["pairwise", "network"] | None = None) -> tuple[str, ...]:
+    """Codes of the exact-likelihood models (``UM.FS``, ``CM.EL``; network: ``BAYES-BIN``)."""
+    if kind is not None and kind not in METHOD_KINDS:
+        raise ValueError(f"unknown kind {kind!r}; valid: {', '.join(METHOD_KINDS)}")
+    return tuple(m.code for m in LIKELIHOOD_MODELS if kind is None or m.network == (kind == "network"))
+
+
+def likelihood_model(code: str) -> Method:
+    """The registry entry of one exact-likelihood model (case-insensitive)."""
+    return _BY_LIKELIHOOD[_key(code, _BY_LIKELIHOOD, "likelihood model")]

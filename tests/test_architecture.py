@@ -171,7 +171,8 @@ def test_every_pairwise_method_is_in_the_registry():
     assert iv == set(bias._IV) == set(gosh._IV) == set(influence._IV)
     assert set(registry.methods(inverse_variance=False)) == {"MH", "PETO"}
     assert set(registry.fixed_effect_methods()) == {"FE", "MH", "PETO"}
-    assert mh.MH_MEASURES == ("OR", "RR", "RD") == registry.method_measures("MH")
+    assert mh.MH_MEASURES == ("OR", "RR", "RD") and mh.MH_RATE_MEASURES == ("IRR", "IRD")
+    assert mh.MH_MEASURES + mh.MH_RATE_MEASURES == registry.method_measures("MH")
     assert registry.method_measures("PETO") == ("OR", "PETO")
 
 
@@ -200,7 +201,8 @@ def test_network_reads_the_registry():
 
     assert network.MEASURES == registry.network_measures() == ("OR", "RR", "RD", "MD", "SMD")
     assert data.BINARY_MEASURES == ("OR", "RR", "RD") and data.CONTINUOUS_MEASURES == ("MD", "SMD")
-    assert model.NETWORK_METHODS == registry.methods("network") == ("FE", "REML")
+    assert model.NETWORK_METHODS == registry.methods("network")
+    assert {"FE", "REML", "ML", "DL", "PM"} <= set(model.NETWORK_METHODS)
     assert model.MODEL_SCALE == {"OR": "log OR", "RR": "log RR", "RD": "RD", "MD": "MD", "SMD": "SMD"}
 
 

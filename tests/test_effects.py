@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import needs_r
 from lnsynth.effects import MEASURES, EffectSizes, EffectSizeWarning, effect_sizes
 
 REF = json.loads((Path(__file__).parent / "reference" / "effects_reference.json").read_text())
@@ -263,3 +264,85 @@ def test_proportions_finite(rows, measure):
     x = np.floor(n * np.array([r[1] for r in rows]))
     es = effect_sizes(measure, events=x, n=n)
     assert np.all(np.isfinite(es.yi)) and np.all(es.vi > 0)
+
+
+# ----------------------------------------------------------------------- correlations, change scores, rates
+@pytest.mark.parametrize("measure, kw, pattern", [
+    ("COR", dict(cor=[0.2, 1.2], n=[20, 30]), r"cor must be in \[-1, 1\] for study at index 1: 1.2"),
+    ("ZCOR", dict(cor=[0.2, 0.3], n=[20, 0]), r"n must be > 0 for study at index 1"),
+    ("ZCOR", dict(cor=[0.2, 0.3], n=[20, 30], n_treat=[1, 2]), r"field\(s\) n_treat not used by measure ZCOR"),
+    ("SMCC", dict(mean_time1=[5.0], mean_time2=[4.0], sd_time1=[1.0], sd_time2=[1.2], n=[2], cor=[0.5]),
+     r"n must be > 2 for SMCC"),
+    ("SMCC", dict(mean_time1=[5.0], mean_time2=[4.0], sd_time1=[1.0], sd_time2=[-1.0], n=[20], cor=[0.5]),
+     r"sd_time2 must be > 0"),
+    ("SMCR", dict(mean_time1=[5.0], mean_time2=[4.0], sd_time1=[1.0], n=[20], cor=[-1.5]), r"cor must be in"),
+    ("SMCR", dict(mean_time1=[5.0], mean_time2=[4.0], sd_time1=[1.0], n=[20]), r"requires field 'cor'"),
+    ("IRD", dict(events_treat=[1], time_treat=[0.0], events_ctrl=[2], time_ctrl=[5.0]), r"time_treat must be > 0"),
+    ("IRLN", dict(events=[-1], time=[5.0]), r"events is negative"),
+])
+def test_new_measure_errors(measure, kw, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        effect_sizes(measure, **kw)
+
+
+def test_correlation_small_n_keeps_r_and_warns():
+    with pytest.warns(EffectSizeWarning, match="n <= 3"):
+        es = effect_sizes("ZCOR", cor=[0.3, 0.5], n=[3, 50])
+    assert np.isfinite(es.yi[0]) and np.isnan(es.vi[0]) and es.vi[1] == pytest.approx(1 / 47)
+    from lnsynth.pairwise import meta_analysis
+
+    with pytest.raises(ValueError, match="vi is NaN at study index 0"):
+        meta_analysis(es)
+
+
+def test_new_measures_registry_and_back_transforms():
+    from lnsynth import registry
+
+    assert registry.back_transform("ZCOR")(np.arctanh(0.4)) == pytest.approx(0.4)
+    assert registry.back_transform("IRLN")(np.log(0.02)) == pytest.approx(0.02)
+    assert not registry.is_ratio("IRLN") and not registry.is_ratio("IRD")
+    assert set(registry.measures_for("correlation")) == {"COR", "ZCOR"}
+    assert set(registry.measures_for("change")) == {"SMCC", "SMCR"}
+    assert registry.required_fields("SMCR") == ("mean_time1", "mean_time2", "sd_time1", "n", "cor")
+    # batch = loop for a change-score measure with a missing study
+    m1 = np.array([[5.0, 6.0, np.nan], [4.0, 7.5, 6.1]])
+    kw = dict(mean_time2=m1 - 1.0, sd_time1=np.ones_like(m1), sd_time2=np.full_like(m1, 1.5),
+              n=np.full_like(m1, 20.0), cor=np.full_like(m1, 0.4))
+    kw["mean_time2"][0, 2] = kw["sd_time1"][0, 2] = kw["sd_time2"][0, 2] = kw["n"][0, 2] = kw["cor"][0, 2] = np.nan
+    es = effect_sizes("SMCC", mean_time1=m1, **kw)
+    one = effect_sizes("SMCC", mean_time1=m1[1], **{k: v[1] for k, v in kw.items()})
+    np.testing.assert_allclose(es.yi[1], one.yi, rtol=1e-15)
+    assert np.isnan(es.yi[0, 2]) and np.isnan(es.vi[0, 2])
+
+
+@needs_r
+def test_new_measures_live_against_rscript():
+    """Fresh random data each run: COR, ZCOR, SMCC, SMCR, IRD, IRLN against escalc."""
+    import subprocess
+
+    rng = np.random.default_rng()
+    k = 6
+    r = np.round(rng.uniform(-0.9, 0.9, k), 3)
+    n = rng.integers(4, 80, k).astype(float)
+    m1, m2 = np.round(rng.normal(10, 2, k), 2), np.round(rng.normal(9, 2, k), 2)
+    s1, s2 = np.round(rng.uniform(1, 4, k), 2), np.round(rng.uniform(1, 4, k), 2)
+    x1, x2 = rng.poisson(3, k).astype(float), rng.poisson(4, k).astype(float)
+    t1, t2 = np.round(rng.uniform(20, 200, k), 1), np.round(rng.uniform(20, 200, k), 1)
+    vec = lambda a: "c(" + ",".join(f"{float(t):.17g}" for t in a) + ")"  # noqa: E731
+    code = f"""suppressMessages(library(metafor)); r <- {vec(r)}; n <- {vec(n)}; m1 <- {vec(m1)}; m2 <- {vec(m2)}
+    s1 <- {vec(s1)}; s2 <- {vec(s2)}; x1 <- {vec(x1)}; x2 <- {vec(x2)}; t1 <- {vec(t1)}; t2 <- {vec(t2)}
+    e <- list(escalc("COR", ri = r, ni = n), escalc("ZCOR", ri = r, ni = n),
+              escalc("SMCC", m1i = m1, m2i = m2, sd1i = s1, sd2i = s2, ni = n, ri = r),
+              escalc("SMCR", m1i = m1, m2i = m2, sd1i = s1, ni = n, ri = r),
+              escalc("IRD", x1i = x1, t1i = t1, x2i = x2, t2i = t2), escalc("IRLN", xi = x1, ti = t1))
+    for (z in e) cat(sprintf("%.17g", c(z$yi, z$vi)), sep = "\\n")"""
+    out = subprocess.run(["Rscript", "-e", code], capture_output=True, text=True, timeout=300, check=True).stdout
+    want = np.array([float(t) for t in out.split()]).reshape(6, 2, k)
+    got = [effect_sizes("COR", cor=r, n=n), effect_sizes("ZCOR", cor=r, n=n),
+           effect_sizes("SMCC", mean_time1=m1, mean_time2=m2, sd_time1=s1, sd_time2=s2, n=n, cor=r),
+           effect_sizes("SMCR", mean_time1=m1, mean_time2=m2, sd_time1=s1, n=n, cor=r),
+           effect_sizes("IRD", events_treat=x1, time_treat=t1, events_ctrl=x2, time_ctrl=t2),
+           effect_sizes("IRLN", events=x1, time=t1)]
+    for es, w in zip(got, want):
+        np.testing.assert_allclose(es.yi, w[0], rtol=1e-12, atol=1e-15, err_msg=es.measure)
+        np.testing.assert_allclose(es.vi, w[1], rtol=1e-11, err_msg=es.measure)

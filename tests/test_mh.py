@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from conftest import needs_r
 from lnsynth.effects import EffectSizeWarning
-from lnsynth.pairwise.mh import mh_core, peto_core
+from lnsynth.pairwise.mh import breslow_day, mh_core, mh_rate_core, peto_core
 
 HERE = Path(__file__).parent
 REF = json.loads((HERE / "reference" / "effects_reference.json").read_text())
@@ -28,6 +28,8 @@ POOL = [c for c in REF["pool"] if "error" not in c["result"]]
 POOL_ERR = [c for c in REF["pool"] if "error" in c["result"]]
 RTOL = 1e-9
 KEYS = ["estimate", "se", "zval", "pvalue", "ci_low", "ci_high", "q", "q_pvalue", "i2", "h2", "k", "tau2"]
+BD_KEYS = ["bd", "bd_pvalue", "tarone", "tarone_pvalue", "bd_k"]
+POOL_RATE = REF["pool_rate"]
 
 
 def _arr(x):
@@ -48,22 +50,23 @@ def _run(c):
 
 
 def _compare(got: dict, want: dict, idx=0, rtol=RTOL):
-    keys = KEYS + (["cmh", "cmh_pvalue"] if "cmh" in want else [])
+    keys = KEYS + (["cmh", "cmh_pvalue"] if "cmh" in want else []) + (BD_KEYS if "bd" in want else [])
     for key in keys:
         g = float(np.asarray(got[key])[idx])
         w = np.nan if want[key] is None else float(want[key])
         if np.isnan(w):
             assert np.isnan(g), (key, g, w)
         else:
-            # p-values can underflow towards 0: compare them absolutely too
-            atol = 1e-300 if "pvalue" not in key else 1e-15
+            # p-values can underflow towards 0: compare them absolutely too; Tarone's statistic is a
+            # difference of two nearly equal sums (BD minus a tiny correction), so absolutely as well
+            atol = 1e-15 if "pvalue" in key else (1e-12 if key in ("bd", "tarone") else 1e-300)
             np.testing.assert_allclose(g, w, rtol=rtol, atol=atol, err_msg=key)
 
 
 @pytest.mark.parametrize("case", POOL, ids=_id)
 def test_pool_reference(case):
     out = _run(case)
-    assert set(out) == set(KEYS + (["cmh", "cmh_pvalue"] if case["measure"] == "OR" else []))
+    assert set(out) == set(KEYS + (["cmh", "cmh_pvalue"] + BD_KEYS if case["measure"] == "OR" else []))
     for v in out.values():
         assert v.shape == (1,)
     _compare(out, case["result"])
@@ -74,7 +77,7 @@ def test_pool_max_relative_difference():
     for c in POOL:
         out = _run(c)
         for key, w in c["result"].items():
-            if key not in out or w is None or w == 0:
+            if key not in out or w is None or w == 0 or key in ("bd", "tarone", "bd_pvalue", "tarone_pvalue"):
                 continue
             worst = max(worst, abs(float(out[key][0]) - w) / abs(w))
     assert worst < 1e-11, worst
@@ -306,3 +309,124 @@ def test_correct_matches_live_rma_mh():
         res = meta_analysis(es, method="MH", correct=correct)
         np.testing.assert_allclose(res.extra["cmh"], cmh, rtol=1e-10)
         np.testing.assert_allclose(res.extra["cmh_pvalue"], p, rtol=1e-10)
+
+
+# --------------------------------------------------------------------------- Breslow-Day / Tarone
+def test_breslow_day_reference_covered():
+    with_bd = [c for c in POOL if c["measure"] == "OR" and c["result"].get("bd") is not None]
+    assert len(with_bd) >= 40
+    assert any(c["result"]["bd_k"] < c["result"]["k"] for c in with_bd)  # tables left out of BD (zeros)
+    worst = 0.0
+    for c in with_bd:
+        out = _run(c)
+        for key in ("bd", "tarone"):
+            w = c["result"][key]
+            if w > 1e-6:
+                worst = max(worst, abs(float(out[key][0]) - w) / w)
+    assert worst < 1e-10, worst
+
+
+def test_breslow_day_function_and_api():
+    from lnsynth.effects import effect_sizes
+    from lnsynth.pairwise import meta_analysis
+
+    case = next(c for c in POOL if c["name"] == "bcg" and c["measure"] == "OR" and c["correct"])
+    cells = [_arr(case[n]) for n in ("ai", "bi", "ci", "di")]
+    out = breslow_day(*cells)
+    np.testing.assert_allclose(out["bd"], case["result"]["bd"], rtol=1e-10)
+    np.testing.assert_allclose(out["tarone_pvalue"], case["result"]["tarone_pvalue"], rtol=1e-9)
+    es = effect_sizes("OR", events_treat=cells[0], n_treat=cells[0] + cells[1], events_ctrl=cells[2],
+                      n_ctrl=cells[2] + cells[3])
+    res = meta_analysis(es, method="MH")
+    assert res.extra["bd"] == pytest.approx(case["result"]["bd"], rel=1e-10)
+    assert res.extra["tarone"] == pytest.approx(case["result"]["tarone"], rel=1e-10)
+    assert "Breslow-Day" in res.summary()
+
+
+def test_breslow_day_homogeneous_tables_give_zero():
+    # identical tables: the MH odds ratio fits every table exactly
+    t = np.array([10.0, 10.0, 10.0])
+    out = breslow_day(t * 1, t * 3, t * 2, t * 4)
+    assert out["bd"][0] == pytest.approx(0.0, abs=1e-12) and out["bd_pvalue"][0] == pytest.approx(1.0)
+
+
+# --------------------------------------------------------------------------- MH for person-time (IRR, IRD)
+def _id_rate(c):
+    return f"{c['name']}-{c['measure']}-correct={c['correct']}-to={c['to']}-drop00={c['drop00']}"
+
+
+def _run_rate(c):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", EffectSizeWarning)
+        return mh_rate_core(*[_arr(c[n]) for n in ("x1i", "t1i", "x2i", "t2i")], c["measure"], correct=c["correct"],
+                            add=c["add"], to=c["to"], drop00=c["drop00"])
+
+
+@pytest.mark.parametrize("case", POOL_RATE, ids=_id_rate)
+def test_pool_rate_reference(case):
+    assert "error" not in case["result"]
+    out = _run_rate(case)
+    assert set(out) == set(KEYS + (["cmh", "cmh_pvalue"] if case["measure"] == "IRR" else []))
+    _compare(out, case["result"])
+
+
+def test_pool_rate_coverage_and_precision():
+    assert {(c["measure"], c["correct"]) for c in POOL_RATE} == {("IRR", True), ("IRR", False), ("IRD", True)}
+    assert {"hart1999", "k1", "one_zero_arm", "with_missing"} <= {c["name"] for c in POOL_RATE}
+    worst = 0.0
+    for c in POOL_RATE:
+        out = _run_rate(c)
+        for key, w in c["result"].items():
+            if key in out and w not in (None, 0):
+                worst = max(worst, abs(float(out[key][0]) - w) / abs(w))
+    assert worst < 1e-11, worst
+
+
+def test_mh_rate_through_meta_analysis():
+    from lnsynth.effects import effect_sizes
+    from lnsynth.pairwise import meta_analysis
+
+    c = next(c for c in POOL_RATE if c["name"] == "hart1999" and c["measure"] == "IRR" and c["to"] == "only0"
+             and c["correct"])
+    x1, t1, x2, t2 = (_arr(c[n]) for n in ("x1i", "t1i", "x2i", "t2i"))
+    for measure in ("IRR", "IRD"):
+        want = next(d for d in POOL_RATE if d["name"] == "hart1999" and d["measure"] == measure
+                    and d["to"] == "only0")["result"]
+        es = effect_sizes(measure, events_treat=x1, time_treat=t1, events_ctrl=x2, time_ctrl=t2)
+        res = meta_analysis(es, method="MH")
+        assert res.method == "MH" and res.measure == measure
+        for key in ("estimate", "se", "ci_low", "ci_high", "q", "i2"):
+            assert getattr(res, key) == pytest.approx(want[key], rel=1e-10), key
+    assert res.extra.get("cmh") is None  # IRD: no MH test
+
+
+def test_mh_rate_errors():
+    with pytest.raises(ValueError, match="valid: IRR, IRD"):
+        mh_rate_core([1], [2.0], [1], [2.0], "OR")
+    with pytest.raises(ValueError, match="time_ctrl must be > 0 for study at index 1"):
+        mh_rate_core([1, 2], [10.0, 20.0], [1, 3], [10.0, 0.0], "IRR")
+    with pytest.raises(ValueError, match="events_treat is negative"):
+        mh_rate_core([-1, 2], [10.0, 20.0], [1, 3], [10.0, 5.0], "IRD")
+    from lnsynth.effects import effect_sizes
+    from lnsynth.pairwise import meta_analysis
+
+    es = effect_sizes("IRLN", events=[3, 4], time=[10.0, 20.0])
+    with pytest.raises(ValueError, match="MH"):
+        meta_analysis(es, method="MH")
+
+
+@pytest.mark.parametrize("measure", ["IRR", "IRD"])
+def test_mh_rate_batch_equals_loop(measure):
+    rng = np.random.default_rng(5)
+    t1, t2 = rng.uniform(20, 300, (3, 6)), rng.uniform(20, 300, (3, 6))
+    x1, x2 = rng.poisson(t1 * 0.02).astype(float), rng.poisson(t2 * 0.03).astype(float)
+    for a in (x1, t1, x2, t2):
+        a[1, 4] = np.nan  # a study missing from analysis 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", EffectSizeWarning)
+        batch = mh_rate_core(x1, t1, x2, t2, measure)
+        for b in range(3):
+            keep = ~np.isnan(x1[b])
+            one = mh_rate_core(x1[b][keep], t1[b][keep], x2[b][keep], t2[b][keep], measure)
+            for key, val in one.items():
+                np.testing.assert_allclose(batch[key][b], val[0], rtol=1e-13, err_msg=key)

@@ -98,7 +98,7 @@ def test_q_decomposition_matches_reference(name, method):
     close(qd.loc["total", "Q"], qd.loc["within designs", "Q"] + qd.loc["between designs", "Q"], 1e-12)
     assert qd.loc["total", "df"] == qd.loc["within designs", "df"] + qd.loc["between designs", "df"]
     close(qd.loc["total", "Q"], res.Q, 1e-12)
-    dbt = res.design_by_treatment(random=True)
+    dbt = res.design_by_treatment(random=True, tau2="consistency")
     close(dbt["chi2"], ref["Q_between_RE"], RTOL[method], 1e-9)
     assert dbt["df"] == ref["Q_between_df"]
     by = res.q_decomposition(by_design=True)
@@ -235,7 +235,9 @@ def test_errors_name_study_and_field():
     with pytest.raises(ValueError, match=r"s1.*duplicate arms.*\['A'\]"):
         fit(dup)
     with pytest.raises(ValueError, match="method"):
-        fit(df, method="DL")
+        fit(df, method="SJ")  # a pairwise-only estimator
+    with pytest.raises(ValueError, match="test"):
+        fit(df, test="wald")
     with pytest.raises(ValueError, match="measure"):
         fit(df, measure="HR")
     with pytest.raises(ValueError, match="level"):

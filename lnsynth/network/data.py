@@ -31,11 +31,23 @@ Conventions
   size.  For two-arm studies this is exactly metafor's ``escalc("SMD")``.
 * Contrast-level input (``yi``, ``vi``, ``treat1``, ``treat2``): ``yi`` is the
   effect of ``treat1`` relative to ``treat2`` (netmeta convention).  A study
-  with one row is a two-arm study.  A multi-arm study given as several rows
-  must have all rows share the same ``treat2`` (the common comparator) and a
-  ``cov`` column must be named, holding the covariance between that study's
-  contrasts (the variance of the shared comparator arm); otherwise a
-  ``ValueError`` is raised.
+  with one row is a two-arm study.  A multi-arm study is given either
+
+  - as netmeta does, by **all** ``k(k-1)/2`` pairwise contrasts of its ``k`` arms
+    (no ``cov``): arm variances are recovered from ``v_ab = s_a + s_b`` and the
+    study is reduced to its ``k - 1`` basic contrasts with covariance
+    ``diag(s_t) + s_b`` (Rücker & Schwarzer 2014); inconsistent contrasts or
+    variances are an error naming the study; or
+  - by ``k - 1`` rows sharing the same ``treat2`` (the common comparator) with a
+    ``cov`` column holding the covariance between that study's contrasts (the
+    variance of the shared comparator arm);
+
+  otherwise a ``ValueError`` is raised.
+* Labels: a study label whose rows repeat a treatment (arm input), repeat a
+  comparison or form unconnected groups of treatments (contrast input) looks
+  like two studies sharing a label and is an error naming the study; treatment
+  labels that differ only in case or whitespace (``'B'`` vs ``'B '``) are kept
+  apart and warned about (:func:`check_labels`).
 
 References
 ----------
@@ -45,6 +57,8 @@ Rücker G. (2012). Network meta-analysis, electrical networks and graph theory.
 Res Synth Methods 3:312-324.
 Gleser L.J., Olkin I. (2009). Stochastically dependent effect sizes. In: The
 Handbook of Research Synthesis and Meta-Analysis, 2nd ed.
+Rücker G., Schwarzer G. (2014). Reduce dimension or reduce weights? Comparing two
+approaches to multi-arm studies in network meta-analysis. Stat Med 33:4353-4369.
 """
 
 from __future__ import annotations
@@ -188,6 +202,8 @@ def _baseline(ts: Sequence[str], reference: str | None) -> str:
 
 def _contrasts_from_arms(theta: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     y = theta[1:] - theta[0]
+    if len(v) == 2:
+        return y, np.array([[v[1] + v[0]]])
     V = np.diag(v[1:]) + v[0]
     return y, V
 
@@ -232,6 +248,7 @@ def prepare(
 
     if not studies:
         raise ValueError("no studies with information left")
+    check_labels(studies, treatment if treatment is not None else f"{treat1}/{treat2}")
     treatments = tuple(sorted({t for s in studies for t in s.treatments}))
     if reference is None:
         reference = treatments[0]
@@ -270,10 +287,29 @@ def _prepare_contrasts(df, study, yi, vi, treat1, treat2, cov, reference) -> lis
             else:
                 out.append(StudyContrasts(sid, (a, b), np.array([-y[0]]), np.array([[v[0]]])))
             continue
+        arms = sorted(set(t1) | set(t2))
+        pairs = [frozenset(ab) for ab in zip(t1, t2)]
+        g_links = nx.Graph(list(zip(t1, t2)))
+        if nx.number_connected_components(g_links) > 1:
+            parts = "; ".join(", ".join(sorted(c)) for c in sorted(nx.connected_components(g_links), key=min))
+            raise ValueError(
+                f"study '{sid}': its contrasts form {nx.number_connected_components(g_links)} unconnected "
+                f"groups of treatments ({parts}) - this looks like two different studies sharing one label; "
+                f"give each study its own label in field '{study}'")
+        if len(set(pairs)) != len(pairs):
+            dup = sorted({"-".join(sorted(pq)) for pq in pairs if pairs.count(pq) > 1})
+            raise ValueError(
+                f"study '{sid}': the same comparison appears more than once ({', '.join(dup)}) - "
+                f"two different studies sharing one label? give each its own label in field '{study}'")
+        k = len(arms)
+        if len(g) == k * (k - 1) // 2 and k > 2 and cov is None:
+            out.append(_from_all_pairs(sid, arms, t1, t2, y, v, reference, treat1, vi))
+            continue
         if len(set(t2)) != 1:
             raise ValueError(
-                f"study '{sid}': multi-arm contrast input needs all rows to share the same "
-                f"comparator in field '{treat2}' (treat2); got {sorted(set(t2))}")
+                f"study '{sid}': multi-arm contrast input needs either all k(k-1)/2 pairwise contrasts of "
+                f"its k arms (netmeta style; {len(g)} rows for {k} arms given) or k - 1 rows that share the "
+                f"same comparator in field '{treat2}' (treat2) with cov=; got comparators {sorted(set(t2))}")
         if len(set(t1)) != len(t1):
             raise ValueError(f"study '{sid}': duplicate arms in field '{treat1}' (treat1)")
         if cov is None:
@@ -304,6 +340,75 @@ def _prepare_contrasts(df, study, yi, vi, treat1, treat2, cov, reference) -> lis
     return out
 
 
+def _from_all_pairs(sid, arms, t1, t2, y, v, reference, treat1, vi, tol: float = 1e-3) -> StudyContrasts:
+    """A multi-arm study given as all pairwise contrasts (netmeta's input) -> basic contrasts.
+
+    With arm effects ``theta`` and arm variances ``s`` (Rücker & Schwarzer 2014),
+    ``y_ab = theta_a - theta_b`` and ``v_ab = s_a + s_b``; both are solved by least
+    squares (exactly determined for 3 arms) and the study is stored as contrasts against
+    its baseline arm with covariance ``diag(s_t) + s_b``, the covariance the pairwise
+    variances imply (netmeta's reduced weights give the same information matrix).
+    The contrasts must be consistent (``y_ab + y_bc = y_ac``; ``tol`` relative to the
+    largest |y|, as netmeta's ``tol.multiarm``) and so must the variances, else a
+    ``ValueError`` names the study.
+    """
+    idx = {t: i for i, t in enumerate(arms)}
+    k, R = len(arms), len(y)
+    D = np.zeros((R, k))
+    A = np.zeros((R, k))
+    for r, (a, b) in enumerate(zip(t1, t2)):
+        D[r, idx[a]], D[r, idx[b]] = 1.0, -1.0
+        A[r, idx[a]], A[r, idx[b]] = 1.0, 1.0
+    theta = np.linalg.lstsq(D, y, rcond=None)[0]
+    res_y = y - D @ theta
+    scale_y = max(float(np.max(np.abs(y))), 1e-12)
+    if np.max(np.abs(res_y)) > tol * max(scale_y, 1.0):
+        raise ValueError(
+            f"study '{sid}': its {R} pairwise contrasts are not consistent (e.g. y(A-B) + y(B-C) != y(A-C); "
+            f"largest deviation {np.max(np.abs(res_y)):.3g}) - check the signs and treat1/treat2 of field "
+            f"'{treat1}'")
+    s_arm = np.linalg.lstsq(A, v, rcond=None)[0] if k > 3 else np.linalg.solve(A.T @ A, A.T @ v)
+    res_v = v - A @ s_arm
+    if np.max(np.abs(res_v)) > tol * float(np.max(v)):
+        raise ValueError(
+            f"study '{sid}': the variances of its pairwise contrasts (field '{vi}') do not come from one set "
+            f"of arm variances (v(A-B) = s_A + s_B); largest deviation {np.max(np.abs(res_v)):.3g}")
+    base = _baseline(arms, reference)
+    order = [base] + sorted(t for t in arms if t != base)
+    th = np.array([theta[idx[t]] for t in order])
+    sv = np.array([s_arm[idx[t]] for t in order])
+    yy, VV = _contrasts_from_arms(th, sv)
+    if np.linalg.eigvalsh(VV).min() <= 0:
+        raise ValueError(f"study '{sid}': the pairwise variances in field '{vi}' imply a covariance matrix "
+                         "that is not positive definite")
+    return StudyContrasts(sid, tuple(order), yy, VV)
+
+
+def _norm_label(t: str) -> str:
+    return " ".join(str(t).split()).casefold()
+
+
+def check_labels(studies: Sequence[StudyContrasts], field: str) -> None:
+    """Warn about treatment labels that differ only in case or whitespace ('B' vs 'B ').
+
+    They are kept as different treatments (never merged silently); the warning names
+    the labels and the studies using each.
+    """
+    by: dict[str, dict[str, list[str]]] = {}
+    for s in studies:
+        for t in s.treatments:
+            by.setdefault(_norm_label(t), {}).setdefault(t, []).append(s.study)
+    clashes = {k: v for k, v in by.items() if len(v) > 1}
+    if clashes:
+        parts = []
+        for v in clashes.values():
+            parts.append(" vs ".join(f"{t!r} (studies {', '.join(sorted(set(ss))[:5])})" for t, ss in sorted(v.items())))
+        warnings.warn(
+            f"treatment labels in field '{field}' differ only in case or whitespace and are treated as "
+            f"different treatments: {'; '.join(parts)} - correct the labels if they are the same treatment",
+            UserWarning, stacklevel=4)
+
+
 def _prepare_arms(df, study, treatment, events, n, mean, sd, measure, reference):
     if measure in BINARY_MEASURES:
         if mean is not None or sd is not None:
@@ -319,31 +424,48 @@ def _prepare_arms(df, study, treatment, events, n, mean, sd, measure, reference)
 
     out: list[StudyContrasts] = []
     dropped: list[str] = []
-    for sid, g in df.groupby(study, sort=False):
+    cols = {c: pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=float)
+            for c in (n, events, mean, sd) if c is not None}
+    trt_all = df[treatment].to_numpy()
+    groups = df.groupby(study, sort=False).indices
+    # per-row flags, so that clean studies skip the per-study reductions (same checks, same order)
+    any_bad_n = bool((cols[n] <= 0).any())
+    if measure in BINARY_MEASURES:
+        xe, ne = cols[events], cols[n]
+        any_bad_x = bool(((xe < 0) | (xe > ne)).any())
+        edge_row = (xe == 0) | (xe == ne)
+    else:
+        any_bad_sd = bool((cols[sd] <= 0).any())
+    for sid in pd.unique(df[study]):
+        rows_g = groups[sid]
         sid = str(sid)
-        ts = [str(x) for x in g[treatment]]
+        ts = [str(x) for x in trt_all[rows_g]]
         if len(ts) < 2:
             raise ValueError(f"study '{sid}': single-arm study (field '{treatment}' has one arm); need >= 2 arms")
         dup = sorted({t for t in ts if ts.count(t) > 1})
         if dup:
-            raise ValueError(f"study '{sid}': duplicate arms in field '{treatment}' (treatment): {dup}")
+            raise ValueError(f"study '{sid}': duplicate arms in field '{treatment}' (treatment): {dup} - "
+                             f"if these rows are two different studies sharing one label, give each its own "
+                             f"label in field '{study}'")
         base = _baseline(ts, reference)
         order = [base] + sorted(t for t in ts if t != base)
         idx = [ts.index(t) for t in order]
-        nn = g[n].to_numpy(dtype=float)[idx]
-        if (nn <= 0).any():
+        nn = cols[n][rows_g][idx]
+        if any_bad_n and (nn <= 0).any():
             raise ValueError(f"study '{sid}': field '{n}' (n) must be positive")
         if measure in BINARY_MEASURES:
-            x = g[events].to_numpy(dtype=float)[idx]
-            if (x < 0).any():
+            x = cols[events][rows_g][idx]
+            if any_bad_x and (x < 0).any():
                 raise ValueError(f"study '{sid}': field '{events}' (events) is negative")
-            if (x > nn).any():
+            if any_bad_x and (x > nn).any():
                 raise ValueError(f"study '{sid}': field '{events}' (events) exceeds field '{n}' (n)")
-            allzero, allfull = bool((x == 0).all()), bool((x == nn).all())
-            if (measure == "OR" and (allzero or allfull)) or (measure == "RR" and allzero):
-                dropped.append(sid)
-                continue
-            if ((x == 0) | (x == nn)).any():
+            edge = bool(edge_row[rows_g].any())
+            if edge:
+                allzero, allfull = bool((x == 0).all()), bool((x == nn).all())
+                if (measure == "OR" and (allzero or allfull)) or (measure == "RR" and allzero):
+                    dropped.append(sid)
+                    continue
+            if edge:
                 x, nn_c = x + 0.5, nn + 1.0
             else:
                 nn_c = nn
@@ -356,9 +478,9 @@ def _prepare_arms(df, study, treatment, events, n, mean, sd, measure, reference)
                 theta, v = p, p * (1.0 - p) / nn_c
             y, V = _contrasts_from_arms(theta, v)
         else:
-            m = g[mean].to_numpy(dtype=float)[idx]
-            s = g[sd].to_numpy(dtype=float)[idx]
-            if (s <= 0).any():
+            m = cols[mean][rows_g][idx]
+            s = cols[sd][rows_g][idx]
+            if any_bad_sd and (s <= 0).any():
                 raise ValueError(f"study '{sid}': field '{sd}' (sd) must be positive")
             if measure == "MD":
                 y, V = _contrasts_from_arms(m, s**2 / nn)

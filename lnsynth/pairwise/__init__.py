@@ -4,6 +4,9 @@ Public API: :func:`meta_analysis`, :class:`MetaResult`, :class:`MetaBatchResult`
 and :func:`effect_sizes` (re-exported lazily from :mod:`lnsynth.effects`); meta-regression,
 subgroups, small-study tests and GOSH/influence are re-exported from their modules, the
 scipy.optimize-heavy ones (bias, regression, subgroup) lazily, so ``meta_analysis`` starts fast.
+Model follow-ups (metafor ``confint``, ``anova``, ``fitstats``, ``residuals``, ``rstandard``,
+``blup``, ``ranef``): :func:`tau2_conf_int`, :func:`anova`, :func:`fit_stats`, :func:`residuals`,
+:func:`rstandard`, :func:`blup`, :func:`ranef`; :func:`breslow_day` (``rma.mh``'s BD/Tarone).
 """
 from .api import METHODS, TESTS, MetaAnalysisWarning, meta_analysis
 from .results import DICT_KEYS, MetaBatchResult, MetaResult
@@ -13,6 +16,7 @@ from .results import DICT_KEYS, MetaBatchResult, MetaResult
 # are light (numpy, scipy.special), so this costs little at start-up.
 from .gosh import gosh  # noqa: E402
 from .influence import baujat, cumulative, influence, leave_one_out  # noqa: E402
+from .residuals import blup, ranef, residuals, rstandard  # noqa: E402
 
 # name -> (module, attribute): imported on first access (module ``__getattr__``)
 _LAZY: dict[str, tuple[str, str]] = {
@@ -22,8 +26,14 @@ _LAZY: dict[str, tuple[str, str]] = {
     "trim_and_fill": ("lnsynth.pairwise.bias", "trim_and_fill"),
     "meta_regression": ("lnsynth.pairwise.regression", "meta_regression"),
     "subgroup_analysis": ("lnsynth.pairwise.subgroup", "subgroup_analysis"),
+    "glmm_meta_analysis": ("lnsynth.pairwise.glmm", "glmm_meta_analysis"),
+    "GLMMResult": ("lnsynth.pairwise.glmm", "GLMMResult"),
+    "anova": ("lnsynth.pairwise.modeltests", "anova"),
+    "fit_stats": ("lnsynth.pairwise.modeltests", "fit_stats"),
+    "tau2_conf_int": ("lnsynth.pairwise.confint", "tau2_conf_int"),
+    "breslow_day": ("lnsynth.pairwise.mh", "breslow_day"),
 }
-_EAGER = ["gosh", "baujat", "cumulative", "influence", "leave_one_out"]
+_EAGER = ["gosh", "baujat", "cumulative", "influence", "leave_one_out", "blup", "ranef", "residuals", "rstandard"]
 
 __all__ = ["meta_analysis", "effect_sizes", *_EAGER, *sorted(_LAZY), "MetaResult", "MetaBatchResult", "MetaAnalysisWarning",
            "DICT_KEYS", "METHODS", "TESTS"]

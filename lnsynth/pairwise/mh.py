@@ -1,7 +1,9 @@
 """Mantel-Haenszel and Peto fixed-effect pooling of 2x2 tables.
 
 Pure, batch-vectorised functions reproducing metafor 3.8-1's ``rma.mh``
-(measures OR, RR, RD) and ``rma.peto``.  Inputs ``ai, bi, ci, di`` are the
+(measures OR, RR, RD from 2x2 tables, with the Breslow-Day and Tarone tests for
+OR; IRR and IRD from events and person-time: :func:`mh_rate_core`) and
+``rma.peto``.  Inputs ``ai, bi, ci, di`` are the
 raw cells (events / non-events, treatment then control) shaped ``(k,)`` or
 ``(B, k)``; a study that is NaN in all four cells is missing from that
 analysis.  Results are always arrays of shape ``(B,)`` (``B = 1`` for 1-D
@@ -26,6 +28,13 @@ Greenland S, Robins JM (1985). Biometrics 41:55-68 (variances of the MH log
 risk ratio and risk difference).
 Sato T, Greenland S, Robins JM (1989). Biometrics 45:1323-1324 (risk
 difference variance as used by metafor).
+Breslow NE, Day NE (1980). Statistical Methods in Cancer Research, Vol. I:
+The Analysis of Case-Control Studies. IARC, Lyon (test of homogeneity of
+odds ratios).
+Tarone RE (1985). On heterogeneity tests based on efficient scores.
+Biometrika 72:91-95 (correction of the Breslow-Day statistic).
+Rothman KJ, Greenland S (1998). Modern Epidemiology, 2nd ed., ch. 15
+(Mantel-Haenszel rate ratio and rate difference for person-time data).
 Yusuf S, Peto R, Lewis J, Collins R, Sleight P (1985). Prog Cardiovasc Dis
 27:335-371 (Peto's method).
 Viechtbauer W (2010). J Stat Softw 36(3) -- ``rma.mh``, ``rma.peto``.
@@ -42,9 +51,12 @@ from scipy.stats import chi2, norm
 from lnsynth import registry
 from lnsynth.effects import EffectSizeWarning, _binary_yi_vi, _prepare, _validate_binary
 
-__all__ = ["mh_core", "peto_core", "MH_MEASURES"]
+__all__ = ["mh_core", "mh_rate_core", "peto_core", "breslow_day", "MH_MEASURES", "MH_RATE_MEASURES"]
 
-MH_MEASURES = registry.method_measures("MH")  # OR, RR, RD
+#: Mantel-Haenszel measures for person-time data (rma.mh with x1i, t1i, x2i, t2i)
+MH_RATE_MEASURES = ("IRR", "IRD")
+#: Mantel-Haenszel measures for 2x2 tables: the registry's MH measures other than the rate ones
+MH_MEASURES = tuple(m for m in registry.method_measures("MH") if m not in MH_RATE_MEASURES)  # OR, RR, RD
 _TO = ("all", "only0", "if0all", "none")
 
 
@@ -200,6 +212,7 @@ def mh_core(
             out["cmh"] = cmh
             out["cmh_pvalue"] = chi2.sf(cmh, 1)
             _warn_nan(ok, k, "OR", "no study has a*d > 0 or none has b*c > 0")
+            out.update(_breslow_day(a, b, c, d, present, np.where(ok, R / S, np.nan)))
         elif measure == "RR":
             R = (a * (n2 / N)).sum(-1)
             S = (c * (n1 / N)).sum(-1)
@@ -235,6 +248,186 @@ def mh_core(
         **out,
     )
     return out
+
+
+def _breslow_day(a, b, c, d, present, psi):
+    """Breslow-Day statistic and Tarone's correction at the pooled odds ratio ``psi`` (B,)."""
+    n1 = a + b
+    n2 = c + d
+    xt = a + c
+    yt = b + d
+    N = n1 + n2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = psi[:, None]
+        A = p * (n1 + xt) + (n2 - xt)
+        Bq = np.sqrt(A * A - 4.0 * n1 * xt * p * (p - 1.0))
+        fit = np.where(p == 1.0, n1 / N * xt, (A - Bq) / (2.0 * (p - 1.0)))
+        pos = present & (fit > 0) & (xt > 0) & (yt > 0)
+        f11 = np.where(pos, fit, 1.0)
+        f12 = n1 - f11
+        f21 = xt - f11
+        f22 = f11 - n1 - xt + N
+        V = np.where(pos, 1.0 / (1.0 / f11 + 1.0 / f12 + 1.0 / f21 + 1.0 / f22), 0.0)
+        dev = np.where(pos, a - f11, 0.0)
+        bd = np.maximum(0.0, np.where(pos, dev * dev / np.where(pos, V, 1.0), 0.0).sum(-1))
+        ta = np.maximum(0.0, bd - dev.sum(-1) ** 2 / V.sum(-1))
+        k_pos = pos.sum(-1)
+        est = np.isfinite(psi)
+        bd = np.where(est, bd, np.nan)
+        ta = np.where(est, ta, np.nan)
+        df = np.maximum(k_pos - 1, 1)
+        many = est & (k_pos > 1)
+        bd_p = np.where(many, chi2.sf(bd, df), np.nan)
+        ta_p = np.where(many, chi2.sf(ta, df), np.nan)
+    return {"bd": bd, "bd_pvalue": bd_p, "tarone": ta, "tarone_pvalue": ta_p,
+            "bd_k": np.where(est, k_pos, 0).astype(np.int64)}
+
+
+def breslow_day(ai: Any, bi: Any, ci: Any, di: Any) -> dict[str, np.ndarray]:
+    r"""Breslow-Day test of homogeneity of odds ratios, with Tarone's correction.
+
+    For each table the expected count :math:`\tilde a_i` in the first cell is the root in
+    :math:`(\max(0, x_i - n_{2i}), \min(x_i, n_{1i}))` of
+    :math:`\tilde a(\tilde a - n_{1i} - x_i + N_i) = \hat\psi (n_{1i} - \tilde a)(x_i - \tilde a)`
+    (the table with the margins of study *i* and odds ratio equal to the Mantel-Haenszel
+    :math:`\hat\psi`), with :math:`x_i = a_i + c_i`; with
+    :math:`V_i = (1/\tilde a + 1/\tilde b + 1/\tilde c + 1/\tilde d)^{-1}`,
+    :math:`BD = \sum (a_i - \tilde a_i)^2 / V_i` (Breslow & Day 1980) and Tarone's (1985)
+    :math:`BD - (\sum a_i - \sum \tilde a_i)^2 / \sum V_i`, both chi-square on
+    :math:`k_{pos} - 1` df, where the sums run over the tables with :math:`\tilde a_i > 0` and
+    events and non-events in the table (as ``rma.mh``: fields ``BD``, ``TA``, ``k.pos``; the
+    p-values are NaN when :math:`k_{pos} < 2`).  Uncorrected counts are used.
+
+    Parameters
+    ----------
+    ai, bi, ci, di : array-like, shape (k,) or (B, k)
+        Raw 2x2 cells (NaN in all four marks a missing study).
+
+    Returns
+    -------
+    dict of numpy.ndarray, each shape (B,)
+        ``bd, bd_pvalue, tarone, tarone_pvalue, bd_k``.
+
+    References
+    ----------
+    Breslow NE, Day NE (1980). Statistical Methods in Cancer Research I. IARC, 142-146.
+    Tarone RE (1985). Biometrika 72:91-95.
+
+    Examples
+    --------
+    >>> out = breslow_day([12, 5, 20], [38, 45, 30], [20, 9, 18], [31, 40, 33])
+    >>> round(float(out["bd"][0]), 4) >= 0.0, int(out["bd_k"][0])
+    (True, 3)
+    """
+    d = mh_core(ai, bi, ci, di, "OR", correct=True)
+    return {key: d[key] for key in ("bd", "bd_pvalue", "tarone", "tarone_pvalue", "bd_k")}
+
+
+def mh_rate_core(
+    x1i: Any,
+    t1i: Any,
+    x2i: Any,
+    t2i: Any,
+    measure: str,
+    *,
+    correct: bool = True,
+    add: float = 0.5,
+    to: str = "only0",
+    drop00: bool = True,
+    level: float = 0.95,
+) -> dict[str, np.ndarray]:
+    r"""Mantel-Haenszel pooled incidence rate ratio or difference (``rma.mh`` with person-time).
+
+    With events :math:`x_{1i}, x_{2i}`, person-times :math:`t_{1i}, t_{2i}` and
+    :math:`T_i = t_{1i} + t_{2i}` (uncorrected counts):
+
+    * IRR: :math:`\hat\psi = \sum x_{1i}t_{2i}/T_i ig/ \sum x_{2i}t_{1i}/T_i`, variance of
+      :math:`\log\hat\psi` :math:`\sum t_{1i}t_{2i}(x_{1i}+x_{2i})/T_i^2 ig/ (RS)`
+      (Greenland & Robins 1985), and the Mantel-Haenszel test
+      :math:`(|\sum(x_{1i} - x_i t_{1i}/T_i)| - 0.5[	ext{correct}])^2 / \sum x_i t_{1i}t_{2i}/T_i^2`
+      on 1 df (``cmh``).  NaN when there are no events in one arm of every study.
+    * IRD: :math:`\hat\delta = \sum (x_{1i}t_{2i} - x_{2i}t_{1i})/T_i ig/ \sum t_{1i}t_{2i}/T_i`,
+      :math:`SE = \sqrt{\sum (t_{1i}t_{2i}/T_i)^2 (x_{1i}/t_{1i}^2 + x_{2i}/t_{2i}^2)} ig/
+      \sum t_{1i}t_{2i}/T_i` (Greenland & Robins 1985).
+
+    Q, I² and H² come from the escalc IRR/IRD outcomes under ``add``/``to``/``drop00``
+    (defaults as ``rma.mh``: 0.5, "only0", True), as for :func:`mh_core`.
+
+    Parameters
+    ----------
+    x1i, t1i, x2i, t2i : array-like, shape (k,) or (B, k)
+        Events and person-time, treatment then control; a study NaN in all four is missing.
+    measure : {"IRR", "IRD"}
+    correct : bool
+        Continuity correction of the MH test (IRR only).
+
+    Returns
+    -------
+    dict of numpy.ndarray, each shape (B,)
+        As :func:`mh_core` (``cmh``, ``cmh_pvalue`` for IRR).
+
+    References
+    ----------
+    Greenland S, Robins JM (1985). Estimation of a common effect parameter from sparse
+    follow-up data. Biometrics 41:55-68.
+    Rothman KJ, Greenland S, Lash TL (2008). Modern Epidemiology, 3rd ed., ch. 15.
+
+    Examples
+    --------
+    >>> out = mh_rate_core([4, 10], [100.0, 250.0], [9, 14], [120.0, 240.0], "IRR")
+    >>> round(float(np.exp(out["estimate"][0])), 4)
+    0.6302
+    """
+    from lnsynth.effects import effect_sizes
+
+    if not isinstance(measure, str) or measure.upper() not in MH_RATE_MEASURES:
+        raise ValueError(f"unknown measure {measure!r} for Mantel-Haenszel with person-time; "
+                         f"valid: {', '.join(MH_RATE_MEASURES)}")
+    measure = measure.upper()
+    level = float(level)
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1) (e.g. 0.95), got {level}")
+    if to not in _TO:
+        raise ValueError(f"unknown to={to!r}; valid: {', '.join(_TO)}")
+    arrs, present, _, one_d = _prepare(dict(events_treat=x1i, time_treat=t1i, events_ctrl=x2i, time_ctrl=t2i),
+                                       ("events_treat", "time_treat", "events_ctrl", "time_ctrl"), None, "pooling")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", EffectSizeWarning)  # drop00 of double-zero studies is expected here
+        es = effect_sizes(measure, **{n: (a[0] if one_d else a) for n, a in arrs.items()}, add=add, to=to,
+                          drop00=bool(drop00))
+    yi = np.atleast_2d(es.yi)
+    vi = np.atleast_2d(es.vi)
+    k = present.sum(axis=-1)
+    _warn_k0(k)
+    x1, t1, x2, t2 = (np.where(present, arrs[n], 0.0) for n in ("events_treat", "time_treat", "events_ctrl",
+                                                              "time_ctrl"))
+    T = np.where(present, t1 + t2, 1.0)
+    out: dict[str, np.ndarray] = {}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if measure == "IRR":
+            R = (x1 * (t2 / T)).sum(-1)
+            S = (x2 * (t1 / T)).sum(-1)
+            ok = (x1.sum(-1) != 0) & (x2.sum(-1) != 0)
+            beta = np.where(ok, np.log(R / S), np.nan)
+            se = np.where(ok, np.sqrt(((t1 / T) * (t2 / T) * (x1 + x2)).sum(-1) / (R * S)), np.nan)
+            xt = x1 + x2
+            cok = xt.sum(-1) != 0
+            num = (np.abs((x1 - xt * (t1 / T)).sum(-1)) - (0.5 if correct else 0.0)) ** 2
+            cmh = np.where(cok, num / (xt * (t1 / T) * (t2 / T)).sum(-1), np.nan)
+            out["cmh"] = cmh
+            out["cmh_pvalue"] = chi2.sf(cmh, 1)
+            _warn_nan(ok, k, "IRR", "no events in the treatment or in the control arms")
+        else:
+            W = ((t1 / T) * t2).sum(-1)
+            beta = ((x1 * t2 - x2 * t1) / T).sum(-1) / W
+            se = np.sqrt((((t1 / T) * t2) ** 2 * (x1 / np.where(present, t1, 1.0) ** 2
+                                                  + x2 / np.where(present, t2, 1.0) ** 2)).sum(-1)) / W
+            beta = np.where(k > 0, beta, np.nan)
+            se = np.where(k > 0, se, np.nan)
+    z, p, lo, hi = _wald(beta, se, level)
+    q, q_p, i2, h2, _ = _heterogeneity(yi, vi, present, beta)
+    return dict(estimate=beta, se=se, zval=z, pvalue=p, ci_low=lo, ci_high=hi, q=q, q_pvalue=q_p, i2=i2, h2=h2,
+                k=k.astype(np.int64), tau2=np.zeros_like(beta), **out)
 
 
 def peto_core(

@@ -465,6 +465,17 @@ class MetaRegressionResult:
                              "zval": self.zval, "pvalue": self.pvalue, "ci_low": self.ci_low,
                              "ci_high": self.ci_high})
 
+    def conf_int(self, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+        """Confidence limits of the coefficients at another ``level`` (z, or t(k-p) for test="knha").
+
+        For tau², I² and H² see :func:`lnsynth.pairwise.tau2_conf_int`.
+        """
+        lev = _level(level)
+        q = 1.0 - (1.0 - lev) / 2.0
+        kp = self.k - self.p
+        crit = float(special.stdtrit(kp, q)) if (self.test == "knha" and kp > 0) else float(special.ndtri(q))
+        return self.coefficients - crit * self.se, self.coefficients + crit * self.se
+
     def predict(self, newX) -> dict[str, np.ndarray]:
         """Linear predictor and its SE/CI for rows of a design matrix (with intercept column)."""
         Xn = np.atleast_2d(np.asarray(newX, dtype=np.float64))
@@ -555,5 +566,6 @@ def meta_regression(yi=None, vi=None, moderators=None, data=None, method: str = 
         qm=d["qm"], qm_df=d["qm_df"], qm_pvalue=d["qm_pvalue"], qe=d["qe"], qe_pvalue=d["qe_pvalue"],
         i2=d["i2"], h2=d["h2"], r2=d["r2"], k=d["k"], p=d["p"], method=method.upper(), test=str(test).lower(),
         level=lev, yi=y, vi=v, X=X, n_maxima=d["n_maxima"], extra={"crit": crit, "s2w": d["s2w"],
-                                                                  "tau2_0": d["tau2_0"]},
+                                                                  "tau2_0": d["tau2_0"],
+                                                                  "tau2_fixed": tau2 is not None},
     )

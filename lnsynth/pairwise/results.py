@@ -95,6 +95,22 @@ class MetaResult:
             d[key] = int(val) if key == "k" else float(val)
         return d
 
+    def conf_int(self, level: float = 0.95) -> tuple[float, float]:
+        """Confidence interval of the pooled estimate at another ``level`` (z, or t(k-1) for test="knha").
+
+        For the tau², I² and H² intervals see :func:`lnsynth.pairwise.tau2_conf_int`.
+        """
+        from scipy import special
+
+        level = float(level)
+        if 1.0 < level < 100.0:
+            level /= 100.0
+        if not 0.0 < level < 1.0:
+            raise ValueError(f"level must be in (0, 1) (or a percentage), got {level}")
+        q = 1.0 - (1.0 - level) / 2.0
+        crit = float(special.stdtrit(self.k - 1, q)) if (self.test == "knha" and self.k > 1) else float(special.ndtri(q))
+        return float(self.estimate - crit * self.se), float(self.estimate + crit * self.se)
+
     def exp(self) -> dict[str, float]:
         """Back-transformed (exp) estimate, CI and PI; for ratio measures."""
         return self.transformed("exp")
@@ -133,7 +149,8 @@ class MetaResult:
             if np.isfinite(self.tau2_ci_low):
                 ci = f" [{f.format(self.tau2_ci_low)}, {f.format(self.tau2_ci_high)}]"
             se = f" (SE = {f.format(self.se_tau2)})" if np.isfinite(self.se_tau2) else ""
-            lines.append(f"tau^2 (estimated amount of total heterogeneity): {f.format(self.tau2)}{se}{ci}")
+            what = "specified (fixed)" if self.extra.get("tau2_fixed") else "estimated"
+            lines.append(f"tau^2 ({what} amount of total heterogeneity): {f.format(self.tau2)}{se}{ci}")
             lines.append(f"tau (square root of estimated tau^2 value):      {f.format(np.sqrt(self.tau2))}")
         lines.append(f"I^2 (total heterogeneity / total variability):   {self.i2:.2f}%")
         lines.append(f"H^2 (total variability / sampling variability):  {self.h2:.2f}")
@@ -154,6 +171,15 @@ class MetaResult:
             lines.append(f"Back-transformed (exp, {self.measure}): {f.format(e['estimate'])} "
                          f"[{f.format(e['ci_low'])}, {f.format(e['ci_high'])}]; "
                          f"PI [{f.format(e['pi_low'])}, {f.format(e['pi_high'])}]")
+        if "cmh" in self.extra and np.isfinite(self.extra["cmh"]):
+            name = "Mantel-Haenszel test: MH" if str(self.measure).upper() == "IRR" else "Cochran-Mantel-Haenszel test: CMH"
+            lines.append(f"{name} = {f.format(self.extra['cmh'])}, df = 1, "
+                         f"p-val = {_fmtp(self.extra['cmh_pvalue'])}")
+        if "bd" in self.extra and np.isfinite(self.extra["bd"]):
+            dfb = int(self.extra.get("bd_k", self.k)) - 1
+            lines.append(f"Breslow-Day test: X^2 = {f.format(self.extra['bd'])}, df = {dfb}, "
+                         f"p-val = {_fmtp(self.extra['bd_pvalue'])}; Tarone's test: X^2 = "
+                         f"{f.format(self.extra['tarone'])}, df = {dfb}, p-val = {_fmtp(self.extra['tarone_pvalue'])}")
         if not self.converged:
             lines.append("WARNING: estimation did not converge.")
         if self.n_maxima > 1:

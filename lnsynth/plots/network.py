@@ -1,4 +1,5 @@
-"""Plots for network meta-analysis: network graph and forest plot vs reference.
+"""Plots for network meta-analysis: network graph, forest plot vs reference, net heat plot,
+rankogram and comparison-adjusted funnel plot (computation lives in :mod:`lnsynth.network`).
 
 Uses ``matplotlib.figure.Figure`` directly (no pyplot state, no GUI backend).
 """
@@ -15,7 +16,8 @@ from matplotlib.figure import Figure
 
 from lnsynth import registry
 
-from .style import FONT_SIZE, fit_canvas, freeze_fonts, lnsynth_style, plain_log_axis, renderer
+from .style import (FONT_SIZE, NULL_COLOR, STUDY_COLOR, fit_canvas, freeze_fonts, lnsynth_style, plain_log_axis,
+                    renderer)
 
 if TYPE_CHECKING:  # pragma: no cover
     from lnsynth.network import NetworkData, NMAResult
@@ -188,4 +190,198 @@ def nma_forest(result: "NMAResult", ax: Axes | None = None, exponentiate: bool |
         if own:
             fig.subplots_adjust(left=0.05, right=0.95)
             fit_canvas(fig)  # the figure grows to the measured treatment names: never clipped
+    return fig
+
+
+# --------------------------------------------------------------------------- net heat plot
+def net_heat_plot(obj: Any, ax: Axes | None = None, *, random: bool = False, tau2: Any = "full") -> Figure:
+    """Net heat plot (Krahn, Binder & König 2013).
+
+    Parameters
+    ----------
+    obj : NMAResult or NetHeat
+        A fitted network (the data are computed with
+        :func:`lnsynth.network.inconsistency.net_heat`) or precomputed data.
+    random, tau2 : passed to :func:`~lnsynth.network.inconsistency.net_heat`.
+
+    Returns
+    -------
+    Figure
+        Cell (row *j*, column *k*): background colour = change of design *j*'s
+        contribution to between-design Q when design *k* is detached (warm:
+        detaching *k* reduces the inconsistency seen at *j*; cool: increases
+        it); grey square area proportional to the hat-matrix element
+        ``|H[j, k]|`` (how much design *k*'s direct estimate contributes to
+        *j*'s network estimate).  Light grey cells: detaching design *k*
+        disconnects the network (no value).  Colours are clipped at +-8.
+    """
+    from matplotlib.collections import PatchCollection
+    from matplotlib.colors import TwoSlopeNorm
+    from matplotlib.patches import Rectangle
+
+    from lnsynth.network.inconsistency import NetHeat, net_heat
+
+    h = obj if isinstance(obj, NetHeat) else net_heat(obj, random=random, tau2=tau2)
+    n = len(h.labels)
+    D = np.ma.masked_invalid(np.clip(h.diff, -8.0, 8.0))  # NaN: detaching disconnects (drawn light grey)
+    lim = max(float(np.abs(D).max()) if D.count() else 0.0, 1e-9)
+    size = np.abs(h.hat)
+    smax = float(size.max()) if size.size else 1.0
+    with lnsynth_style():
+        own = ax is None
+        side = max(3.0, 0.42 * n + 1.0)
+        fig, ax = _new_axes(ax, (side + 1.2, side))
+        import matplotlib
+
+        cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="0.88")
+        im = ax.imshow(D, cmap=cmap, norm=TwoSlopeNorm(vmin=-lim, vcenter=0.0, vmax=lim),
+                       extent=(-0.5, n - 0.5, n - 0.5, -0.5), interpolation="nearest")
+        squares = []
+        for j in range(n):
+            for k in range(n):
+                a = 0.9 * np.sqrt(size[j, k] / smax) if smax > 0 else 0.0
+                if a > 0.02:
+                    squares.append(Rectangle((k - a / 2, j - a / 2), a, a))
+        ax.add_collection(PatchCollection(squares, facecolor="0.45", edgecolor="none", alpha=0.75,
+                                          label="hat"), autolim=False)
+        grid = np.arange(n + 1) - 0.5
+        ax.hlines(grid, -0.5, n - 0.5, color="white", lw=0.6)
+        ax.vlines(grid, -0.5, n - 0.5, color="white", lw=0.6)
+        short = [_wrap(lab, 22) for lab in h.labels]
+        ax.set_xticks(range(n), short, rotation=90, fontsize=FONT_SIZE - 1)
+        ax.set_yticks(range(n), short, fontsize=FONT_SIZE - 1)
+        ax.xaxis.tick_top()
+        ax.tick_params(length=0)
+        ax.set_xlim(-0.5, n - 0.5)
+        ax.set_ylim(n - 0.5, -0.5)
+        for sp in ax.spines.values():
+            sp.set_visible(False)
+        cb = fig.colorbar(im, ax=ax, fraction=0.05, pad=0.03)
+        cb.set_label("Q change when column design is detached", fontsize=FONT_SIZE - 1)
+        cb.ax.tick_params(labelsize=FONT_SIZE - 1)
+        ax.set_xlabel(f"Net heat plot ({'RE, tau^2 = %.3g' % h.tau2 if h.tau2 > 0 else 'FE'}); "
+                      "rows: designs, columns: detached designs", fontsize=FONT_SIZE - 1)
+        freeze_fonts(fig)
+        if own:
+            fit_canvas(fig)
+    return fig
+
+
+# --------------------------------------------------------------------------- rankogram
+def rankogram(obj: Any, *, small_values: str = "good", cumulative: bool = False, n_sim: int = 100000,
+              seed: int | None = 1, ncols: int = 4) -> Figure:
+    """Rankogram: probability of each rank for each treatment (small multiples).
+
+    Parameters
+    ----------
+    obj : NMAResult or DataFrame
+        A fitted network (rank probabilities are simulated with
+        :func:`lnsynth.network.ranking.rank_probabilities`) or a rank
+        probability table (rows: treatments, columns: ranks 1..T).
+    small_values : {"good", "bad"}
+    cumulative : bool
+        Plot cumulative rank probabilities (area under the curve = SUCRA).
+    """
+    from lnsynth.network.ranking import (cumulative_rank_probabilities, result_rank_probabilities,
+                                         sucra_from_probabilities)
+
+    P = obj if isinstance(obj, pd.DataFrame) else result_rank_probabilities(obj, small_values=small_values,
+                                                                           n_sim=n_sim, seed=seed)
+    sucra = sucra_from_probabilities(P)
+    Y = cumulative_rank_probabilities(P) if cumulative else P
+    T = P.shape[1]
+    trts = list(sucra.sort_values(ascending=False).index)
+    nc = max(1, min(ncols, len(trts)))
+    nr = int(np.ceil(len(trts) / nc))
+    ranks = np.asarray(P.columns, float)
+    with lnsynth_style():
+        fig = Figure(figsize=(2.4 * nc, 2.0 * nr + 0.4))
+        axes = fig.subplots(nr, nc, squeeze=False)
+        for i, ax in enumerate(axes.ravel()):
+            if i >= len(trts):
+                ax.set_visible(False)
+                continue
+            t = trts[i]
+            y = Y.loc[t].to_numpy(float)
+            if cumulative:
+                ax.plot(ranks, y, color=STUDY_COLOR, marker="o", ms=3)
+                ax.fill_between(ranks, 0, y, color=STUDY_COLOR, alpha=0.2)
+            else:
+                ax.bar(ranks, y, color=STUDY_COLOR, width=0.7)
+            ax.set_ylim(0, 1.0)
+            ax.set_xticks(ranks if T <= 8 else ranks[:: int(np.ceil(T / 8))])
+            ax.set_title(f"{_wrap(t, 22)}\nSUCRA {sucra[t]:.2f}", fontsize=FONT_SIZE - 1)
+            if i % nc == 0:
+                ax.set_ylabel("cumulative P" if cumulative else "probability", fontsize=FONT_SIZE - 1)
+            else:
+                ax.set_yticklabels([])
+                ax.tick_params(axis="y", left=False)
+            if i >= len(trts) - nc:
+                ax.set_xlabel("rank (1 = best)", fontsize=FONT_SIZE - 1)
+            ax.tick_params(labelsize=FONT_SIZE - 1)
+        fig.subplots_adjust(left=0.12, right=0.97, bottom=0.15, top=0.85, wspace=0.25, hspace=0.8)
+        freeze_fonts(fig)
+        fit_canvas(fig)
+    return fig
+
+
+# --------------------------------------------------------------------------- comparison-adjusted funnel
+def adjusted_funnel_plot(obj: Any, ax: Axes | None = None, *, order: Any = None, level: float = 0.95,
+                         legend: bool = True) -> Figure:
+    """Comparison-adjusted funnel plot (Chaimani & Salanti 2012).
+
+    Parameters
+    ----------
+    obj : NMAResult or AdjustedFunnel
+        A fitted network (data computed with
+        :func:`lnsynth.network.funnel.comparison_adjusted_funnel`) or precomputed data.
+    order : sequence of str, optional
+        Treatment order orienting the contrasts (later vs earlier).
+    level : float
+        Pseudo-confidence limits drawn around 0.
+
+    Returns
+    -------
+    Figure
+        x: study contrast minus its comparison-specific direct estimate; y:
+        standard error (inverted axis); one colour and marker per comparison.
+    """
+    from scipy import stats
+
+    from lnsynth.network.funnel import AdjustedFunnel, comparison_adjusted_funnel
+
+    from .style import PALETTE
+
+    fd = obj if isinstance(obj, AdjustedFunnel) else comparison_adjusted_funnel(obj, order=order)
+    pts = fd.points
+    z = float(stats.norm.ppf(0.5 + level / 2.0))
+    smax = float(pts["se"].max()) * 1.05 if len(pts) else 1.0
+    markers = "osD^v<>ph*"
+    with lnsynth_style():
+        own = ax is None
+        fig, ax = _new_axes(ax, (6.0, 4.5))
+        se = np.linspace(0.0, smax, 50)
+        ax.plot(-z * se, se, color=NULL_COLOR, ls="--", lw=0.8)
+        ax.plot(z * se, se, color=NULL_COLOR, ls="--", lw=0.8)
+        ax.axvline(0.0, color=NULL_COLOR, lw=0.8)
+        for i, (comp, g) in enumerate(pts.groupby("comparison", sort=True)):
+            ax.scatter(g["y_adj"], g["se"], s=22, color=PALETTE[i % len(PALETTE)], marker=markers[i % len(markers)],
+                       label=_wrap(comp.replace(":", " vs "), 28), edgecolors="none", alpha=0.9)
+        ax.set_ylim(smax, 0.0)
+        xm = max(float(np.abs(pts["y_adj"]).max()) if len(pts) else 0.0, z * smax) * 1.08
+        ax.set_xlim(-xm, xm)
+        lab = {"OR": "log OR", "RR": "log RR"}.get(fd.measure, fd.measure)
+        ax.set_xlabel(f"{lab} centred at comparison-specific effect")
+        ax.set_ylabel("standard error")
+        e = fd.egger
+        ttl = "Comparison-adjusted funnel plot"
+        if np.isfinite(e.get("pvalue", np.nan)):
+            ttl += f" (Egger-type test p = {e['pvalue']:.3f})"
+        ax.set_title(ttl, fontsize=FONT_SIZE)
+        if legend and len(pts):
+            ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, fontsize=FONT_SIZE - 1,
+                      title="comparison", title_fontsize=FONT_SIZE - 1)
+        freeze_fonts(fig)
+        if own:
+            fit_canvas(fig)
     return fig

@@ -42,9 +42,17 @@ mh_result <- function(fit) {
   out <- list(estimate = fit$beta[1], se = fit$se, zval = fit$zval, pvalue = fit$pval,
               ci_low = fit$ci.lb, ci_high = fit$ci.ub, q = fit$QE, q_pvalue = fit$QEp,
               i2 = fit$I2, h2 = fit$H2, k = fit$k, k_yi = fit$k.yi, tau2 = fit$tau2)
-  if (!is.null(fit$MH) && fit$measure == "OR") {
+  if (!is.null(fit$MH) && fit$measure %in% c("OR", "IRR")) {
     out$cmh <- fit$MH
     out$cmh_pvalue <- fit$MHp
+  }
+  if (fit$measure == "OR") {
+    # Breslow-Day test and Tarone's corrected version (rma.mh, measure = "OR")
+    out$bd <- fit$BD
+    out$bd_pvalue <- fit$BDp
+    out$tarone <- fit$TA
+    out$tarone_pvalue <- fit$TAp
+    out$bd_k <- fit$k.pos
   }
   out
 }
@@ -258,9 +266,96 @@ pool$all_double_zero <- list(ai = c(0, 0), bi = c(10, 15), ci = c(0, 0), di = c(
 pool_res <- list()
 for (nm in names(pool)) pool_res <- c(pool_res, pool_cases(pool[[nm]], nm, full = !(nm %in% c("bcg"))))
 
+# correlations ---------------------------------------------------------------------
+rcor <- function(k) list(cor = round(runif(k, -0.9, 0.95), 3), n = sample(4:200, k, TRUE))
+corr <- list(rand_cor = rcor(8), molloy2014 = with(dat.molloy2014, list(cor = ri, n = ni)))
+corr$rand_cor$n[3] <- 3  # vi undefined (NA in escalc) for n <= 3
+corr$rand_cor$cor[5] <- 0
+for (nm in names(corr)) {
+  d <- corr[[nm]]
+  for (measure in c("COR", "ZCOR")) {
+    for (vt in if (measure == "COR") c("LS", "AV") else "LS") {
+      es <- suppressWarnings(escalc(measure, ri = d$cor, ni = d$n, vtype = vt))
+      escalc_cases[[length(escalc_cases) + 1]] <- list(
+        name = nm, measure = measure, add = NULL, to = "only0", drop00 = FALSE, vtype = vt,
+        args = lapply(d, I), yi = I(as.numeric(es$yi)), vi = I(as.numeric(es$vi)))
+    }
+  }
+}
+
+# change scores (single group, two occasions) --------------------------------------
+rchg <- function(k) list(mean_time1 = round(rnorm(k, 12, 3), 2), mean_time2 = round(rnorm(k, 10, 3), 2),
+                         sd_time1 = round(runif(k, 1, 5), 2), sd_time2 = round(runif(k, 1, 5), 2),
+                         n = sample(3:60, k, TRUE), cor = round(runif(k, -0.2, 0.9), 2))
+chg <- list(rand_chg1 = rchg(7), rand_chg2 = rchg(3))
+chg$rand_chg2$n[1] <- 3
+chg$rand_chg3 <- rchg(12)
+chg$rand_chg3$cor[4] <- 0
+for (nm in names(chg)) {
+  d <- chg[[nm]]
+  for (vt in c("LS", "LS2")) {
+    es <- escalc("SMCC", m1i = d$mean_time1, m2i = d$mean_time2, sd1i = d$sd_time1, sd2i = d$sd_time2,
+                 ni = d$n, ri = d$cor, vtype = vt)
+    escalc_cases[[length(escalc_cases) + 1]] <- list(
+      name = nm, measure = "SMCC", add = NULL, to = "only0", drop00 = FALSE, vtype = vt,
+      args = lapply(d, I), yi = I(as.numeric(es$yi)), vi = I(as.numeric(es$vi)))
+    es <- escalc("SMCR", m1i = d$mean_time1, m2i = d$mean_time2, sd1i = d$sd_time1,
+                 ni = d$n, ri = d$cor, vtype = vt)
+    escalc_cases[[length(escalc_cases) + 1]] <- list(
+      name = nm, measure = "SMCR", add = NULL, to = "only0", drop00 = FALSE, vtype = vt,
+      args = lapply(d[c("mean_time1", "mean_time2", "sd_time1", "n", "cor")], I),
+      yi = I(as.numeric(es$yi)), vi = I(as.numeric(es$vi)))
+  }
+}
+
+# incidence rate difference and log incidence rate ---------------------------------------
+for (nm in names(rate)) {
+  d <- rate[[nm]]
+  for (to in c("only0", "all", "if0all", "none")) {
+    for (drop00 in c(FALSE, TRUE)) {
+      es <- suppressWarnings(escalc("IRD", x1i = d$events_treat, t1i = d$time_treat,
+                                    x2i = d$events_ctrl, t2i = d$time_ctrl, to = to, drop00 = drop00))
+      escalc_cases[[length(escalc_cases) + 1]] <- list(
+        name = nm, measure = "IRD", add = NULL, to = to, drop00 = drop00, vtype = "LS",
+        args = lapply(d, I), yi = I(as.numeric(es$yi)), vi = I(as.numeric(es$vi)))
+    }
+    es <- suppressWarnings(escalc("IRLN", xi = d$events_treat, ti = d$time_treat, to = to))
+    escalc_cases[[length(escalc_cases) + 1]] <- list(
+      name = nm, measure = "IRLN", add = NULL, to = to, drop00 = FALSE, vtype = "LS",
+      args = list(events = I(d$events_treat), time = I(d$time_treat)),
+      yi = I(as.numeric(es$yi)), vi = I(as.numeric(es$vi)))
+  }
+}
+
+# Mantel-Haenszel for incidence rates (rma.mh measure = "IRR" / "IRD") -----------------
+rate_pool <- rate
+rate_pool$k1 <- list(events_treat = 4, time_treat = 120.5, events_ctrl = 9, time_ctrl = 98)
+rate_pool$one_zero_arm <- list(events_treat = c(0, 3, 7), time_treat = c(50, 80, 120),
+                               events_ctrl = c(2, 5, 6), time_ctrl = c(45, 90, 100))
+rate_pool$with_missing <- list(events_treat = c(3, NA, 8, 1), time_treat = c(40, NA, 150, 30),
+                               events_ctrl = c(5, NA, 11, 0), time_ctrl = c(42, NA, 160, 35))
+pool_rate_res <- list()
+for (nm in names(rate_pool)) {
+  d <- rate_pool[[nm]]
+  for (s in list(list(to = "only0", drop00 = TRUE, add = 0.5), list(to = "all", drop00 = FALSE, add = 0.5),
+                 list(to = "none", drop00 = FALSE, add = 0.5))) {
+    for (measure in c("IRR", "IRD")) {
+      for (correct in c(TRUE, FALSE)) {
+        if (measure == "IRD" && !correct) next
+        res <- try_fit(rma.mh(x1i = d$events_treat, t1i = d$time_treat, x2i = d$events_ctrl, t2i = d$time_ctrl,
+                              measure = measure, correct = correct, add = s$add, to = s$to, drop00 = s$drop00))
+        pool_rate_res[[length(pool_rate_res) + 1]] <- list(
+          name = nm, method = "MH", measure = measure, correct = correct, add = s$add, to = s$to,
+          drop00 = s$drop00, x1i = I(d$events_treat), t1i = I(d$time_treat), x2i = I(d$events_ctrl),
+          t2i = I(d$time_ctrl), result = res)
+      }
+    }
+  }
+}
+
 out <- list(metafor_version = as.character(packageVersion("metafor")),
             R_version = paste(R.version$major, R.version$minor, sep = "."),
-            seed = 20240611, escalc = escalc_cases, pool = pool_res)
+            seed = 20240611, escalc = escalc_cases, pool = pool_res, pool_rate = pool_rate_res)
 args_out <- if (length(args) >= 1) args[1] else file.path("tests", "reference", "effects_reference.json")
 writeLines(tojson(out), args_out)
 cat("wrote", args_out, ":", length(escalc_cases), "escalc cases,", length(pool_res), "pooling cases\n")

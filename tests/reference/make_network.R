@@ -16,6 +16,12 @@
 # are dropped (OR). The arm data are written to the JSON so the Python tests use
 # exactly the same input.
 #
+# Also written: ML fits (rma.mv method = "ML"); for REML and ML fits test = "t" intervals,
+# prediction intervals from predict() (test "z" and "t") and Hartung-Knapp intervals
+# computed from metafor's fit; generalised DL (method of moments) and Paule-Mandel tau^2 by
+# dense matrix algebra / uniroot (metafor has no rma.mv DL/PM), the full design-by-treatment
+# model's DL tau^2 and the random-effects between-designs Q with it; and BCG as a
+# two-treatment network checked against rma() for DL, PM, REML, ML and test = "knha".
 # Also written: Q decomposition by design (Krahn et al. 2013) computed via the
 # design-by-treatment interaction model (QE of that model = Q within designs),
 # under FE and with the consistency-model REML tau^2 plugged in; node-splitting
@@ -136,7 +142,7 @@ fit_one <- function(cd, reference, method) {
     tau2 <- 0
   } else {
     fitr <- function(ctl) rma.mv(cd$yi, cd$V, mods = X, intercept = FALSE, random = ~ comp | study,
-                                 rho = 1/2, struct = "CS", method = "REML", control = ctl)
+                                 rho = 1/2, struct = "CS", method = method, control = ctl)
     # BFGS with a tight tolerance; if it stops without convergence (tau^2 at the
     # boundary drives log(tau^2) towards -Inf), fall back to nlminb's defaults
     res <- tryCatch(fitr(list(optimizer = "BFGS", reltol = 1e-15, maxit = 1000)),
@@ -145,7 +151,7 @@ fit_one <- function(cd, reference, method) {
     # convergence check: the REML logLik at the estimate is not below that at
     # nearby fixed tau^2 values (and at tau^2 = 0)
     llf <- function(t) as.numeric(logLik(rma.mv(cd$yi, cd$V, mods = X, intercept = FALSE,
-      random = ~ comp | study, rho = 1/2, struct = "CS", method = "REML", tau2 = t)))
+      random = ~ comp | study, rho = 1/2, struct = "CS", method = method, tau2 = t)))
     ll0 <- as.numeric(logLik(res))
     # (tolerance 1e-7: near the boundary the log-scale optimiser stops at tau^2 ~ 1e-10)
     for (t in c(0, tau2 * 0.999, tau2 * 1.001, tau2 + 1e-6)) stopifnot(llf(t) <= ll0 + 1e-7)
@@ -169,8 +175,68 @@ fit_one <- function(cd, reference, method) {
     Q_within_RE = scalar(q_re_inc), Q_between_RE = scalar(q_re_cons - q_re_inc),
     Q_within_df = scalar(length(cd$yi) - ncol(ix$X)),
     Q_between_df = scalar(ncol(ix$X) - length(params)),
-    vcov = lapply(seq_len(nrow(vcov(res))), function(i) unname(vcov(res)[i, ]))
+    vcov = lapply(seq_len(nrow(vcov(res))), function(i) unname(vcov(res)[i, ])),
+    inference = if (method == "FE") NULL else inference_ref(cd, X, res, method)
   )
+}
+
+## test = "t", prediction intervals (metafor predict) and Hartung-Knapp for a RE fit
+inference_ref <- function(cd, X, res, method) {
+  comp <- paste(cd$base, cd$trt, sep = "-"); study <- cd$study
+  rt <- rma.mv(cd$yi, cd$V, mods = X, intercept = FALSE, random = ~ comp | study, rho = 1/2,
+               struct = "CS", method = method, tau2 = res$tau2, test = "t")
+  p <- ncol(X)
+  pz <- predict(res, newmods = diag(p), tau2.levels = rep(1, p))
+  pt <- predict(rt, newmods = diag(p), tau2.levels = rep(1, p))
+  Sig <- cd$V + res$tau2 * re_struct(cd)
+  r <- cd$yi - X %*% coef(res)
+  q_re <- as.numeric(t(r) %*% solve(Sig, r))
+  dfr <- length(cd$yi) - p
+  se_hk <- res$se * sqrt(q_re / dfr)
+  list(ci_low_t = unname(rt$ci.lb), ci_high_t = unname(rt$ci.ub), pval_t = unname(rt$pval),
+       pi_low_z = unname(pz$pi.lb), pi_high_z = unname(pz$pi.ub),
+       pi_low_t = unname(pt$pi.lb), pi_high_t = unname(pt$pi.ub),
+       Q_re = scalar(q_re), se_hk = unname(se_hk),
+       ci_low_hk = unname(as.vector(coef(res)) - qt(0.975, dfr) * se_hk),
+       ci_high_hk = unname(as.vector(coef(res)) + qt(0.975, dfr) * se_hk))
+}
+
+## generalised method-of-moments tau^2 (Jackson, White & Riley 2012) by dense matrices
+mom_tau2_dense <- function(y, V, X, B) {
+  W <- solve(V); C <- solve(t(X) %*% W %*% X)
+  r <- y - X %*% (C %*% t(X) %*% W %*% y)
+  Q <- as.numeric(t(r) %*% W %*% r)
+  den <- sum(diag(W %*% B)) - sum(diag(C %*% t(X) %*% W %*% B %*% W %*% X))
+  max(0, (Q - (length(y) - ncol(X))) / den)
+}
+## generalised Paule-Mandel: residual Q at weights (V + tau2 B)^-1 equal to m - p (uniroot)
+gq <- function(t, y, V, X, B) {
+  W <- solve(V + t * B); C <- solve(t(X) %*% W %*% X)
+  r <- y - X %*% (C %*% t(X) %*% W %*% y)
+  as.numeric(t(r) %*% W %*% r)
+}
+pm_tau2_dense <- function(y, V, X, B) {
+  df <- length(y) - ncol(X)
+  if (gq(0, y, V, X, B) <= df) return(0)
+  hi <- 1; while (gq(hi, y, V, X, B) > df) hi <- hi * 2
+  uniroot(function(t) gq(t, y, V, X, B) - df, c(0, hi), tol = 1e-15, maxiter = 10000)$root
+}
+gls_fit <- function(y, V, X, B, t) {
+  W <- solve(V + t * B); C <- solve(t(X) %*% W %*% X)
+  list(b = as.vector(C %*% t(X) %*% W %*% y), se = sqrt(diag(C)))
+}
+moments_ref <- function(cd, reference) {
+  trts <- csort(unique(c(cd$base, cd$trt)))
+  X <- design_X(cd, setdiff(trts, reference)); B <- re_struct(cd)
+  t_dl <- mom_tau2_dense(cd$yi, cd$V, X, B)
+  t_pm <- pm_tau2_dense(cd$yi, cd$V, X, B)
+  g_dl <- gls_fit(cd$yi, cd$V, X, B, t_dl); g_pm <- gls_fit(cd$yi, cd$V, X, B, t_pm)
+  ix <- inc_X(cd)
+  t_w <- if (nrow(ix$X) > ncol(ix$X)) mom_tau2_dense(cd$yi, cd$V, ix$X, B) else 0
+  list(DL = list(tau2 = scalar(t_dl), estimate = g_dl$b, se = g_dl$se),
+       PM = list(tau2 = scalar(t_pm), estimate = g_pm$b, se = g_pm$se),
+       tau2_within_DL = scalar(t_w),
+       Q_between_RE_within = scalar(gq(t_w, cd$yi, cd$V, X, B) - gq(t_w, cd$yi, cd$V, ix$X, B)))
 }
 
 ## node-splitting, SIDE by exclusion, for a fitted tau2
@@ -234,10 +300,11 @@ if (Sys.getenv("LNSYNTH_NETWORK_LIB") != "1") {
 cases <- list()
 add_case <- function(name, arms, measure, reference, nsplit = FALSE, contrast = NULL) {
   cd <- build(arms, measure, reference)
-  fits <- list(FE = fit_one(cd, reference, "FE"), REML = fit_one(cd, reference, "REML"))
+  fits <- list(FE = fit_one(cd, reference, "FE"), REML = fit_one(cd, reference, "REML"),
+               ML = fit_one(cd, reference, "ML"))
   case <- list(name = scalar(name), measure = scalar(measure), reference = scalar(reference),
                arms = as.list(arms), dropped = if (length(cd$dropped)) cd$dropped else character(0),
-               fits = fits)
+               fits = fits, moments = moments_ref(cd, reference))
   if (nsplit) {
     case$node_split <- list(FE = node_split_ref(cd, reference, 0),
                             REML = node_split_ref(cd, reference, fits$REML$tau2))
@@ -322,8 +389,28 @@ for (sid in unique(sa$study)) {
 add_case("senn2013_MD", sa, "MD", "placebo", nsplit = TRUE, contrast = cl)
 add_case("senn2013_SMD", sa, "SMD", "placebo")
 
+## (c) a two-treatment network of two-arm studies is a pairwise meta-analysis: every
+## estimator and Hartung-Knapp must equal metafor::rma (test = "knha"), PI from predict(rma)
+b <- dat.bcg
+ba <- rbind(data.frame(study = sprintf("B%02d", b$trial), trt = "BCG", x = b$tpos, n = b$tpos + b$tneg),
+            data.frame(study = sprintf("B%02d", b$trial), trt = "Control", x = b$cpos, n = b$cpos + b$cneg))
+ba <- ba[order(ba$study), ]
+eb <- escalc("OR", ai = b$tpos, bi = b$tneg, ci = b$cpos, di = b$cneg)
+pw <- list()
+for (m in c("DL", "PM", "REML", "ML")) {
+  rz <- rma(eb$yi, eb$vi, method = m, control = list(tol = 1e-12, threshold = 1e-12, maxiter = 10000))
+  rk <- rma(eb$yi, eb$vi, method = m, test = "knha", control = list(tol = 1e-12, threshold = 1e-12, maxiter = 10000))
+  pz <- predict(rz)
+  pw[[m]] <- list(tau2 = scalar(rz$tau2), estimate = scalar(as.numeric(coef(rz))), se = scalar(rz$se),
+                  se_knha = scalar(rk$se), ci_low_knha = scalar(rk$ci.lb), ci_high_knha = scalar(rk$ci.ub),
+                  pi_low_z = scalar(pz$pi.lb), pi_high_z = scalar(pz$pi.ub),
+                  QE = scalar(rz$QE), I2 = scalar(rz$I2))
+}
+pairwise_case <- list(arms = as.list(ba), reference = scalar("Control"), measure = scalar("OR"), fits = pw)
+
 ref <- list(metafor_version = scalar(as.character(packageVersion("metafor"))),
-            R_version = scalar(R.version.string), cases = cases)
+            R_version = scalar(R.version.string), cases = cases,
+            pairwise_bcg = pairwise_case)
 writeLines(to_json(ref), out_path)
 cat("wrote", out_path, "with", length(cases), "cases\n")
 }

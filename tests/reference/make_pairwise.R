@@ -123,10 +123,147 @@ for (di in seq_along(datasets)) {
     cases <- c(cases, obj(rec))
   }
 }
+## ---------------------------------------------------------------- extras (issue 14 item 3)
+# fixed tau2, tau2.init, confint (QP, PL; tau2, tau, I2, H2), anova (LRT, Wald), residuals,
+# rstandard, blup, ranef.  Convergence: threshold/tol 1e-12 for rma(), tol 1e-13 for confint().
+# Written for the stored reference only (no seed argument); the live test (fresh seed) skips them.
+make_extras <- length(args) < 2
+jx <- function(x) {
+  if (is.null(x)) return("null")
+  if (is.list(x)) {
+    body <- vapply(x, jx, "")
+    if (!is.null(names(x))) return(paste0("{", paste0("\"", names(x), "\":", body, collapse = ","), "}"))
+    return(paste0("[", paste(body, collapse = ","), "]"))
+  }
+  if (is.character(x)) { s <- paste0("\"", x, "\""); return(if (length(x) == 1 && !inherits(x, "AsIs")) s else paste0("[", paste(s, collapse = ","), "]")) }
+  if (is.logical(x) && all(!is.na(x))) { s <- ifelse(x, "true", "false"); return(if (length(x) == 1 && !inherits(x, "AsIs")) s else paste0("[", paste(s, collapse = ","), "]")) }
+  s <- vapply(as.numeric(x), num, "")
+  if (length(x) == 1 && !inherits(x, "AsIs")) s else paste0("[", paste(s, collapse = ","), "]")
+}
+V <- function(x) I(as.numeric(x))
+ctl <- list(threshold = 1e-12, tol = 1e-12, maxiter = 10000, stepadj = 0.5)
+ds_by <- setNames(datasets, sapply(datasets, function(d) d$name))
+fitrec <- function(fit) {
+  pr <- predict(fit)
+  if (is.null(pr$pi.lb)) { pr$pi.lb <- pr$ci.lb; pr$pi.ub <- pr$ci.ub }
+  list(estimate = fit$beta[1], se = fit$se[1], zval = fit$zval[1], pvalue = fit$pval[1], ci_low = fit$ci.lb[1],
+       ci_high = fit$ci.ub[1], tau2 = fit$tau2, se_tau2 = if (is.null(fit$se.tau2)) NA else fit$se.tau2,
+       i2 = fit$I2, h2 = fit$H2, q = fit$QE, q_pvalue = fit$QEp, pi_low = pr$pi.lb[1], pi_high = pr$pi.ub[1])
+}
+ex <- list()
+if (make_extras) {
+# fixed tau2 ------------------------------------------------------------------------------
+fixed <- list()
+for (nm in c("bcg_logRR", "normand1999_MD", "k2", "hackshaw1998_logOR")) for (t2 in c(0, 0.05, 0.3, 2))
+  for (tt in c("z", "knha")) {
+    d <- ds_by[[nm]]
+    fit <- suppressWarnings(rma(d$yi, d$vi, tau2 = t2, method = "REML", test = tt, control = ctl))
+    fixed[[length(fixed) + 1]] <- c(list(dataset = nm, tau2_fixed = t2, test = tt), fitrec(fit))
+  }
+ex$fixed_tau2 <- fixed
+# tau2.init ---------------------------------------------------------------------------------
+init <- list()
+for (nm in c("bcg_logRR", "normand1999_MD", "hackshaw1998_logOR")) for (ti in c(0.01, 0.2, 3)) {
+  d <- ds_by[[nm]]
+  fit <- rma(d$yi, d$vi, method = "SJ", control = c(ctl, list(tau2.init = ti)))
+  init[[length(init) + 1]] <- c(list(dataset = nm, method = "SJ", tau2_init = ti, test = "z"), fitrec(fit))
+}
+for (nm in c("hidden_mode", "bcg_logRR")) for (m in c("REML", "ML")) for (ti in c(0, 0.01, 0.5, 2)) {
+  d <- ds_by[[nm]]
+  fit <- tryCatch(suppressWarnings(rma(d$yi, d$vi, method = m, control = c(ctl, list(tau2.init = ti)))),
+                  error = function(e) NULL)
+  if (is.null(fit)) next
+  init[[length(init) + 1]] <- c(list(dataset = nm, method = m, tau2_init = ti, test = "z"), fitrec(fit))
+}
+ex$tau2_init <- init
+# confint ----------------------------------------------------------------------------------
+cis <- list()
+ci_sets <- c("bcg_logRR", "bcg_logOR", "normand1999_MD", "hackshaw1998_logOR", "raudenbush1985_SMD",
+             "molloy2014_ZCOR", "k2", "k2_close", "huge_vi", "mixed_vi", "huge_tau2")
+for (nm in ci_sets) for (m in c("REML", "ML", "DL", "PM")) for (type in c("QP", "PL")) for (lev in c(95, 90)) {
+  if (type == "PL" && !(m %in% c("REML", "ML"))) next
+  d <- ds_by[[nm]]
+  fit <- suppressWarnings(rma(d$yi, d$vi, method = m, control = ctl))
+  cc <- tryCatch(suppressWarnings(confint(fit, type = type, level = lev, control = list(tol = 1e-13, maxiter = 10000))),
+                 error = function(e) NULL)
+  if (is.null(cc)) next
+  r <- cc$random
+  cis[[length(cis) + 1]] <- list(dataset = nm, method = m, type = type, level = lev / 100,
+    tau2 = V(r["tau^2", ]), tau = V(r["tau", ]), i2 = V(r["I^2(%)", ]), h2 = V(r["H^2", ]))
+}
+bcg_ci <- escalc(measure = "RR", ai = tpos, bi = tneg, ci = cpos, di = cneg, data = dat.bcg)
+for (m in c("REML", "ML", "DL")) for (type in c("QP", "PL")) {
+  if (type == "PL" && m == "DL") next
+  fit <- rma(yi, vi, mods = ~ ablat, method = m, data = bcg_ci, control = ctl)
+  r <- confint(fit, type = type, control = list(tol = 1e-13, maxiter = 10000))$random
+  cis[[length(cis) + 1]] <- list(dataset = "bcg_logRR", mods = "ablat", method = m, type = type, level = 0.95,
+    tau2 = V(r["tau^2", ]), tau = V(r["tau", ]), i2 = V(r["I^2(%)", ]), h2 = V(r["H^2", ]))
+}
+ex$confint <- cis
+# anova -------------------------------------------------------------------------------------
+bcg <- escalc(measure = "RR", ai = tpos, bi = tneg, ci = cpos, di = cneg, data = dat.bcg)
+fs <- function(fit) V(fit$fit.stats[, if (fit$method == "REML") "REML" else "ML"])  # ll, dev, AIC, BIC, AICc
+lrt <- list()
+pairs <- list(
+  list(name = "ML ablat vs intercept", f = list(mods = ~ ablat, method = "ML"), r = list(mods = ~ 1, method = "ML")),
+  list(name = "ML ablat+year vs ablat", f = list(mods = ~ ablat + year, method = "ML"), r = list(mods = ~ ablat, method = "ML")),
+  list(name = "REML vs FE (intercept)", f = list(mods = ~ 1, method = "REML"), r = list(mods = ~ 1, method = "FE")),
+  list(name = "ML vs FE (ablat)", f = list(mods = ~ ablat, method = "ML"), r = list(mods = ~ ablat, method = "FE")),
+  list(name = "FE ablat vs FE intercept", f = list(mods = ~ ablat, method = "FE"), r = list(mods = ~ 1, method = "FE")))
+for (pp in pairs) {
+  ff <- rma(yi, vi, mods = pp$f$mods, method = pp$f$method, data = bcg, control = ctl)
+  rr <- rma(yi, vi, mods = pp$r$mods, method = pp$r$method, data = bcg, control = ctl)
+  a <- anova(ff, rr)
+  lrt[[length(lrt) + 1]] <- list(name = pp$name, full_mods = as.character(pp$f$mods)[2], full_method = pp$f$method,
+    reduced_mods = as.character(pp$r$mods)[2], reduced_method = pp$r$method,
+    fit_stats_full = fs(ff), fit_stats_reduced = fs(rr), parms_full = ff$parms, parms_reduced = rr$parms,
+    lrt = a$LRT, df = a$parms.f - a$parms.r, pvalue = a$pval, qe_full = ff$QE, qe_reduced = rr$QE,
+    tau2_full = ff$tau2, tau2_reduced = rr$tau2, r2 = if (is.null(a$R2)) NA else a$R2)
+}
+ex$lrt <- lrt
+wald <- list()
+for (tt in c("z", "knha")) for (m in c("REML", "DL")) {
+  ff <- rma(yi, vi, mods = ~ ablat + year, method = m, test = tt, data = bcg, control = ctl)
+  for (btt in list(2, 2:3, 3)) {
+    a <- anova(ff, btt = btt)
+    wald[[length(wald) + 1]] <- list(mods = "ablat + year", method = m, test = tt, btt = V(btt - 1),
+      qm = a$QM, qm_df = V(a$QMdf), qm_pvalue = a$QMp)
+  }
+  L <- rbind(c(1, 20, 1970), c(0, 1, -1))
+  a <- anova(ff, X = L)
+  wald[[length(wald) + 1]] <- list(mods = "ablat + year", method = m, test = tt, L = lapply(1:2, function(i) V(L[i, ])),
+    estimate = V(a$Xb), se = V(a$se), zval = V(a$zval), pvalue = V(a$pval), qm = a$QM, qm_df = V(a$QMdf),
+    qm_pvalue = a$QMp)
+}
+ex$wald <- wald
+# residuals, rstandard, blup, ranef ------------------------------------------------------------
+resl <- list()
+for (spec in list(list(m = "REML", t = "z", mods = ~ 1), list(m = "REML", t = "knha", mods = ~ 1),
+                  list(m = "DL", t = "z", mods = ~ 1), list(m = "FE", t = "z", mods = ~ 1),
+                  list(m = "ML", t = "z", mods = ~ ablat), list(m = "REML", t = "knha", mods = ~ ablat + year))) {
+  fit <- rma(yi, vi, mods = spec$mods, method = spec$m, test = spec$t, data = bcg, control = ctl)
+  rs <- rstandard(fit); b <- blup(fit)
+  rec <- list(method = spec$m, test = spec$t, mods = as.character(spec$mods)[2],
+    resid = V(residuals(fit)), pearson = V(residuals(fit, type = "pearson")),
+    rstandard_resid = V(rs$resid), rstandard_se = V(rs$se), rstandard_z = V(rs$z),
+    blup_pred = V(b$pred), blup_se = V(b$se), blup_pi_low = V(b$pi.lb), blup_pi_high = V(b$pi.ub))
+  if (spec$m != "FE") {
+    re <- ranef(fit)
+    rec$ranef_pred <- V(re$pred); rec$ranef_se <- V(re$se); rec$ranef_pi_low <- V(re$pi.lb); rec$ranef_pi_high <- V(re$pi.ub)
+    rc <- rstandard(fit, type = "conditional")
+    rec$rstandard_cond_resid <- V(rc$resid); rec$rstandard_cond_se <- V(rc$se)
+  }
+  resl[[length(resl) + 1]] <- rec
+}
+ex$residuals <- resl
+ex$bcg <- list(yi = V(bcg$yi), vi = V(bcg$vi), ablat = V(bcg$ablat), year = V(bcg$year))
+}
+extras_json <- if (make_extras) jx(ex) else "null"
+
 ds_json <- sapply(datasets, function(ds) obj(list(name = str_(ds$name), measure = str_(ds$measure),
                                                    yi = arr(ds$yi), vi = arr(ds$vi))))
 meta <- obj(list(metafor = str_(as.character(packageVersion("metafor"))), R = str_(R.version.string),
                  seed = num(seed), created = str_(format(Sys.time(), "%Y-%m-%dT%H:%M:%SZ", tz = "UTC"))))
 writeLines(paste0('{"meta":', meta, ',\n"datasets":[\n', paste(ds_json, collapse = ",\n"),
-                  '],\n"cases":[\n', paste(cases, collapse = ",\n"), "]}"), out)
+                  '],\n"cases":[\n', paste(cases, collapse = ",\n"), "],\n\"extras\":", extras_json, "}"), out)
 cat("wrote", length(cases), "cases for", length(datasets), "data sets to", out, "\n")
