@@ -3,8 +3,8 @@
 Starts ``lnsynth.web.serve`` in a separate process on a fresh SQLite store and a free
 port, then sends a bounded number of requests (default 2,000) from 20 concurrent
 clients (threads, one keep-alive ``httpx.Client`` each): a fixed mix of GETs (trial
-list, a trial's outcomes, the trial page HTML, /healthz) and authenticated POSTs of
-new outcomes, spread over every trial.  Reports p50/p95/p99/max latency per request kind and overall, the
+list, a trial's outcomes, the trial page HTML, the pairwise analysis page in four
+variants, /healthz) and authenticated POSTs of new outcomes, spread over every trial.  Reports p50/p95/p99/max latency per request kind and overall, the
 error count (any exception or unexpected status; target 0) and checks afterwards that
 every accepted POST is stored and audited (nothing lost).
 
@@ -33,8 +33,12 @@ import httpx
 HOST = "127.0.0.1"
 TOKEN = "bench-" + os.urandom(8).hex()
 TRIAL = "bao2008"  # warm-up page
-MIX = [("GET /api/trials", 0.25), ("GET /api/trials/{id}/outcomes", 0.25), ("GET /trials/{id} (HTML)", 0.10),
-       ("GET /healthz", 0.10), ("POST /api/trials/{id}/outcomes", 0.30)]
+MIX = [("GET /api/trials", 0.20), ("GET /api/trials/{id}/outcomes", 0.20), ("GET /trials/{id} (HTML)", 0.10),
+       ("GET /healthz", 0.05), ("GET /analysis (HTML)", 0.15), ("POST /api/trials/{id}/outcomes", 0.30)]
+# the pairwise page in four variants (outcome x measure x method): each is computed once, then served from the
+# analysis cache until a write changes the data that analysis reads
+ANALYSES = ["/analysis", "/analysis?measure=OR&method=DL", "/analysis?outcome=complete+remission&timepoint=earliest",
+            "/analysis?treatment=TAC&control=MMF&measure=RD"]
 
 
 def free_port() -> int:
@@ -102,6 +106,13 @@ def main() -> int:
             httpx.get(base + {"GET /api/trials": "/api/trials", "GET /api/trials/{id}/outcomes":
                               f"/api/trials/{TRIAL}/outcomes", "GET /trials/{id} (HTML)": f"/trials/{TRIAL}",
                               "GET /healthz": "/healthz"}[k], timeout=30)
+        cold: list[float] = []  # first computation of each analysis (engines, selection, forest plot)
+        for u in ANALYSES:
+            t = time.perf_counter()
+            r = httpx.get(base + u, timeout=120)
+            cold.append((time.perf_counter() - t) * 1000)
+            if r.status_code != 200:
+                raise SystemExit(f"warm-up {u}: HTTP {r.status_code}")
         lock = threading.Lock()
         idx = [0]
         lat: dict[str, list[float]] = {k: [] for k in kinds}
@@ -138,6 +149,9 @@ def main() -> int:
                         elif kind == "GET /api/trials/{id}/outcomes":
                             r = c.get(f"/api/trials/{tid}/outcomes")
                             ok = r.status_code == 200
+                        elif kind == "GET /analysis (HTML)":
+                            r = c.get(ANALYSES[i % len(ANALYSES)])
+                            ok = r.status_code == 200 and 'id="pooled"' in r.text
                         elif kind == "GET /trials/{id} (HTML)":
                             r = c.get(f"/trials/{tid}")
                             ok = r.status_code == 200
@@ -199,6 +213,13 @@ def main() -> int:
         lines.append(f"| {name} | {len(v)} | {pct(v, 50):.1f} | {pct(v, 95):.1f} | {pct(v, 99):.1f} | "
                      f"{max(v) if v else float('nan'):.1f} |")
     lines += [
+        "",
+        f"Analysis pages: {len(ANALYSES)} variants ({', '.join(f'`{u}`' for u in ANALYSES)}); their first "
+        f"computation before the timed run (cold, one client): {', '.join(f'{x:.0f}' for x in cold)} ms. "
+        "The POSTs are new values entered by one curator: under the two-person rule they stay out of the analyses "
+        "until a second curator verifies them, so they do not change the data any analysis reads and the cached "
+        "results stay valid (a write that does reach an analysis recomputes only the analyses of its endpoint; "
+        "`tests/test_web_hardening.py::test_analysis_cache_invalidates_only_what_a_write_touches`).",
         "",
         "Integrity after the run: "
         f"{posts} POSTs sent, {len(created)} answered 201, {len(created) - len(lost)} of them present in "

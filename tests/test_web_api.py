@@ -54,6 +54,19 @@ def post(client, body=None, trial=TRIAL, headers=AUTH, **kw):
                        **kw)
 
 
+def second_curator(client, name: str = "rev") -> dict:
+    """Auth header of a second named curator (made by the bootstrap admin): the two-person rule needs one."""
+    assert client.post("/api/users", json={"name": name, "role": "reviewer"}, headers=AUTH).status_code in (201, 409)
+    tok = client.post(f"/api/users/{name}/tokens", json={}, headers=AUTH).json()["token"]
+    return {"Authorization": f"Bearer {tok}"}
+
+
+def verify(client, rec: dict, who: dict, trial: str = TRIAL) -> dict:
+    r = client.post(f"/api/trials/{trial}/outcomes/{rec['id']}/verify", json={"version": rec["version"]}, headers=who)
+    assert r.status_code == 200 and r.json()["status"] == "verified", r.text
+    return r.json()
+
+
 def names_field(resp, field: str) -> bool:
     j = resp.json()
     return field in j.get("fields", []) or field in json.dumps(j.get("detail"))
@@ -477,8 +490,11 @@ def test_export_round_trip(client, db, tmp_path):
     ev0 = load_evidence()
     rec = post(client, good(quote="round trip <quote>", source="A new paper 2025", timepoint_weeks=30.5)).json()
     seeded = client.get(f"/api/trials/{TRIAL}/outcomes").json()[0]
-    client.put(f"/api/trials/{TRIAL}/outcomes/{seeded['id']}", json={"version": 1, "events": 11, "quote": "edited"},
-               headers=AUTH)
+    edit = client.put(f"/api/trials/{TRIAL}/outcomes/{seeded['id']}",
+                      json={"version": 1, "events": 11, "quote": "edited"}, headers=AUTH).json()
+    rev = second_curator(client)  # two-person rule: only verified values are exported (and analysed)
+    verify(client, rec, rev)
+    verify(client, edit, rev)
     gone = client.get("/api/trials/li2012/outcomes").json()[0]
     client.delete(f"/api/trials/li2012/outcomes/{gone['id']}?version=1", headers=AUTH)
     out = tmp_path / "export"
@@ -554,6 +570,7 @@ def test_new_package_trials_are_imported_on_start(db, monkeypatch):
     con = sqlite3.connect(db)  # as if the package gained this trial after the store was seeded
     with con:
         con.execute("DELETE FROM outcomes WHERE trial_id = ?", (victim,))
+        con.execute("DELETE FROM adverse_events WHERE trial_id = ?", (victim,))
         con.execute("DELETE FROM studies WHERE id = ?", (victim,))
     con.close()
     monkeypatch.setattr(store_mod, "_package_evidence", lambda: (_ for _ in ()).throw(ValueError("mid-edit")))
@@ -575,7 +592,11 @@ def test_analysis_uses_newest_entry_per_arm(client):
     before = client.get("/analysis?outcome=complete+remission&treatment=CNI%2BMMF&control=IVCYC&measure=RR"
                         "&method=FE&timepoint=latest").text
     assert "13 / 20" in before  # Bao 2008, 9 months, multitarget arm (seeded)
-    post(client, good(events=14, n=20, timepoint_weeks=39, outcome="complete remission"))
+    rec = post(client, good(events=14, n=20, timepoint_weeks=39, outcome="complete remission")).json()
+    pending = client.get("/analysis?outcome=complete+remission&treatment=CNI%2BMMF&control=IVCYC&measure=RR"
+                         "&method=FE&timepoint=latest").text
+    assert "13 / 20" in pending and "14 / 20" not in pending  # two-person rule: not analysed until verified
+    verify(client, rec, second_curator(client))
     after = client.get("/analysis?outcome=complete+remission&treatment=CNI%2BMMF&control=IVCYC&measure=RR"
                        "&method=FE&timepoint=latest").text
     assert "14 / 20" in after and "13 / 20" not in after and "14 / 40" not in after

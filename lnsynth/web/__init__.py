@@ -6,7 +6,11 @@ Entry points (wired into the CLI as ``lnsynth serve`` and ``lnsynth export``):
 * :func:`serve` -- run it with uvicorn.
 * :func:`export` -- write the store back to the YAML layout ``load_evidence`` reads.
 
-Needs the ``web`` extra (fastapi, uvicorn, python-multipart, itsdangerous).
+Curators are named users (``lnsynth users add``; roles viewer, curator, reviewer, admin) with
+server-side sessions; values entered in the app follow the two-person rule (see
+:mod:`lnsynth.web.auth` and :mod:`lnsynth.web.curation`).
+
+Needs the ``web`` extra (fastapi, uvicorn, python-multipart, argon2-cffi).
 """
 
 from __future__ import annotations
@@ -22,30 +26,40 @@ __all__ = ["create_app", "serve", "export", "DISCLAIMER"]
 DISCLAIMER = "lnsynth summarises evidence and simulates hypotheses; it does not prescribe."
 
 
-def create_app(db_path: Path | str, token: Optional[str] = None):
+def create_app(db_path: Path | str, token: Optional[str] = None, **kw):
     """FastAPI app on the store at ``db_path`` (seeded from the package data if new).
 
     ``token``: bearer secret for writes (default: ``$LNSYNTH_TOKEN``; none = read-only).
     """
     from .app import create_app as _create
 
-    return _create(db_path, token)
+    return _create(db_path, token, **kw)
 
 
-def serve(host: str, port: int, db: Path, token: str | None) -> None:
+def serve(host: str, port: int, db: Path, token: str | None, allowed_hosts=None,
+          insecure_dev_token: bool = False) -> None:
     """Serve the app with uvicorn on ``host:port``.
 
-    Without ``token`` and without ``$LNSYNTH_TOKEN`` a random token is generated and
-    printed once to stderr, so writes are never open to anyone who can reach the port.
+    ``token`` is the shared bootstrap-admin token (default ``$LNSYNTH_TOKEN``); it must have at
+    least 16 characters unless ``insecure_dev_token`` (``ValueError`` otherwise).  Without one a
+    random token is generated and printed once to stderr, so writes are never open to anyone
+    who can reach the port.
     """
-    import uvicorn
+    import uvicorn  # noqa: F401  (fail early without the web extra)
 
-    token = token or os.environ.get("LNSYNTH_TOKEN") or None
+    from .auth import check_token
+
+    token = token if token is not None else (os.environ.get("LNSYNTH_TOKEN") or None)
     if token is None:
         token = secrets.token_urlsafe(24)
         print(f"lnsynth serve: no LNSYNTH_TOKEN set; token for writes this run: {token}", file=sys.stderr)
-    app = create_app(Path(db), token)
-    uvicorn.run(app, host=host, port=int(port), log_level="warning", access_log=False)
+    check_token(token, insecure_dev_token)
+    # Host allow-list: loopback names, the address bound (unless a wildcard), --allowed-host / $LNSYNTH_ALLOWED_HOSTS
+    hosts = list(allowed_hosts or []) + ([host] if host not in ("0.0.0.0", "::", "") else [])
+    app = create_app(Path(db), token, allowed_hosts=hosts)
+    from .server import serve_app  # uvicorn with header/keep-alive timeouts and limits
+
+    serve_app(app, host, int(port))
 
 
 def export(db: Path, out: Path) -> None:

@@ -6,11 +6,14 @@ All figures are inline SVG built here; every piece of text placed in them goes t
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import re
 import threading
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -83,10 +86,11 @@ def select_pairs(ev, outcome: str, treatment: str, control: str,
     ev, dropped = superseded(ev)
     tp: Any = timepoint
     if timepoint not in ("latest", "earliest"):
-        try:
-            tp = float(timepoint)
-        except ValueError:
-            raise ValueError(f"timepoint: expected 'latest', 'earliest' or weeks, got {timepoint!r}") from None
+        from .validation import ascii_number
+
+        tp = ascii_number(timepoint)  # plain ASCII decimal only (float() also takes "١٢", "1_0", "inf")
+        if tp is None:
+            raise ValueError(f"timepoint: expected 'latest', 'earliest' or weeks, got {str(timepoint)[:40]!r}")
     d = pairwise_data(ev, outcome, ",".join(sorted(spec_set(treatment))), ",".join(sorted(spec_set(control))),
                       timepoint=tp, warn=False, approximate=True)
     rows = [{
@@ -150,6 +154,119 @@ def run_pairwise(ev, outcome: str, treatment: str, control: str, measure: str,
     except ValueError as exc:  # engines and selection raise ValueError naming the user's problem
         run.error = str(exc)
     return run
+
+
+# ------------------------------------------------------------------ cache
+class AnalysisCache:
+    """Results of :func:`run_pairwise` / :func:`run_network`, invalidated only by writes they depend on.
+
+    The key of a result is its parameters plus a digest of exactly the data the analysis reads:
+    for every trial in the evidence, its study-level facts (arms, regimens, sizes) and its outcome
+    records *for the analysed endpoint*, plus the set of endpoints present (named in "no such
+    outcome" messages) and the source register.  A write to another endpoint, to an adverse event,
+    or a value left out of the analyses under the two-person rule leaves the digest -- and so the
+    cached result -- unchanged; a write the analysis does read changes it.  The digest is computed
+    from the :class:`~lnsynth.evidence.load.EvidenceBase` the analysis would run on (not from row
+    counters), so it can never miss a change that reaches the analysis.  Per-trial digests are
+    memoised on the (immutable) Study objects, which :meth:`Store.evidence` reuses for trials a
+    write did not touch, so a lookup costs little more than a dictionary access per trial.
+
+    Concurrent requests for the same missing result wait for one computation instead of each
+    running it (single flight).  At most ``size`` results are kept (least recently used first out).
+    """
+
+    def __init__(self, size: int = 256):
+        self.size = size
+        self._lock = threading.Lock()
+        self._results: "OrderedDict[tuple, Any]" = OrderedDict()
+        self._inflight: dict[tuple, threading.Event] = {}
+        self._per_study: dict[int, tuple[Any, str, dict[str, str]]] = {}
+        self._per_ev: dict[int, tuple[Any, str, frozenset]] = {}
+        self.hits = self.misses = 0
+
+    # ---------------------------------------------------------- digests
+    @staticmethod
+    def _h(obj: Any) -> str:
+        return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+    def _study_digests(self, st) -> tuple[str, dict[str, str]]:
+        hit = self._per_study.get(id(st))
+        if hit is not None and hit[0] is st:
+            return hit[1], hit[2]
+        shell = self._h(st.model_dump(mode="json", exclude={"outcomes", "adverse_events"}))
+        by_ep: dict[str, list] = {}
+        for o in st.outcomes:
+            by_ep.setdefault(o.endpoint, []).append(o.model_dump(mode="json"))
+        eps = {ep: self._h(v) for ep, v in by_ep.items()}
+        if len(self._per_study) > 4096:  # trials are few; stale objects are dropped wholesale
+            self._per_study.clear()
+        self._per_study[id(st)] = (st, shell, eps)
+        return shell, eps
+
+    def _ev_digest(self, ev) -> tuple[str, frozenset]:
+        hit = self._per_ev.get(id(ev))
+        if hit is not None and hit[0] is ev:
+            return hit[1], hit[2]
+        src = self._h([x.model_dump(mode="json") for x in ev.sources])
+        endpoints = frozenset(ep for st in ev.studies for ep in self._study_digests(st)[1])
+        if len(self._per_ev) > 64:
+            self._per_ev.clear()
+        self._per_ev[id(ev)] = (ev, src, endpoints)
+        return src, endpoints
+
+    def data_key(self, ev, endpoint: str) -> str:
+        """Digest of the data an analysis of ``endpoint`` reads from ``ev``."""
+        src, endpoints = self._ev_digest(ev)
+        parts = [src, sorted(endpoints)]
+        for st in ev.studies:
+            shell, eps = self._study_digests(st)
+            parts.append((st.id, shell, eps.get(endpoint)))
+        return self._h(parts)
+
+    def endpoints(self, ev) -> list[str]:
+        """Endpoints present in ``ev`` (for the forms), without building a data frame."""
+        return sorted(self._ev_digest(ev)[1])
+
+    # ---------------------------------------------------------- lookup
+    def get(self, key: tuple, compute):
+        """The cached value for ``key``, computing it once (other callers wait) when missing."""
+        with self._lock:
+            if key in self._results:
+                self._results.move_to_end(key)
+                self.hits += 1
+                return self._results[key]
+            flight = self._inflight.get(key)
+            owner = flight is None
+            if owner:
+                flight = self._inflight[key] = threading.Event()
+                self.misses += 1
+        if not owner:
+            flight.wait(300)
+            with self._lock:
+                if key in self._results:
+                    self.hits += 1
+                    return self._results[key]
+            return compute()  # the computation we waited for failed: try ourselves (a bug will surface)
+        try:
+            value = compute()
+            with self._lock:
+                self._results[key] = value
+                while len(self._results) > self.size:
+                    self._results.popitem(last=False)
+            return value
+        finally:
+            with self._lock:
+                self._inflight.pop(key, None)
+            flight.set()
+
+    def pairwise(self, ev, outcome: str, treatment: str, control: str, measure: str, method: str,
+                 timepoint: str = "latest") -> "PairwiseRun":
+        key = ("pairwise", outcome, treatment, control, measure, method, timepoint, self.data_key(ev, outcome))
+        return self.get(key, lambda: run_pairwise(ev, outcome, treatment, control, measure, method, timepoint))
+
+    def network(self, ev, outcome: str, measure: str, method: str, node: str = "class") -> "NetworkRun":
+        key = ("network", outcome, measure, method, node, self.data_key(ev, outcome))
+        return self.get(key, lambda: run_network(ev, outcome, measure, method, node))
 
 
 _PLOT_LOCK = threading.Lock()  # pyplot keeps global state; pages render in a thread pool

@@ -1,12 +1,14 @@
 """FastAPI application: JSON API (the contract) and server-rendered pages.
 
-Security model (local app, one shared secret):
+Security model (local app, named curators; see :mod:`lnsynth.web.auth`):
 
 * Reads are open.  Writes and the audit log need ``Authorization: Bearer <token>``
-  (401 when missing or not a bearer credential, 403 when wrong; compared with
-  :func:`hmac.compare_digest`).  Without a configured token every write is refused.
-* HTML forms carry a per-session CSRF token (signed session cookie, SameSite=strict)
-  and either the token itself or a session login made with it.
+  (401 when missing or not a bearer credential, 403 when wrong or the role is too low;
+  compared with :func:`hmac.compare_digest`): a per-user API token, or the server's shared
+  token, which acts as the bootstrap admin.
+* HTML forms carry a CSRF token bound to the server-side session (or, before login, to a
+  random pre-session cookie) and need a session login (or a token typed into the form).
+* Values written through the app obey the two-person rule (:mod:`lnsynth.web.curation`).
 * Every input is validated in :mod:`lnsynth.web.validation`; bad input gets 400/422
   naming the field, never a 5xx.  Templates autoescape everything and responses carry
   a strict Content-Security-Policy (no inline script).
@@ -14,12 +16,9 @@ Security model (local app, one shared secret):
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import os
-import secrets
 import sqlite3
 from pathlib import Path
 from typing import Any, Optional
@@ -32,21 +31,22 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.middleware.sessions import SessionMiddleware
 
 from lnsynth.evidence.load import currency
 from lnsynth.evidence.schema import ENDPOINTS, REGIMEN_CLASS, REGIMENS
 
 from . import analysis as an
+from .auth import Auth, AuthError, Principal
+from .curation import counts_sentence, status_label
 from .store import Conflict, NotFound, Store
+from .security import CSP, GuardConfig, protect  # noqa: F401  (CSP re-exported)
+from .validation import ascii_int, ascii_number, json_errors, json_int
 from .validation import FIELDS, err, form_to_typed, validate_outcome, version_of
 
 DISCLAIMER = "lnsynth summarises evidence and simulates hypotheses; it does not prescribe."
 _log = logging.getLogger("lnsynth.web")
 HERE = Path(__file__).resolve().parent
 MAX_BODY = 64 * 1024
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-       "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
 
 
 class ApiError(Exception):
@@ -66,10 +66,6 @@ def _api_error_body(e: ApiError) -> dict:
     return body
 
 
-def fingerprint(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()[:12]
-
-
 def _fmt_weeks(w: Optional[float]) -> str:
     if w is None:
         return "not stated"
@@ -87,28 +83,30 @@ def _num(v: Any) -> str:
     return str(v)
 
 
-def create_app(db_path: Path | str, token: Optional[str] = None) -> FastAPI:
+def create_app(db_path: Path | str, token: Optional[str] = None, *, allowed_hosts=None) -> FastAPI:
     """Build the app on the SQLite store at ``db_path`` (created and seeded if new).
 
     ``token`` is the bearer secret for writes; ``None`` falls back to the
     ``LNSYNTH_TOKEN`` environment variable (and without either, writes are refused).
+    ``allowed_hosts``: Host names answered besides 127.0.0.1, localhost and [::1] (and
+    ``$LNSYNTH_ALLOWED_HOSTS``); any other ``Host`` gets 400 (:mod:`lnsynth.web.security`).
     """
     store = Store(Path(db_path))
     if token is None:
         token = os.environ.get("LNSYNTH_TOKEN") or None
-    token_b = token.encode("utf-8") if token else None
-    tok_fp = fingerprint(token) if token else None
+    if token is not None and not token.strip():
+        raise ValueError("the token is blank: it could never match (set a real LNSYNTH_TOKEN or none)")
+    auth = Auth(store, token)
 
     app = FastAPI(title="lnsynth", version="0.1", docs_url=None, redoc_url=None)
     app.state.store = store
-    app.state.token_fp = tok_fp
-    app.add_middleware(SessionMiddleware, secret_key=store.meta("secret") or secrets.token_hex(32),
-                       session_cookie="lnsynth_session", max_age=8 * 3600, same_site="strict", https_only=False)
-    app.add_middleware(_Guard)
+    app.state.auth = auth
+    protect(app, GuardConfig.build(allowed_hosts, max_body=MAX_BODY))  # Host allow-list, body limits, headers
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     env = Environment(loader=FileSystemLoader(str(HERE / "templates")),
                       autoescape=select_autoescape(default=True, default_for_string=True))
-    env.globals.update(DISCLAIMER=DISCLAIMER, fmt_weeks=_fmt_weeks, num=_num, REGIMENS=REGIMENS)
+    env.globals.update(DISCLAIMER=DISCLAIMER, fmt_weeks=_fmt_weeks, num=_num, REGIMENS=REGIMENS,
+                       status_label=status_label, verification=lambda: counts_sentence(store.verification_counts()))
     # plain text (autoescaped on output), unlike |tojson which emits \u003c-style escapes
     env.filters["pretty"] = lambda x: json.dumps(x, ensure_ascii=False, indent=1, sort_keys=True)
 
@@ -146,46 +144,38 @@ def create_app(db_path: Path | str, token: Optional[str] = None) -> FastAPI:
 
     # ------------------------------------------------------------ helpers
     def csrf_token(request: Request) -> str:
-        tok = request.session.get("csrf")
-        if not tok:
-            tok = secrets.token_urlsafe(32)
-            request.session["csrf"] = tok
-        return tok
+        return auth.csrf(request)
 
     def logged_in(request: Request) -> bool:
-        s = request.session.get("auth")
-        return bool(tok_fp and isinstance(s, str) and hmac.compare_digest(s.encode(), tok_fp.encode()))
+        return auth.user(request) is not None
 
     def page(request: Request, name: str, ctx: dict, status: int = 200) -> HTMLResponse:
-        ctx = {"request": request, "csrf": csrf_token(request), "logged_in": logged_in(request),
+        user = auth.user(request)
+        ctx = {"request": request, "csrf": csrf_token(request), "logged_in": user is not None, "user": user,
                "path": request.url.path, **ctx}
-        return HTMLResponse(env.get_template(name).render(**ctx), status_code=status)
+        resp = HTMLResponse(env.get_template(name).render(**ctx), status_code=status)
+        auth.finish(request, resp)
+        if user is not None:
+            resp.headers["Cache-Control"] = "no-store"
+        return resp
 
     def client(request: Request) -> str:
         return request.client.host if request.client else "unknown"
 
-    token_digest = hashlib.sha256(token_b).digest() if token_b else None
+    def principal(request: Request, role: str = "curator") -> Principal:
+        """The bearer token's user, with at least ``role``."""
+        try:
+            p = auth.bearer(request)
+        except AuthError as e:
+            raise ApiError(e.status, e.message, headers=e.headers) from None
+        if not p.has(role):
+            raise ApiError(403, f"user {p.name!r} has role {p.role!r}; this needs {role!r} or above")
+        request.state.principal = p
+        return p
 
-    def token_ok(candidate: str) -> bool:
-        """Constant-time check (digests compared, so not even the length leaks)."""
-        if token_digest is None:
-            return False
-        cand = hashlib.sha256(candidate.encode("utf-8", "surrogatepass")).digest()
-        return hmac.compare_digest(cand, token_digest)
-
-    def bearer(request: Request) -> str:
-        h = request.headers.get("authorization")
-        if not h:
-            raise ApiError(401, "authentication required: send 'Authorization: Bearer <LNSYNTH_TOKEN>'",
-                           headers={"WWW-Authenticate": "Bearer"})
-        scheme, _, cred = h.strip().partition(" ")
-        cred = cred.strip()
-        if scheme.lower() != "bearer" or not cred:
-            raise ApiError(401, "Authorization header must be 'Bearer <token>'",
-                           headers={"WWW-Authenticate": "Bearer"})
-        if not token_ok(cred):
-            raise ApiError(403, "invalid token" if token_b else "writes are disabled: no LNSYNTH_TOKEN configured")
-        return f"api:bearer:{tok_fp}@{client(request)}"
+    def bearer(request: Request, role: str = "curator") -> str:
+        p = principal(request, role)
+        return f"api:bearer:{p.name}@{client(request)}"
 
     async def json_body(request: Request, allow_empty: bool = False) -> Any:
         chunks, size = [], 0
@@ -205,16 +195,21 @@ def create_app(db_path: Path | str, token: Optional[str] = None) -> FastAPI:
             raise ValueError(f"{c} is not valid JSON")
 
         try:
-            return json.loads(raw, parse_constant=_bad_const)
+            data = json.loads(raw, parse_constant=_bad_const, parse_int=json_int)
         except (ValueError, RecursionError) as exc:
             msg = str(exc) if not isinstance(exc, RecursionError) else "nested too deeply"
             raise ApiError(400, [{"loc": ["body"], "field": "body", "msg": f"malformed JSON: {msg[:200]}",
                                   "type": "json_invalid"}]) from None
+        bad = json_errors(data)  # lone surrogates (SQLite stores UTF-8) and 5,000-digit numbers, by field
+        if bad:
+            raise ApiError(422, bad)
+        return data
 
     def parse_id(outcome_id: str) -> int:
-        if not outcome_id.isdigit() or len(outcome_id) > 12:
+        oid = ascii_int(outcome_id, 1, 10 ** 12)  # ASCII digits only ("²".isdigit() is True)
+        if oid is None:
             raise ApiError(404, f"no outcome {outcome_id[:40]!r}")
-        return int(outcome_id)
+        return oid
 
     # ------------------------------------------------------------ trial summaries (cached per write)
     cache: dict[str, Any] = {"gen": None, "frame_gen": None}
@@ -288,17 +283,21 @@ def create_app(db_path: Path | str, token: Optional[str] = None) -> FastAPI:
             out = [t for t in out if ep in t["endpoints"]]
         tp = (q.get("timepoint") or "").strip()
         if tp:
-            try:
-                w = float(tp)
+            w = ascii_number(tp)
+            if w is not None:
                 out = [t for t in out if any(abs(w - x) < 1e-9 for x in t["timepoints_weeks"])]
-            except ValueError:
-                problems.append(f"timepoint: expected a number of weeks, got {tp!r}")
+            else:
+                problems.append(f"timepoint: expected a number of weeks, got {tp[:40]!r}")
         return out, problems
 
     # ================================================================== API
     from .routers.questions import make_router as _questions_router
 
     app.include_router(_questions_router(store, page, lambda detail: ApiError(404, detail)))
+
+    from .routers.curation import make_router as _curation_router
+
+    app.include_router(_curation_router(store, auth, page, ApiError, json_body))
 
     @app.get("/healthz")
     def healthz():
@@ -349,7 +348,8 @@ def create_app(db_path: Path | str, token: Optional[str] = None) -> FastAPI:
         if errors:
             raise ApiError(422, errors)
         try:
-            rec = await run_in_threadpool(store.create_outcome, trial_id, values, actor, "api")
+            rec = await run_in_threadpool(store.create_outcome, trial_id, values, actor, "api",
+                                          request.state.principal.name)
         except NotFound:
             raise ApiError(404, f"unknown trial {trial_id[:80]!r}") from None
         return JSONResponse(rec, status_code=201, headers={"Location": f"/api/trials/{trial_id}/outcomes/{rec['id']}"})
@@ -385,7 +385,8 @@ def create_app(db_path: Path | str, token: Optional[str] = None) -> FastAPI:
         if errors:
             raise ApiError(422, errors)
         try:
-            return await run_in_threadpool(store.update_outcome, trial_id, oid, version, values, actor)
+            return await run_in_threadpool(store.update_outcome, trial_id, oid, version, values, actor,
+                                           request.state.principal.name)
         except NotFound as e:
             raise ApiError(404, str(e)) from None
         except Conflict as c:
@@ -410,7 +411,8 @@ def create_app(db_path: Path | str, token: Optional[str] = None) -> FastAPI:
         if errors:
             raise ApiError(422, errors)
         try:
-            before = await run_in_threadpool(store.delete_outcome, trial_id, oid, version, actor)
+            before = await run_in_threadpool(store.delete_outcome, trial_id, oid, version, actor,
+                                             request.state.principal.name)
         except NotFound as e:
             raise ApiError(404, str(e)) from None
         except Conflict as c:
@@ -420,12 +422,14 @@ def create_app(db_path: Path | str, token: Optional[str] = None) -> FastAPI:
 
     @app.get("/api/audit")
     def api_audit(request: Request):
-        bearer(request)
+        bearer(request, "viewer")
         lim = request.query_params.get("limit")
-        if lim is not None and (not lim.isdigit() or not 0 < int(lim) <= 10 ** 6):
+        n_lim = ascii_int(lim, 1, 10 ** 6) if lim is not None else None
+        if lim is not None and n_lim is None:
             raise ApiError(422, [{"loc": ["query", "limit"], "field": "limit",
-                                  "msg": "limit must be a positive whole number", "type": "int_parsing"}])
-        return store.audit(int(lim) if lim else None)
+                                  "msg": "limit must be a whole number from 1 to 1000000 (digits 0-9)",
+                                  "type": "int_parsing"}])
+        return store.audit(n_lim)
 
     # ================================================================ pages
     @app.get("/", include_in_schema=False)
@@ -464,7 +468,8 @@ def create_app(db_path: Path | str, token: Optional[str] = None) -> FastAPI:
                              "derived": arm.n.provenance.derived, "rule": arm.n.provenance.rule})
             outcomes.append({"rec": rec, "model": model, "arm": arm, "prov": prov})
         return {"t": t, "study": study, "study_numbers": study_numbers, "outcomes": outcomes,
-                "endpoints": sorted(ENDPOINTS)}
+                "endpoints": sorted(ENDPOINTS), "aes": store.adverse_events(trial_id),
+                "trial_status": store.trial_status(trial_id)}
 
     @app.get("/trials/{trial_id}", response_class=HTMLResponse, include_in_schema=False)
     def trial_page(request: Request, trial_id: str):
@@ -480,19 +485,19 @@ def create_app(db_path: Path | str, token: Optional[str] = None) -> FastAPI:
             data = {k: v for k, v in form.items() if isinstance(v, str)}
         except (ValueError, KeyError, UnicodeDecodeError, AssertionError):  # malformed multipart/urlencoded body
             return page(request, "error.html", {"status": 400, "message": "could not read the form"}, status=400)
-        sent = data.get("csrf_token", "")
-        have = request.session.get("csrf", "")
-        if not (sent and have and hmac.compare_digest(sent.encode(), have.encode())):
+        if not auth.csrf_ok(request, data.get("csrf_token", "")):
             return page(request, "error.html", {"status": 403, "message": "CSRF check failed: reload the page and "
                                                 "submit the form again"}, status=403)
         ctx = await run_in_threadpool(trial_context, trial_id)
         errors: dict[str, str] = {}
-        if logged_in(request):
-            actor = f"form:session:{tok_fp}@{client(request)}"
-        elif data.get("token") and token_ok(data["token"].strip()):
-            actor = f"form:token:{tok_fp}@{client(request)}"
+        who = auth.user(request) or (auth.from_token(data["token"].strip(), "form token")
+                                     if data.get("token", "").strip() else None)
+        if who is not None and who.has("curator"):
+            actor = f"form:{'session' if who.via == 'session' else 'token'}:{who.name}@{client(request)}"
         else:
-            errors["token"] = ("token is required (or log in)" if not data.get("token") else "invalid token")
+            errors["token"] = ("token is required (or log in)" if who is None and not data.get("token") else
+                               "invalid token" if who is None else
+                               f"user {who.name!r} has role {who.role!r}: adding values needs 'curator'")
             actor = ""
         typed, conv = form_to_typed(data)
         arms = [a["id"] for a in ctx["t"]["arms"]]
@@ -504,7 +509,7 @@ def create_app(db_path: Path | str, token: Optional[str] = None) -> FastAPI:
             return page(request, "trial.html", {**ctx, "errors": errors, "values": vals, "added": None,
                                                 "title": ctx["t"]["label"]}, status=400 if "token" not in errors
                         or len(errors) > 1 else 403)
-        rec = await run_in_threadpool(store.create_outcome, trial_id, values, actor, "form")
+        rec = await run_in_threadpool(store.create_outcome, trial_id, values, actor, "form", who.name)
         return RedirectResponse(f"/trials/{trial_id}?{urlencode({'added': rec['id']})}#outcome-{rec['id']}",
                                 status_code=303)
 
@@ -528,57 +533,43 @@ def create_app(db_path: Path | str, token: Optional[str] = None) -> FastAPI:
             form = await request.form()
         except (ValueError, KeyError, UnicodeDecodeError, AssertionError):  # malformed multipart/urlencoded body
             return page(request, "error.html", {"status": 400, "message": "could not read the form"}, status=400)
-        sent, have = str(form.get("csrf_token", "")), request.session.get("csrf", "")
         nxt = _safe_next(str(form.get("next", "")))
-        if not (sent and have and hmac.compare_digest(sent.encode(), have.encode())):
+        if not auth.csrf_ok(request, form.get("csrf_token", "")):
             return page(request, "error.html", {"status": 403, "message": "CSRF check failed"}, status=403)
-        if not token_ok(str(form.get("token", "")).strip()):
-            return page(request, "login.html", {"error": "invalid token", "next": nxt, "title": "Log in"}, status=403)
-        request.session["auth"] = tok_fp
-        request.session["csrf"] = secrets.token_urlsafe(32)  # rotate on privilege change
-        return RedirectResponse(nxt or "/trials", status_code=303)
+        username = str(form.get("username", ""))
+        try:
+            who = await run_in_threadpool(auth.login, client(request), username, str(form.get("password", "")),
+                                          str(form.get("token", "")))
+        except AuthError as e:
+            resp = page(request, "login.html", {"error": e.message, "next": nxt, "username": username[:64],
+                                                "title": "Log in"}, status=e.status)
+            if e.status == 429 and e.headers:
+                resp.headers.update(e.headers)
+            return resp
+        old = request.cookies.get("lnsynth_session")
+        resp = RedirectResponse(nxt or "/trials", status_code=303)
+        if old:  # a fresh session id at every login (no session fixation)
+            auth.end_session(request, resp)
+        auth.start_session(resp, who, client(request))
+        return resp
 
     @app.post("/logout", include_in_schema=False)
     async def logout(request: Request):
-        form = await request.form()
-        sent, have = str(form.get("csrf_token", "")), request.session.get("csrf", "")
-        if sent and have and hmac.compare_digest(sent.encode(), have.encode()):
-            request.session.clear()
-        return RedirectResponse("/trials", status_code=303)
+        try:
+            form = await request.form()
+        except (ValueError, KeyError, UnicodeDecodeError, AssertionError):
+            return page(request, "error.html", {"status": 400, "message": "could not read the form"}, status=400)
+        if not auth.csrf_ok(request, form.get("csrf_token", "")):
+            return page(request, "error.html", {"status": 403, "message": "CSRF check failed"}, status=403)
+        resp = RedirectResponse("/trials", status_code=303)
+        auth.end_session(request, resp)  # the session row is deleted: a replayed cookie is refused
+        return resp
 
     @app.get("/favicon.ico", include_in_schema=False)
     def favicon():
         return Response(status_code=204)
 
     return app
-
-
-_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
-            (b"referrer-policy", b"no-referrer"), (b"content-security-policy", CSP.encode())]
-
-
-class _Guard:
-    """ASGI middleware: refuse oversized bodies early (413) and add security headers."""
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        for k, v in scope.get("headers", ()):
-            if k == b"content-length" and (not v.isdigit() or int(v) > MAX_BODY):
-                resp = JSONResponse({"detail": f"request body too large (at most {MAX_BODY} bytes)",
-                                     "error": "body too large", "fields": ["body"]}, status_code=413)
-                return await resp(scope, receive, send)
-
-        async def send_with_headers(msg):
-            if msg["type"] == "http.response.start":
-                have = {k.lower() for k, _ in msg.get("headers", [])}
-                msg = {**msg, "headers": list(msg.get("headers", [])) + [h for h in _HEADERS if h[0] not in have]}
-            await send(msg)
-
-        return await self.app(scope, receive, send_with_headers)
 
 
 def _safe_next(n: Optional[str]) -> str:

@@ -13,8 +13,23 @@ Tables
                model.  ``version`` starts at 1 and is bumped by every update
                (optimistic concurrency: a write with a stale version is refused).
                Deleted rows are kept as tombstones (``deleted = 1``) for the audit.
-``audit``      one row per write: when, who (actor), action, trial, outcome, before
-               and after (JSON).  Written in the same transaction as the change.
+``audit``      one row per write: when, who (actor, and the named ``user``), action, trial,
+               outcome, before and after (JSON).  Written in the same transaction as the change.
+``adverse_events`` one row per arm-level adverse-event count, kept like ``outcomes``.
+``users``      named curators: role (viewer, curator, reviewer, admin) and an argon2 hash.
+``api_tokens`` per-user API tokens, stored as SHA-256 digests only (the tokens are random).
+``sessions``   server-side login sessions: SHA-256 of the random session id (the cookie holds
+               only the id), the user, the CSRF token bound to the session, expiry.  Logout
+               deletes the row, so a replayed cookie is refused.
+``login_failures`` failed logins per username and per client address (throttling).
+``reviews``    second-curator decisions (verify / dispute with the reviewer's own values).
+
+Two-person rule (see :mod:`lnsynth.web.curation`): every outcome, adverse event and trial row
+has a ``status``: ``repository`` (the package's curated data, not claimed to be double-checked),
+``pending`` (entered or changed in the app by one curator), ``verified`` (checked against its
+quote by a second, different curator) or ``disputed``.  :meth:`Store.evidence` -- what every
+analysis reads -- holds only ``repository`` and ``verified`` values; a pending change of an
+approved value leaves the approved value (kept in ``approved``) in the analyses until verified.
 
 Writes use ``BEGIN IMMEDIATE`` with a busy timeout, so concurrent writers queue on the
 database lock instead of failing or losing updates; readers never block (WAL).
@@ -22,6 +37,7 @@ database lock instead of failing or losing updates; readers never block (WAL).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import secrets
@@ -37,6 +53,7 @@ import yaml
 
 from lnsynth.evidence.load import EvidenceBase, data_dir, load_evidence
 from lnsynth.evidence.schema import (
+    AdverseEvent,
     Outcome,
     Provenance,
     Quantity,
@@ -87,9 +104,97 @@ CREATE TABLE IF NOT EXISTS audit (
     before TEXT,
     after TEXT
 );
+CREATE TABLE IF NOT EXISTS adverse_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    trial_id TEXT NOT NULL REFERENCES studies(id),
+    key TEXT NOT NULL,
+    arm TEXT NOT NULL,
+    event TEXT NOT NULL,
+    category TEXT NOT NULL,
+    events INTEGER,
+    n INTEGER,
+    serious INTEGER,
+    source TEXT,
+    location TEXT,
+    quote TEXT,
+    doc TEXT,
+    origin TEXT NOT NULL,
+    version INTEGER NOT NULL DEFAULT 1,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'repository',
+    entered_by TEXT,
+    verified_by TEXT,
+    verified_at TEXT,
+    approved TEXT
+);
+CREATE INDEX IF NOT EXISTS ae_trial ON adverse_events(trial_id, deleted);
+CREATE UNIQUE INDEX IF NOT EXISTS ae_key ON adverse_events(trial_id, key);
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    password_hash TEXT,
+    active INTEGER NOT NULL DEFAULT 1,
+    created_at TEXT NOT NULL,
+    created_by TEXT
+);
+CREATE TABLE IF NOT EXISTS api_tokens (
+    hash TEXT PRIMARY KEY,
+    user TEXT NOT NULL REFERENCES users(name),
+    label TEXT,
+    created_at TEXT NOT NULL,
+    last_used TEXT
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    id_hash TEXT PRIMARY KEY,
+    user TEXT NOT NULL REFERENCES users(name),
+    csrf TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    ip TEXT
+);
+CREATE TABLE IF NOT EXISTS login_failures (
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    failures INTEGER NOT NULL,
+    last_at REAL NOT NULL,
+    locked_until REAL NOT NULL,
+    PRIMARY KEY (scope, key)
+);
+CREATE TABLE IF NOT EXISTS reviews (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    record_id INTEGER NOT NULL,
+    record_version INTEGER NOT NULL,
+    reviewer TEXT NOT NULL,
+    decision TEXT NOT NULL,
+    proposed TEXT,
+    note TEXT,
+    at TEXT NOT NULL,
+    open INTEGER NOT NULL DEFAULT 1
+);
 """
 
+# columns added to tables of stores created before the two-person rule (ALTER TABLE ... ADD COLUMN)
+_REVIEW_COLUMNS = (("status", "TEXT NOT NULL DEFAULT 'repository'"), ("entered_by", "TEXT"),
+                   ("verified_by", "TEXT"), ("verified_at", "TEXT"), ("approved", "TEXT"))
+_MIGRATIONS = {
+    "outcomes": _REVIEW_COLUMNS,
+    "studies": (("status", "TEXT NOT NULL DEFAULT 'repository'"), ("entered_by", "TEXT"), ("verified_by", "TEXT"),
+                ("verified_at", "TEXT")),
+    "audit": (("user", "TEXT"),),
+}
+
 VIEW_FIELDS = ("arm", "outcome", "events", "n", "timepoint_weeks", "source", "location", "quote")
+AE_FIELDS = ("arm", "event", "category", "events", "n", "serious", "source", "location", "quote")
+KINDS = {"outcome": ("outcomes", VIEW_FIELDS), "adverse_event": ("adverse_events", AE_FIELDS)}
+ROLES = ("viewer", "curator", "reviewer", "admin")
+APPROVED = ("repository", "verified")
+
+
+class Forbidden(PermissionError):
+    """The two-person rule or a role forbids this action (e.g. verifying one's own entry)."""
 
 
 class NotFound(LookupError):
@@ -170,6 +275,65 @@ def row_to_outcome(row: dict[str, Any], study: Study) -> Outcome:
     # Re-validate from plain data so nested models are checked once more.
     plain = json.loads(json.dumps(_to_plain(data)))
     return Outcome.model_validate(plain)
+
+
+def seed_view_ae(ae: AdverseEvent) -> dict[str, Any]:
+    """The API view of a seeded adverse event (counts and the leading provenance)."""
+    lead = next((q for q in (ae.events, ae.n, ae.percent) if q is not None), None)
+    prov = lead.provenance if lead is not None else None
+    return {
+        "arm": ae.arm, "event": ae.event, "category": ae.category,
+        "events": ae.events.value if ae.events is not None and isinstance(ae.events.value, int) else None,
+        "n": ae.n.value if ae.n is not None and isinstance(ae.n.value, int) else None,
+        "serious": ae.serious,
+        "source": prov.source if prov else None,
+        "location": prov.location if prov else None,
+        "quote": prov.quote if prov else None,
+    }
+
+
+def row_to_ae(row: dict[str, Any]) -> AdverseEvent:
+    """Rebuild the schema :class:`AdverseEvent` of a stored row (seeded model when untouched)."""
+    doc = json.loads(row["doc"]) if row.get("doc") else None
+    new = {k: row[k] for k in AE_FIELDS}
+    new["serious"] = None if new["serious"] is None else bool(new["serious"])
+    if doc is not None:
+        base = AdverseEvent.model_validate(doc)
+        if seed_view_ae(base) == new:
+            return base
+        data = base.model_dump(mode="json", exclude_none=True)
+    else:
+        data = {"id": row["key"]}
+    prov = {"source": new["source"], "location": new["location"], "quote": new["quote"]}
+    data.update(arm=new["arm"], event=new["event"], category=new["category"])
+    if new["serious"] is None:
+        data.pop("serious", None)
+    else:
+        data["serious"] = new["serious"]
+    if new["events"] is not None:
+        data["events"] = {"value": new["events"], "provenance": prov}
+    if new["n"] is not None:
+        data["n"] = {"value": new["n"], "provenance": prov}
+    elif doc is None:
+        data.pop("n", None)
+    if new["events"] is not None and new["n"] is not None:
+        data.pop("percent", None)  # the typed counts replace a printed percentage
+    return AdverseEvent.model_validate(data)
+
+
+def approved_row(row: dict[str, Any], fields: tuple[str, ...]) -> Optional[dict[str, Any]]:
+    """The row as the analyses may use it under the two-person rule (``None``: not approved yet).
+
+    ``repository`` and ``verified`` rows are used as they are; a ``pending``/``disputed`` change
+    of a value approved before is used as it was approved; a new value nobody verified is left out.
+    """
+    status = row.get("status") or "repository"
+    if status in APPROVED:
+        return row
+    if row.get("approved"):
+        snap = json.loads(row["approved"])
+        return {**row, **snap["values"], "status": snap["status"]}
+    return None
 
 
 def _to_plain(x: Any) -> Any:
@@ -262,6 +426,7 @@ class Store:
             for stmt in _DDL.split(";"):
                 if stmt.strip():
                     tx.execute(stmt)
+            self._migrate(tx)
             seeded = tx.execute("SELECT value FROM meta WHERE key = 'seeded'").fetchone()
             if seeded is None:
                 self._seed(tx, _package_evidence())
@@ -270,7 +435,39 @@ class Store:
                 tx.execute("INSERT INTO meta(key, value) VALUES ('generation', '0')")
                 tx.execute("INSERT INTO meta(key, value) VALUES ('seeded', ?)", (now(),))
                 return
+            self._split_adverse_events(tx)
         self._import_new_trials()
+
+    @staticmethod
+    def _migrate(tx: sqlite3.Connection) -> None:
+        """Add the columns of the two-person rule and named users to tables that lack them."""
+        for table, cols in _MIGRATIONS.items():
+            have = {r[1] for r in tx.execute(f"PRAGMA table_info({table})")}
+            for name, decl in cols:
+                if name not in have:
+                    tx.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+
+    @classmethod
+    def _split_adverse_events(cls, tx: sqlite3.Connection) -> None:
+        """Move adverse events still inside study documents (stores made before) into their table."""
+        for sid, doc_s in tx.execute("SELECT id, doc FROM studies").fetchall():
+            doc = json.loads(doc_s)
+            aes = doc.pop("adverse_events", None)
+            if aes:
+                cls._insert_aes(tx, sid, [AdverseEvent.model_validate(a) for a in aes], now())
+                tx.execute("UPDATE studies SET doc = ? WHERE id = ?", (_dumps(doc), sid))
+
+    @staticmethod
+    def _insert_aes(tx: sqlite3.Connection, trial_id: str, aes, ts: str) -> None:
+        for ae in aes:
+            v = seed_view_ae(ae)
+            tx.execute(
+                "INSERT INTO adverse_events(trial_id, key, arm, event, category, events, n, serious, source,"
+                " location, quote, doc, origin, version, deleted, created_at, updated_at, status)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,'seed',1,0,?,?,'repository')",
+                (trial_id, ae.id, v["arm"], v["event"], v["category"], v["events"], v["n"],
+                 None if v["serious"] is None else int(v["serious"]), v["source"], v["location"], v["quote"],
+                 _dumps(ae.model_dump(mode="json", exclude_none=True)), ts, ts))
 
     def _import_new_trials(self) -> None:
         """Add trials that appeared in the package data since the store was seeded (newest last).
@@ -311,13 +508,15 @@ class Store:
              _dumps({"from": str(ev.root), "studies": len(ev.studies), "outcomes": n_out})),
         )
 
-    @staticmethod
-    def _insert_studies(tx: sqlite3.Connection, studies, ts: str) -> int:
+    @classmethod
+    def _insert_studies(cls, tx: sqlite3.Connection, studies, ts: str) -> int:
         n_out = 0
         for s in studies:
             doc = s.model_dump(mode="json", exclude_none=True)
             doc.pop("outcomes", None)
+            doc.pop("adverse_events", None)
             tx.execute("INSERT INTO studies(id, doc) VALUES (?, ?)", (s.id, _dumps(doc)))
+            cls._insert_aes(tx, s.id, s.adverse_events, ts)
             for o in s.outcomes:
                 v = seed_view(s, o)
                 tx.execute(
@@ -373,7 +572,29 @@ class Store:
             "version": r["version"],
             "created_at": r["created_at"],
             "updated_at": r["updated_at"],
+            **Store._review_view(r),
         }
+
+    @staticmethod
+    def _review_view(r: dict) -> dict[str, Any]:
+        approved = json.loads(r["approved"]) if r.get("approved") else None
+        return {"status": r.get("status") or "repository", "entered_by": r.get("entered_by"),
+                "verified_by": r.get("verified_by"), "verified_at": r.get("verified_at"),
+                "in_analyses": (r.get("status") or "repository") in APPROVED or approved is not None,
+                "approved": approved}
+
+    @staticmethod
+    def ae_record(row: sqlite3.Row | dict) -> dict[str, Any]:
+        r = dict(row)
+        out = {"id": r["id"], "trial_id": r["trial_id"], "key": r["key"]}
+        out.update({k: r[k] for k in AE_FIELDS})
+        out["serious"] = None if r["serious"] is None else bool(r["serious"])
+        out.update(origin=r["origin"], version=r["version"], created_at=r["created_at"], updated_at=r["updated_at"],
+                   **Store._review_view(r))
+        return out
+
+    def _rec(self, kind: str, row) -> dict[str, Any]:
+        return self.record(row) if kind == "outcome" else self.ae_record(row)
 
     def outcome_rows(self, trial_id: Optional[str] = None) -> list[dict]:
         c = self._conn()
@@ -423,68 +644,388 @@ class Store:
 
     @staticmethod
     def _audit(tx, actor: str, action: str, trial_id: Optional[str], outcome_id: Optional[int], before,
-               after) -> None:
+               after, user: Optional[str] = None) -> None:
         tx.execute(
-            "INSERT INTO audit(at, actor, action, trial_id, outcome_id, before, after) VALUES (?,?,?,?,?,?,?)",
+            "INSERT INTO audit(at, actor, action, trial_id, outcome_id, before, after, user)"
+            " VALUES (?,?,?,?,?,?,?,?)",
             (now(), actor, action, trial_id, outcome_id,
-             _dumps(before) if before is not None else None, _dumps(after) if after is not None else None),
+             _dumps(before) if before is not None else None, _dumps(after) if after is not None else None, user),
         )
 
-    def create_outcome(self, trial_id: str, values: dict[str, Any], actor: str, origin: str = "api") -> dict:
+    # generic writes of outcomes and adverse events (``kind``: "outcome" or "adverse_event").
+    # A write from the app makes the value "pending": it enters the analyses only once a second
+    # curator has verified it (see verify_record); an approved value that is changed stays in the
+    # analyses as it was approved (kept in ``approved``) until the change is verified.
+    def _db_values(self, kind: str, values: dict[str, Any]) -> list:
+        fields = KINDS[kind][1]
+        return [int(values[f]) if f == "serious" and values.get(f) is not None else values.get(f) for f in fields]
+
+    def create_record(self, kind: str, trial_id: str, values: dict[str, Any], actor: str, origin: str = "api",
+                      user: Optional[str] = None) -> dict:
+        table, fields = KINDS[kind]
         ts = now()
         with self._tx() as tx:
             if tx.execute("SELECT 1 FROM studies WHERE id = ?", (trial_id,)).fetchone() is None:
                 raise NotFound(f"unknown trial {trial_id!r}")
             tmp_key = "pending_" + secrets.token_hex(8)
+            cols = ", ".join(fields)
             cur = tx.execute(
-                "INSERT INTO outcomes(trial_id, key, arm, outcome, events, n, timepoint_weeks, source, location,"
-                " quote, doc, origin, version, deleted, created_at, updated_at)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,NULL,?,1,0,?,?)",
-                (trial_id, tmp_key, values["arm"], values["outcome"], values["events"], values["n"],
-                 values["timepoint_weeks"], values["source"], values["location"], values["quote"], origin, ts, ts),
+                f"INSERT INTO {table}(trial_id, key, {cols}, doc, origin, version, deleted, created_at, updated_at,"
+                f" status, entered_by) VALUES (?,?,{','.join('?' * len(fields))},NULL,?,1,0,?,?,'pending',?)",
+                (trial_id, tmp_key, *self._db_values(kind, values), origin, ts, ts, user or actor),
             )
             oid = int(cur.lastrowid)
-            tx.execute("UPDATE outcomes SET key = ? WHERE id = ?", (f"web_{oid}", oid))
-            rec = self.record(tx.execute("SELECT * FROM outcomes WHERE id = ?", (oid,)).fetchone())
-            self._audit(tx, actor, "create", trial_id, oid, None, rec)
+            prefix = "web_" if kind == "outcome" else "web_ae_"
+            tx.execute(f"UPDATE {table} SET key = ? WHERE id = ?", (f"{prefix}{oid}", oid))
+            rec = self._rec(kind, tx.execute(f"SELECT * FROM {table} WHERE id = ?", (oid,)).fetchone())
+            self._audit(tx, actor, "create" if kind == "outcome" else "create adverse event", trial_id, oid, None,
+                        rec, user)
             self._bump(tx)
         return rec
 
-    def update_outcome(self, trial_id: str, outcome_id: int, version: int, values: dict[str, Any],
-                       actor: str) -> dict:
+    def _live_row(self, tx, kind: str, trial_id: str, rid: int):
+        table = KINDS[kind][0]
+        row = tx.execute(f"SELECT * FROM {table} WHERE trial_id = ? AND id = ? AND deleted = 0",
+                         (trial_id, rid)).fetchone()
+        if row is None:
+            what = "outcome" if kind == "outcome" else "adverse event"
+            raise NotFound(f"trial {trial_id!r} has no {what} {rid}")
+        return row
+
+    def update_record(self, kind: str, trial_id: str, rid: int, version: int, values: dict[str, Any], actor: str,
+                      user: Optional[str] = None) -> dict:
+        table, fields = KINDS[kind]
         with self._tx() as tx:
-            row = tx.execute("SELECT * FROM outcomes WHERE trial_id = ? AND id = ? AND deleted = 0",
-                             (trial_id, outcome_id)).fetchone()
-            if row is None:
-                raise NotFound(f"trial {trial_id!r} has no outcome {outcome_id}")
-            before = self.record(row)
+            row = self._live_row(tx, kind, trial_id, rid)
+            before = self._rec(kind, row)
             if before["version"] != version:
                 raise Conflict(before)
+            approved = row["approved"]
+            if row["status"] in APPROVED:  # keep what analyses use until the change is verified
+                approved = _dumps({"status": row["status"], "verified_by": row["verified_by"],
+                                   "values": {f: row[f] for f in fields}})
+            sets = ", ".join(f"{f}=?" for f in fields)
             tx.execute(
-                "UPDATE outcomes SET arm=?, outcome=?, events=?, n=?, timepoint_weeks=?, source=?, location=?,"
-                " quote=?, version = version + 1, updated_at=? WHERE id = ? AND version = ?",
-                (values["arm"], values["outcome"], values["events"], values["n"], values["timepoint_weeks"],
-                 values["source"], values["location"], values["quote"], now(), outcome_id, version),
+                f"UPDATE {table} SET {sets}, version = version + 1, updated_at=?, status='pending', entered_by=?,"
+                f" verified_by=NULL, verified_at=NULL, approved=? WHERE id = ? AND version = ?",
+                (*self._db_values(kind, values), now(), user or actor, approved, rid, version),
             )
-            after = self.record(tx.execute("SELECT * FROM outcomes WHERE id = ?", (outcome_id,)).fetchone())
-            self._audit(tx, actor, "update", trial_id, outcome_id, before, after)
+            tx.execute("UPDATE reviews SET open = 0 WHERE kind = ? AND record_id = ?", (kind, rid))
+            after = self._rec(kind, tx.execute(f"SELECT * FROM {table} WHERE id = ?", (rid,)).fetchone())
+            self._audit(tx, actor, "update" if kind == "outcome" else "update adverse event", trial_id, rid, before,
+                        after, user)
             self._bump(tx)
         return after
 
-    def delete_outcome(self, trial_id: str, outcome_id: int, version: int, actor: str) -> dict:
+    def delete_record(self, kind: str, trial_id: str, rid: int, version: int, actor: str,
+                      user: Optional[str] = None) -> dict:
+        table = KINDS[kind][0]
         with self._tx() as tx:
-            row = tx.execute("SELECT * FROM outcomes WHERE trial_id = ? AND id = ? AND deleted = 0",
-                             (trial_id, outcome_id)).fetchone()
-            if row is None:
-                raise NotFound(f"trial {trial_id!r} has no outcome {outcome_id}")
-            before = self.record(row)
+            before = self._rec(kind, self._live_row(tx, kind, trial_id, rid))
             if before["version"] != version:
                 raise Conflict(before)
-            tx.execute("UPDATE outcomes SET deleted = 1, version = version + 1, updated_at = ? WHERE id = ?",
-                       (now(), outcome_id))
-            self._audit(tx, actor, "delete", trial_id, outcome_id, before, None)
+            tx.execute(f"UPDATE {table} SET deleted = 1, version = version + 1, updated_at = ? WHERE id = ?",
+                       (now(), rid))
+            tx.execute("UPDATE reviews SET open = 0 WHERE kind = ? AND record_id = ?", (kind, rid))
+            self._audit(tx, actor, "delete" if kind == "outcome" else "delete adverse event", trial_id, rid, before,
+                        None, user)
             self._bump(tx)
         return before
+
+    def create_outcome(self, trial_id: str, values: dict[str, Any], actor: str, origin: str = "api",
+                       user: Optional[str] = None) -> dict:
+        return self.create_record("outcome", trial_id, values, actor, origin, user)
+
+    def update_outcome(self, trial_id: str, outcome_id: int, version: int, values: dict[str, Any],
+                       actor: str, user: Optional[str] = None) -> dict:
+        return self.update_record("outcome", trial_id, outcome_id, version, values, actor, user)
+
+    def delete_outcome(self, trial_id: str, outcome_id: int, version: int, actor: str,
+                       user: Optional[str] = None) -> dict:
+        return self.delete_record("outcome", trial_id, outcome_id, version, actor, user)
+
+    # ---------------------------------------------------------- two-person rule
+    def verify_record(self, kind: str, trial_id: str, rid: int, version: int, reviewer: str, actor: str,
+                      proposed: Optional[dict[str, Any]] = None, note: Optional[str] = None) -> dict:
+        """A second curator's check of a pending value against its quote.
+
+        ``proposed`` is the reviewer's own reading of the source (the same fields); when it is
+        ``None`` or equal to the entry, the value becomes ``verified``; otherwise the record is
+        ``disputed`` and both readings go to the review queue.  The person who entered (or last
+        changed) the value cannot verify it (:class:`Forbidden`).
+        """
+        table, fields = KINDS[kind]
+        with self._tx() as tx:
+            row = self._live_row(tx, kind, trial_id, rid)
+            before = self._rec(kind, row)
+            if before["version"] != version:
+                raise Conflict(before)
+            if row["status"] not in ("pending", "disputed"):
+                raise Forbidden(f"nothing to verify: the value is {row['status']}")
+            if row["entered_by"] == reviewer:
+                raise Forbidden("the two-person rule: a value must be verified by someone other than the curator "
+                                f"who entered it ({reviewer})")
+            agree = proposed is None or all(proposed.get(f) == row[f] if f != "serious" else
+                                            (proposed.get(f) == (None if row[f] is None else bool(row[f])))
+                                            for f in fields)
+            decision = "verify" if agree else "dispute"
+            tx.execute("INSERT INTO reviews(kind, record_id, record_version, reviewer, decision, proposed, note, at,"
+                       " open) VALUES (?,?,?,?,?,?,?,?,?)",
+                       (kind, rid, version, reviewer, decision, _dumps(proposed) if proposed is not None else None,
+                        note, now(), 0 if agree else 1))
+            if agree:
+                tx.execute(f"UPDATE {table} SET status='verified', verified_by=?, verified_at=?, approved=NULL"
+                           " WHERE id = ?", (reviewer, now(), rid))
+                tx.execute("UPDATE reviews SET open = 0 WHERE kind = ? AND record_id = ?", (kind, rid))
+            else:
+                tx.execute(f"UPDATE {table} SET status='disputed' WHERE id = ?", (rid,))
+            after = self._rec(kind, tx.execute(f"SELECT * FROM {table} WHERE id = ?", (rid,)).fetchone())
+            self._audit(tx, actor, decision if kind == "outcome" else f"{decision} adverse event", trial_id, rid,
+                        before, {**after, "proposed": proposed, "note": note}, reviewer)
+            self._bump(tx)
+        return after
+
+    def adopt_review(self, kind: str, trial_id: str, rid: int, version: int, review_id: int, resolver: str,
+                     actor: str) -> dict:
+        """Resolve a disputed value with a reviewer's reading: the value becomes the reviewer's,
+        verified by ``resolver`` (who must not be that reviewer)."""
+        table, fields = KINDS[kind]
+        with self._tx() as tx:
+            row = self._live_row(tx, kind, trial_id, rid)
+            before = self._rec(kind, row)
+            if before["version"] != version:
+                raise Conflict(before)
+            rv = tx.execute("SELECT * FROM reviews WHERE id = ? AND kind = ? AND record_id = ? AND open = 1",
+                            (review_id, kind, rid)).fetchone()
+            if row["status"] != "disputed" or rv is None or not rv["proposed"]:
+                raise NotFound(f"no open disputed reading {review_id} for this value")
+            if rv["reviewer"] == resolver:
+                raise Forbidden("the two-person rule: your own reading must be accepted by someone else")
+            proposed = json.loads(rv["proposed"])
+            sets = ", ".join(f"{f}=?" for f in fields)
+            tx.execute(f"UPDATE {table} SET {sets}, version = version + 1, updated_at=?, status='verified',"
+                       f" entered_by=?, verified_by=?, verified_at=?, approved=NULL WHERE id = ?",
+                       (*self._db_values(kind, proposed), now(), rv["reviewer"], resolver, now(), rid))
+            tx.execute("UPDATE reviews SET open = 0 WHERE kind = ? AND record_id = ?", (kind, rid))
+            after = self._rec(kind, tx.execute(f"SELECT * FROM {table} WHERE id = ?", (rid,)).fetchone())
+            self._audit(tx, actor, "resolve" if kind == "outcome" else "resolve adverse event", trial_id, rid,
+                        before, {**after, "review": review_id}, resolver)
+            self._bump(tx)
+        return after
+
+    def reviews_of(self, kind: str, rid: int, open_only: bool = True) -> list[dict]:
+        q = "SELECT * FROM reviews WHERE kind = ? AND record_id = ?" + (" AND open = 1" if open_only else "")
+        out = []
+        for r in self._conn().execute(q + " ORDER BY id", (kind, rid)):
+            d = dict(r)
+            d["proposed"] = json.loads(d["proposed"]) if d["proposed"] else None
+            out.append(d)
+        return out
+
+    def review_queue(self) -> list[dict]:
+        """Every pending or disputed value (outcomes, adverse events) with its open reviews, oldest first."""
+        c = self._conn()
+        items = []
+        for kind, (table, _) in KINDS.items():
+            for r in c.execute(f"SELECT * FROM {table} WHERE deleted = 0 AND status IN ('pending', 'disputed')"
+                               " ORDER BY updated_at, id"):
+                rec = self._rec(kind, r)
+                items.append({"kind": kind, "record": rec, "reviews": self.reviews_of(kind, rec["id"])})
+        for r in c.execute("SELECT id, doc, status, entered_by FROM studies WHERE status IN ('pending', 'disputed')"
+                           " ORDER BY seq"):
+            items.append({"kind": "trial", "record": {"id": r["id"], "trial_id": r["id"], "status": r["status"],
+                                                      "entered_by": r["entered_by"], "doc": json.loads(r["doc"])},
+                          "reviews": []})
+        items.sort(key=lambda x: x["record"].get("updated_at") or "")
+        return items
+
+    def verification_counts(self) -> dict[str, int]:
+        """Values by review status (live outcomes and adverse events; trials separately)."""
+        c = self._conn()
+        out = {"repository": 0, "verified": 0, "pending": 0, "disputed": 0}
+        for table in ("outcomes", "adverse_events"):
+            for st, n in c.execute(f"SELECT status, COUNT(*) FROM {table} WHERE deleted = 0 GROUP BY status"):
+                out[st] = out.get(st, 0) + n
+        out["pending_trials"] = c.execute("SELECT COUNT(*) FROM studies WHERE status = 'pending'").fetchone()[0]
+        out["verified_trials"] = c.execute("SELECT COUNT(*) FROM studies WHERE status = 'verified'").fetchone()[0]
+        return out
+
+    # ------------------------------------------------------------- trials
+    def create_trial(self, doc: dict[str, Any], actor: str, user: str) -> dict:
+        """Add a trial (a :class:`Study` document without outcomes); pending until a second curator verifies it."""
+        study = Study.model_validate({**doc, "outcomes": [], "adverse_events": []})
+        d = study.model_dump(mode="json", exclude_none=True)
+        d.pop("outcomes", None)
+        d.pop("adverse_events", None)
+        with self._tx() as tx:
+            if tx.execute("SELECT 1 FROM studies WHERE id = ?", (study.id,)).fetchone() is not None:
+                raise Conflict({"id": study.id})
+            tx.execute("INSERT INTO studies(id, doc, status, entered_by) VALUES (?, ?, 'pending', ?)",
+                       (study.id, _dumps(d), user))
+            self._audit(tx, actor, "create trial", study.id, None, None, d, user)
+            self._bump(tx)
+        return {"id": study.id, "status": "pending", "entered_by": user, "doc": d}
+
+    def trial_status(self, trial_id: str) -> dict:
+        r = self._conn().execute("SELECT status, entered_by, verified_by, verified_at FROM studies WHERE id = ?",
+                                 (trial_id,)).fetchone()
+        if r is None:
+            raise NotFound(f"unknown trial {trial_id!r}")
+        return dict(r)
+
+    def verify_trial(self, trial_id: str, reviewer: str, actor: str) -> dict:
+        with self._tx() as tx:
+            r = tx.execute("SELECT status, entered_by FROM studies WHERE id = ?", (trial_id,)).fetchone()
+            if r is None:
+                raise NotFound(f"unknown trial {trial_id!r}")
+            if r["status"] != "pending":
+                raise Forbidden(f"nothing to verify: the trial is {r['status']}")
+            if r["entered_by"] == reviewer:
+                raise Forbidden("the two-person rule: a trial must be verified by someone other than the curator "
+                                f"who entered it ({reviewer})")
+            tx.execute("UPDATE studies SET status='verified', verified_by=?, verified_at=? WHERE id = ?",
+                       (reviewer, now(), trial_id))
+            self._audit(tx, actor, "verify trial", trial_id, None, {"status": "pending"}, {"status": "verified"},
+                        reviewer)
+            self._bump(tx)
+        return self.trial_status(trial_id)
+
+    # -------------------------------------------------------------- adverse events
+    def adverse_event_rows(self, trial_id: Optional[str] = None) -> list[dict]:
+        c = self._conn()
+        if trial_id is None:
+            rows = c.execute("SELECT * FROM adverse_events WHERE deleted = 0 ORDER BY id").fetchall()
+        else:
+            rows = c.execute("SELECT * FROM adverse_events WHERE trial_id = ? AND deleted = 0 ORDER BY id",
+                             (trial_id,)).fetchall()
+        return [dict(r) for r in rows]
+
+    def adverse_events(self, trial_id: str) -> list[dict]:
+        if not self.has_trial(trial_id):
+            raise NotFound(f"unknown trial {trial_id!r}")
+        return [self.ae_record(r) for r in self.adverse_event_rows(trial_id)]
+
+    def adverse_event(self, trial_id: str, rid: int) -> dict:
+        return self.ae_record(self._live_row(self._conn(), "adverse_event", trial_id, rid))
+
+    def record_of(self, kind: str, trial_id: str, rid: int) -> dict:
+        return self._rec(kind, self._live_row(self._conn(), kind, trial_id, rid))
+
+    # -------------------------------------------------------------- users
+    def add_user(self, name: str, role: str, password_hash: Optional[str], created_by: str) -> dict:
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
+        with self._tx() as tx:
+            if tx.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone() is not None:
+                raise Conflict({"name": name})
+            tx.execute("INSERT INTO users(name, role, password_hash, active, created_at, created_by)"
+                       " VALUES (?,?,?,1,?,?)", (name, role, password_hash, now(), created_by))
+            self._audit(tx, created_by, "add user", None, None, None, {"name": name, "role": role}, created_by)
+        return self.user(name)
+
+    def ensure_user(self, name: str, role: str) -> None:
+        """Create ``name`` (no password) if absent; used for the bootstrap admin of the shared token."""
+        with self._tx() as tx:
+            tx.execute("INSERT OR IGNORE INTO users(name, role, password_hash, active, created_at, created_by)"
+                       " VALUES (?,?,NULL,1,?,'system')", (name, role, now()))
+
+    def update_user(self, name: str, actor: str, role: Optional[str] = None, password_hash: Optional[str] = None,
+                    active: Optional[bool] = None) -> dict:
+        if role is not None and role not in ROLES:
+            raise ValueError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
+        with self._tx() as tx:
+            if tx.execute("SELECT 1 FROM users WHERE name = ?", (name,)).fetchone() is None:
+                raise NotFound(f"unknown user {name!r}")
+            if role is not None:
+                tx.execute("UPDATE users SET role = ? WHERE name = ?", (role, name))
+            if password_hash is not None:
+                tx.execute("UPDATE users SET password_hash = ? WHERE name = ?", (password_hash, name))
+            if active is not None:
+                tx.execute("UPDATE users SET active = ? WHERE name = ?", (int(active), name))
+            if password_hash is not None or active is False or role is not None:
+                tx.execute("DELETE FROM sessions WHERE user = ?", (name,))  # re-login with the new rights
+            if active is False:
+                tx.execute("DELETE FROM api_tokens WHERE user = ?", (name,))
+            self._audit(tx, actor, "update user", None, None, None,
+                        {"name": name, "role": role, "password_changed": password_hash is not None,
+                         "active": active}, actor)
+        return self.user(name)
+
+    def user(self, name: str) -> Optional[dict]:
+        r = self._conn().execute("SELECT name, role, active, created_at, created_by FROM users WHERE name = ?",
+                                 (name,)).fetchone()
+        return dict(r) if r else None
+
+    def password_hash(self, name: str) -> Optional[str]:
+        r = self._conn().execute("SELECT password_hash FROM users WHERE name = ? AND active = 1", (name,)).fetchone()
+        return r[0] if r else None
+
+    def users(self) -> list[dict]:
+        return [dict(r) for r in self._conn().execute(
+            "SELECT name, role, active, created_at, created_by FROM users ORDER BY name")]
+
+    def add_api_token(self, user: str, token_hash: str, label: str, actor: str) -> None:
+        with self._tx() as tx:
+            if tx.execute("SELECT 1 FROM users WHERE name = ? AND active = 1", (user,)).fetchone() is None:
+                raise NotFound(f"unknown user {user!r}")
+            tx.execute("INSERT INTO api_tokens(hash, user, label, created_at) VALUES (?,?,?,?)",
+                       (token_hash, user, label, now()))
+            self._audit(tx, actor, "add api token", None, None, None, {"user": user, "label": label}, actor)
+
+    def user_for_token(self, token_hash: str) -> Optional[dict]:
+        r = self._conn().execute(
+            "SELECT u.name, u.role FROM api_tokens t JOIN users u ON u.name = t.user WHERE t.hash = ? AND u.active = 1",
+            (token_hash,)).fetchone()
+        return dict(r) if r else None
+
+    # ----------------------------------------------------------- sessions
+    def create_session(self, id_hash: str, user: str, csrf: str, ttl_s: float, ip: str) -> None:
+        import time as _t
+
+        t = _t.time()
+        with self._tx() as tx:
+            tx.execute("DELETE FROM sessions WHERE expires_at < ?", (t,))
+            tx.execute("INSERT INTO sessions(id_hash, user, csrf, created_at, expires_at, ip) VALUES (?,?,?,?,?,?)",
+                       (id_hash, user, csrf, t, t + ttl_s, ip))
+
+    def session(self, id_hash: str) -> Optional[dict]:
+        import time as _t
+
+        r = self._conn().execute(
+            "SELECT s.user, s.csrf, s.expires_at, u.role FROM sessions s JOIN users u ON u.name = s.user"
+            " WHERE s.id_hash = ? AND s.expires_at > ? AND u.active = 1", (id_hash, _t.time())).fetchone()
+        return dict(r) if r else None
+
+    def delete_session(self, id_hash: str) -> bool:
+        with self._tx() as tx:
+            return tx.execute("DELETE FROM sessions WHERE id_hash = ?", (id_hash,)).rowcount > 0
+
+    # ----------------------------------------------------------- login throttling
+    def login_locked(self, keys: list[tuple[str, str]], t: float) -> float:
+        """Seconds until every (scope, key) is unlocked (0 when none is locked)."""
+        c = self._conn()
+        wait = 0.0
+        for scope, key in keys:
+            r = c.execute("SELECT locked_until FROM login_failures WHERE scope = ? AND key = ?", (scope, key)).fetchone()
+            if r is not None and r[0] > t:
+                wait = max(wait, r[0] - t)
+        return wait
+
+    def login_failed(self, scope: str, key: str, t: float, free: int, base_s: float, cap_s: float,
+                     forget_s: float) -> float:
+        """Count a failure; past ``free`` failures lock for base*2^(k-free) seconds (at most cap). Returns the lock."""
+        with self._tx() as tx:
+            r = tx.execute("SELECT failures, last_at FROM login_failures WHERE scope = ? AND key = ?",
+                           (scope, key)).fetchone()
+            failures = 1 if r is None or t - r[1] > forget_s else r[0] + 1
+            lock = 0.0 if failures < free else min(cap_s, base_s * 2 ** (failures - free))
+            tx.execute("INSERT OR REPLACE INTO login_failures(scope, key, failures, last_at, locked_until)"
+                       " VALUES (?,?,?,?,?)", (scope, key, failures, t, t + lock))
+        return lock
+
+    def login_succeeded(self, scope: str, key: str) -> None:
+        with self._tx() as tx:
+            tx.execute("DELETE FROM login_failures WHERE scope = ? AND key = ?", (scope, key))
 
     # -------------------------------------------------------------- evidence
     def evidence(self) -> EvidenceBase:
@@ -502,27 +1043,56 @@ class Store:
         c = self._conn()
         c.execute("BEGIN")  # one consistent snapshot across the reads below
         try:
-            docs = [json.loads(r[0]) for r in c.execute("SELECT doc FROM studies ORDER BY seq")]
-            rows = [dict(r) for r in c.execute("SELECT * FROM outcomes WHERE deleted = 0 ORDER BY id")]
-            sources = json.loads(self.meta("sources") or "[]")
-            synth = json.loads(self.meta("syntheses") or "[]")
+            # the two-person rule: trials and values not (yet) approved stay out of the evidence
+            docs = [(r[0], r[1]) for r in c.execute(
+                "SELECT id, doc FROM studies WHERE status IN ('repository', 'verified') ORDER BY seq")]
+            # rows approved_row() would drop (new values nobody verified yet) are not even read
+            usable = "deleted = 0 AND (status IN ('repository', 'verified') OR COALESCE(approved, '') != '')"
+            rows = [dict(r) for r in c.execute(f"SELECT * FROM outcomes WHERE {usable} ORDER BY id")]
+            ae_rows = [dict(r) for r in c.execute(f"SELECT * FROM adverse_events WHERE {usable} ORDER BY id")]
+            sources_raw = self.meta("sources") or "[]"
+            synth_raw = self.meta("syntheses") or "[]"
         finally:
             c.execute("COMMIT")
         by_trial: dict[str, list[dict]] = {}
         for r in rows:
-            by_trial.setdefault(r["trial_id"], []).append(r)
+            r = approved_row(r, VIEW_FIELDS)
+            if r is not None:
+                by_trial.setdefault(r["trial_id"], []).append(r)
+        ae_by_trial: dict[str, list[dict]] = {}
+        for r in ae_rows:
+            r = approved_row(r, AE_FIELDS)
+            if r is not None:
+                ae_by_trial.setdefault(r["trial_id"], []).append(r)
         studies = []
-        for d in docs:
+        # per trial, the Study is rebuilt only when its document or its (approved) rows changed: a write
+        # costs one trial's validation, and unchanged trials keep their object (analysis caches key on it)
+        memo: dict[str, tuple[tuple, Study]] = self.__dict__.setdefault("_study_memo", {})
+        for sid, raw in docs:
+            memo_key = (raw, tuple(tuple(r.items()) for r in by_trial.get(sid, [])),
+                        tuple(tuple(r.items()) for r in ae_by_trial.get(sid, [])))
+            hit = memo.get(sid)
+            if hit is not None and hit[0] == memo_key:
+                studies.append(hit[1])
+                continue
+            d = json.loads(raw)
             shell = Study.model_validate({**d, "outcomes": []})
             outs = [row_to_outcome(r, shell) for r in by_trial.get(d["id"], [])]
+            aes = [row_to_ae(r) for r in ae_by_trial.get(d["id"], [])]
             studies.append(Study.model_validate({**d, "outcomes": [o.model_dump(mode="json", exclude_none=True)
-                                                                   for o in outs]}))
-        src = [Source.model_validate(s) for s in sources]
-        return EvidenceBase(tuple(src), tuple(studies), tuple(Synthesis.model_validate(s) for s in synth),
-                            self.path)
+                                                                   for o in outs],
+                                                 "adverse_events": [a.model_dump(mode="json", exclude_none=True)
+                                                                    for a in aes]}))
+            memo[sid] = (memo_key, studies[-1])
+        reg = self.__dict__.get("_register_memo")  # source register and syntheses: validated once per change
+        if reg is None or reg[0] != (sources_raw, synth_raw):
+            reg = ((sources_raw, synth_raw), tuple(Source.model_validate(s) for s in json.loads(sources_raw)),
+                   tuple(Synthesis.model_validate(s) for s in json.loads(synth_raw)))
+            self.__dict__["_register_memo"] = reg
+        return EvidenceBase(reg[1], tuple(studies), reg[2], self.path)
 
     def study_shell(self, trial_id: str) -> Study:
-        """The trial's :class:`Study` without outcomes (trials are not edited through the app)."""
+        """The trial's :class:`Study` without outcomes or adverse events (stored trial documents never change)."""
         with self._cache_lock:
             st = self._shells.get(trial_id)
         if st is None:
@@ -562,6 +1132,24 @@ def source_slug(s: str) -> str:
     return slug[:60]
 
 
+def _typed_source_id(text: str, taken: set[str]) -> str:
+    """A source id for free text typed as a source, never one already taken.
+
+    The plain slug when free; otherwise the slug with the first 8 hex digits of the text's
+    SHA-256 (deterministic: the same store exports the same ids), so "Smith 2020, NEJM" and
+    "smith 2020 nejm" -- or a text whose slug is a registered id -- stay different sources.
+    """
+    slug = source_slug(text)
+    if slug not in taken:
+        return slug
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    for n in range(8, 65, 4):
+        cand = f"{slug[:50]}_{digest[:n]}"
+        if cand not in taken:
+            return cand
+    raise RuntimeError(f"no free source id for {text[:60]!r}")  # pragma: no cover - 2**256 collisions
+
+
 def _shorthand(node: Any) -> Any:
     """Collapse ``{value, provenance: {...}}`` into the loader's inline-provenance form."""
     if isinstance(node, list):
@@ -578,6 +1166,19 @@ def _shorthand(node: Any) -> Any:
             out["derived"] = True
             out["rule"] = p["rule"]
     return out
+
+
+def _prov_sources(node: Any, out: list[str]) -> None:
+    """Append the ``source`` of every provenance inside ``node`` (document order)."""
+    if isinstance(node, dict):
+        p = node.get("provenance")
+        if isinstance(p, dict) and isinstance(p.get("source"), str):
+            out.append(p["source"])
+        for v in node.values():
+            _prov_sources(v, out)
+    elif isinstance(node, list):
+        for v in node:
+            _prov_sources(v, out)
 
 
 def _fix_sources(node: Any, mapping: dict[str, str]) -> Any:
@@ -598,7 +1199,10 @@ def export_store(store: Store, out: Path) -> Path:
 
     The layout is the one :func:`lnsynth.evidence.load_evidence` reads.  Free-text
     sources typed into the web app that are not known source ids are added to
-    ``sources.yaml`` under a slug id (kind ``other``, citation = the text typed).
+    ``sources.yaml`` under a slug id (kind ``other``, citation = the text typed); two
+    different texts never share an id (:func:`_typed_source_id`), so each keeps its citation.
+    The files depend only on the store's content (no timestamp), so export -> ``lnsynth
+    import`` -> export gives the same bytes.
     """
     out = Path(out)
     ev = store.evidence()
@@ -608,16 +1212,15 @@ def export_store(store: Store, out: Path) -> Path:
     study_docs = []
     for st in ev.studies:
         d = st.model_dump(mode="json", exclude_none=True)
-        for o in d.get("outcomes", []):
-            for q in ("events", "n", "timepoint"):
-                if q in o:
-                    src = o[q]["provenance"]["source"]
-                    if src not in known and src not in mapping:
-                        slug = source_slug(src)
-                        mapping[src] = slug
-                        if slug not in known:
-                            known.add(slug)
-                            sources.append({"id": slug, "citation": src, "kind": "other"})
+        used: list[str] = []
+        _prov_sources(d, used)  # outcomes, adverse events, study-level values: every provenance
+        for src in used:
+            if src not in known and src not in mapping:
+                slug = _typed_source_id(src, known)
+                mapping[src] = slug
+                known.add(slug)
+                sources.append(Source.model_validate({"id": slug, "citation": src, "kind": "other"}).model_dump(
+                    mode="json", exclude_none=True))  # canonical form: re-imported, it exports the same
         study_docs.append(d)
     (out / "studies").mkdir(parents=True, exist_ok=True)
     (out / "syntheses").mkdir(parents=True, exist_ok=True)
@@ -626,7 +1229,7 @@ def export_store(store: Store, out: Path) -> Path:
     for d in study_docs:
         d = _shorthand(_fix_sources(d, mapping))
         _write_yaml(out / "studies" / f"{d['id']}.yaml", d,
-                    header=f"# exported by lnsynth web from {store.path.name} at {now()}\n")
+                    header="# exported by lnsynth web (re-import with `lnsynth import --db DB DIR`)\n")
     for sy in ev.syntheses:
         d = _shorthand(sy.model_dump(mode="json", exclude_none=True))
         _write_yaml(out / "syntheses" / f"{d['id']}.yaml", d)
@@ -638,3 +1241,197 @@ def _write_yaml(path: Path, data: Any, header: str = "") -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(header + text, encoding="utf-8")
     tmp.replace(path)
+
+
+# ------------------------------------------------------------------ import
+class ImportRefused(ValueError):
+    """An import refused as a whole (incomplete provenance, a clash with the store); nothing was written."""
+
+
+_PROV_SHORTHAND = ("quote", "location", "loc")
+
+
+def _explicit_sources(path: Path, raw: Any) -> None:
+    """Every provenance in an imported file names its source (unless the file names one at the top).
+
+    The loader attributes a value without ``source`` to the review; in a file to import that
+    would silently credit a number to a document nobody named, so it is refused instead.
+    """
+    if not isinstance(raw, dict) or isinstance(raw.get("source"), str):
+        return
+    sid = str(raw.get("id", path.stem))
+
+    def walk(node: Any, where: str) -> None:
+        if isinstance(node, dict):
+            prov = node.get("provenance")
+            if (any(k in node for k in _PROV_SHORTHAND) and "provenance" not in node and "source" not in node) or (
+                    isinstance(prov, dict) and "source" not in prov):
+                raise ImportRefused(f"{path.name}: study {sid!r}: field {where or '<root>'}: provenance without a "
+                                    f"source (name the source id the value comes from)")
+            for k, v in node.items():
+                walk(v, f"{where}.{k}" if where else str(k))
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                ident = v.get("id") if isinstance(v, dict) else None
+                walk(v, f"{where}[{i}]" + (f"({ident})" if ident else ""))
+
+    walk(raw, "")
+
+
+def _study_rows_doc(s: Study) -> dict:
+    doc = s.model_dump(mode="json", exclude_none=True)
+    doc.pop("outcomes", None)
+    doc.pop("adverse_events", None)
+    return doc
+
+
+def import_store(store: Store, path: Path, actor: str = "cli:import") -> dict[str, list[str]]:
+    """Bring an export (a directory as :func:`export_store` writes it, or one study file) into ``store``.
+
+    Everything is checked before anything is written, by the evidence loader itself
+    (:func:`lnsynth.evidence.load.load_evidence`: every value has a source, location and quote,
+    sources are registered, quotes from external sources are short, links resolve) plus
+    :func:`_explicit_sources`; a single file is checked in the context of the store (its
+    sources and trials).  Any problem raises :class:`ImportRefused` naming the file, the trial
+    and the field, and the store is left as it was.
+
+    Then, in one transaction: a trial not in the store is added; a trial whose content differs
+    from the store's replaces it (its old values are kept as audited tombstones); an identical
+    trial is left alone, so importing an export of the same store changes nothing.  A trial with
+    values still awaiting a second curator is refused rather than overwritten.  Sources in the
+    file are merged into the register (the file's entry wins), and a directory's syntheses replace
+    the store's.  Imported values count like the package's own files (status ``repository``):
+    the two-person rule governs values entered in the app.  Trials of the store that the import
+    does not mention are kept.  Restart a running server after an import (it caches trial facts).
+
+    Returns the ids ``added``, ``replaced``, ``unchanged`` and the ``sources_added``.
+    """
+    import shutil
+    import tempfile
+
+    from lnsynth.evidence.load import EvidenceError, _read_yaml, load_study_file
+
+    path = Path(path)
+    if not path.exists():
+        raise ImportRefused(f"{path}: no such file or directory")
+    with tempfile.TemporaryDirectory(prefix="lnsynth-import-") as tmp:
+        if path.is_dir():
+            root = path
+            files = sorted((root / "studies").glob("*.yaml"))
+            if not files:
+                raise ImportRefused(f"{path}: no studies/*.yaml (expected the layout `lnsynth export` writes)")
+            take_sources = (root / "sources.yaml").exists() or (root / "sources").is_dir()
+            take_synth = (root / "syntheses").is_dir()
+        else:
+            try:
+                raw = _read_yaml(path)
+            except EvidenceError as exc:
+                raise ImportRefused(str(exc)) from None
+            if not isinstance(raw, dict) or not isinstance(raw.get("id", path.stem), str):
+                raise ImportRefused(f"{path.name}: expected one study (a mapping with an id)")
+            sid = str(raw.get("id", path.stem))
+            root = Path(tmp) / "context"
+            export_store(store, root)  # the store as files: the study is checked against its sources and trials
+            (root / "studies" / f"{sid}.yaml").unlink(missing_ok=True)
+            target = root / "studies" / path.name
+            if target.exists():
+                raise ImportRefused(f"{path.name}: the store has another trial in a file of this name; "
+                                    f"rename the file to {sid}.yaml")
+            shutil.copyfile(path, target)
+            files, take_sources, take_synth = [target], False, False
+        for f in files:
+            try:
+                _explicit_sources(f, _read_yaml(f))
+            except EvidenceError as exc:
+                raise ImportRefused(str(exc)) from None
+        try:
+            ev = load_evidence(root)
+            studies = [load_study_file(f) for f in files]  # as written (the loader adds publications on load)
+        except EvidenceError as exc:
+            raise ImportRefused(str(exc)) from None
+        names = {s.id: f.name for s, f in zip(studies, files)}
+        sources = [s.model_dump(mode="json", exclude_none=True) for s in ev.sources] if take_sources else None
+        synth = [s.model_dump(mode="json", exclude_none=True) for s in ev.syntheses] if take_synth else None
+
+    current = {st.id: st for st in store.evidence().studies}
+    ts = now()
+    out: dict[str, list[str]] = {"added": [], "replaced": [], "unchanged": [], "sources_added": []}
+    max_web = {"outcomes": 0, "adverse_events": 0}
+    with store._tx() as tx:
+        have = {r[0] for r in tx.execute("SELECT id FROM studies")}
+        for s in studies:
+            for o in s.outcomes:
+                m = re.fullmatch(r"web_([0-9]{1,15})", o.id)
+                max_web["outcomes"] = max(max_web["outcomes"], int(m.group(1)) if m else 0)
+            for a in s.adverse_events:
+                m = re.fullmatch(r"web_ae_([0-9]{1,15})", a.id)
+                max_web["adverse_events"] = max(max_web["adverse_events"], int(m.group(1)) if m else 0)
+            if s.id not in have:
+                n_out = Store._insert_studies(tx, [s], ts)
+                for table in ("outcomes", "adverse_events"):
+                    tx.execute(f"UPDATE {table} SET origin = 'import' WHERE trial_id = ?", (s.id,))
+                Store._audit(tx, actor, "import", s.id, None, None,
+                             {"from": str(path), "file": names[s.id], "added": True, "outcomes": n_out,
+                              "adverse_events": len(s.adverse_events)})
+                out["added"].append(s.id)
+                continue
+            cur = current.get(s.id)
+            if cur is not None and cur.model_dump(mode="json", exclude_none=True) == s.model_dump(
+                    mode="json", exclude_none=True):
+                out["unchanged"].append(s.id)
+                continue
+            waiting = sum(tx.execute(f"SELECT COUNT(*) FROM {t} WHERE trial_id = ? AND deleted = 0 AND status NOT IN"
+                                     f" ('repository', 'verified')", (s.id,)).fetchone()[0]
+                          for t in ("outcomes", "adverse_events"))
+            waiting += tx.execute("SELECT COUNT(*) FROM studies WHERE id = ? AND status NOT IN ('repository',"
+                                  " 'verified')", (s.id,)).fetchone()[0]
+            if waiting:
+                raise ImportRefused(f"{names[s.id]}: trial {s.id!r}: {waiting} value(s) in the store await a second "
+                                    f"curator; verify or delete them before importing over this trial")
+            before = [Store.record(r) for r in tx.execute(
+                "SELECT * FROM outcomes WHERE trial_id = ? AND deleted = 0 ORDER BY id", (s.id,))]
+            for table in ("outcomes", "adverse_events"):  # tombstones (keys freed for the imported records)
+                tx.execute(f"UPDATE {table} SET deleted = 1, key = key || '~' || id, version = version + 1,"
+                           f" updated_at = ? WHERE trial_id = ? AND deleted = 0", (ts, s.id))
+            tx.execute("UPDATE studies SET doc = ? WHERE id = ?", (_dumps(_study_rows_doc(s)), s.id))
+            Store._insert_aes(tx, s.id, s.adverse_events, ts)
+            for o in s.outcomes:
+                v = seed_view(s, o)
+                tx.execute(
+                    "INSERT INTO outcomes(trial_id, key, arm, outcome, events, n, timepoint_weeks, source,"
+                    " location, quote, doc, origin, version, deleted, created_at, updated_at)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,'import',1,0,?,?)",
+                    (s.id, o.id, v["arm"], v["outcome"], v["events"], v["n"], v["timepoint_weeks"],
+                     v["source"], v["location"], v["quote"], _dumps(o.model_dump(mode="json", exclude_none=True)),
+                     ts, ts))
+            tx.execute("UPDATE adverse_events SET origin = 'import' WHERE trial_id = ? AND deleted = 0", (s.id,))
+            Store._audit(tx, actor, "import", s.id, None, {"outcomes": before},
+                         {"from": str(path), "file": names[s.id], "outcomes": [o.id for o in s.outcomes],
+                          "adverse_events": [a.id for a in s.adverse_events]})
+            out["replaced"].append(s.id)
+        if sources is not None:
+            reg = json.loads(tx.execute("SELECT value FROM meta WHERE key = 'sources'").fetchone()[0] or "[]")
+            ids = {x["id"] for x in sources}
+            merged = sources + [x for x in reg if x["id"] not in ids]
+            if merged != reg:
+                out["sources_added"] = [x["id"] for x in sources if x["id"] not in {r["id"] for r in reg}]
+                tx.execute("UPDATE meta SET value = ? WHERE key = 'sources'", (_dumps(merged),))
+                Store._audit(tx, actor, "import", None, None, {"sources": reg}, {"from": str(path), "sources": merged})
+        changed_synth = False
+        if synth is not None:
+            cur_synth = json.loads(tx.execute("SELECT value FROM meta WHERE key = 'syntheses'").fetchone()[0] or "[]")
+            if synth != cur_synth:
+                tx.execute("UPDATE meta SET value = ? WHERE key = 'syntheses'", (_dumps(synth),))
+                Store._audit(tx, actor, "import", None, None, {"syntheses": [x["id"] for x in cur_synth]},
+                             {"from": str(path), "syntheses": [x["id"] for x in synth]})
+                changed_synth = True
+        for table, n in max_web.items():  # keys web_<id> of records made later never meet imported ones
+            if n:
+                tx.execute("UPDATE sqlite_sequence SET seq = MAX(seq, ?) WHERE name = ?", (n, table))
+        if out["added"] or out["replaced"] or out["sources_added"] or changed_synth or (
+                sources is not None and merged != reg):
+            Store._bump(tx)
+    shells = getattr(store, "_shells", None)
+    if isinstance(shells, dict):
+        shells.clear()
+    return out

@@ -13,44 +13,39 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from .. import analysis as an
+from ..validation import ascii_int
 
 
 def make_router(store, page: Callable) -> APIRouter:
     router = APIRouter()
 
-    cache: dict = {"gen": None, "frame": None}
-
-    def outcome_frame():
-        """Arm-level outcomes of the store (for the form's endpoint list), cached per write."""
-        gen = store.generation()
-        if cache["gen"] != gen:
-            cache.update(gen=gen, frame=store.evidence().outcomes_frame())
-        return cache["frame"]
+    # results keyed by the data each analysis reads: a write elsewhere keeps them (see AnalysisCache)
+    results = an.AnalysisCache()
 
     @router.get("/analysis", response_class=HTMLResponse, include_in_schema=False)
     def analysis_page(request: Request):
-        frame = outcome_frame()
+        ev = store.evidence()
         qp = request.query_params
         q = {"outcome": qp.get("outcome", "complete remission"), "treatment": qp.get("treatment", "CNI-any"),
              "control": qp.get("control", "non-CNI"), "measure": qp.get("measure", "RR"),
              "method": qp.get("method", "REML"), "timepoint": qp.get("timepoint", "latest")}
-        run = an.run_pairwise(store.evidence(), q["outcome"], q["treatment"], q["control"], q["measure"], q["method"],
-                              q["timepoint"])
-        eps = sorted(set(frame["endpoint"])) if len(frame) else []
+        run = results.pairwise(ev, q["outcome"], q["treatment"], q["control"], q["measure"], q["method"],
+                               q["timepoint"])
+        eps = results.endpoints(ev)
         return page(request, "analysis.html", {"q": q, "run": run, "endpoints": eps,
                                                "choices": an.regimen_choices(), "measures": an.PAIRWISE_MEASURES,
                                                "methods": an.PAIRWISE_METHODS, "title": "Pairwise analysis"})
 
     @router.get("/network", response_class=HTMLResponse, include_in_schema=False)
     def network_page(request: Request):
-        frame = outcome_frame()
+        ev = store.evidence()
         qp = request.query_params
         q = {"outcome": qp.get("outcome", "complete remission"), "measure": qp.get("measure", "OR"),
              "method": qp.get("method", "REML"), "node": qp.get("node", "class")}
         if q["node"] not in ("class", "regimen"):
             q["node"] = "class"
-        run = an.run_network(store.evidence(), q["outcome"], q["measure"], q["method"], q["node"])
-        eps = sorted(set(frame["endpoint"])) if len(frame) else []
+        run = results.network(ev, q["outcome"], q["measure"], q["method"], q["node"])
+        eps = results.endpoints(ev)
         return page(request, "network.html", {"q": q, "run": run, "endpoints": eps,
                                               "measures": an.NETWORK_MEASURES, "methods": an.NETWORK_METHODS,
                                               "title": "Network meta-analysis"})
@@ -72,14 +67,16 @@ def make_router(store, page: Callable) -> APIRouter:
             ids = [k for k, _ in protocols]
             if values["protocol"] not in ids:
                 errors["protocol"] = "choose one of the protocols"
-            n_s, seed_s = values["n"].strip(), values["seed"].strip()
-            if not n_s.isdigit() or not 1 <= int(n_s) <= an.SIM_MAX_N:
+            # ASCII digits within bounds ("²".isdigit() is True; a 5,000-digit string never reaches int())
+            n_v = ascii_int(values["n"], 1, an.SIM_MAX_N)
+            seed_v = ascii_int(values["seed"], 0, 2 ** 31 - 1)
+            if n_v is None:
                 errors["n"] = f"virtual patients per arm must be a whole number from 1 to {an.SIM_MAX_N}"
-            if not seed_s.isdigit() or len(seed_s) > 10 or int(seed_s) > 2 ** 31 - 1:
+            if seed_v is None:
                 errors["seed"] = "seed must be a whole number from 0 to 2147483647"
             if not errors:
                 try:
-                    result = an.run_simulation(sim, values["protocol"], int(n_s), int(seed_s))
+                    result = an.run_simulation(sim, values["protocol"], n_v, seed_v)
                 except ValueError as exc:  # the simulator's own message for a bad protocol/input; bugs are logged 500s
                     error = str(exc)
         return page(request, "simulator.html", {"available": sim is not None, "why": why, "protocols": protocols,
