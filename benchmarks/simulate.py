@@ -74,64 +74,102 @@ def _md(df) -> str:
     return "\n".join(rows)
 
 
-def validation_section(k: int = 40, n: int = 1000) -> str:
-    """Calibration, leave-one-trial-out validation and the four questions, as markdown."""
+def validation_section(k: int = 30, n: int = 800) -> str:
+    """Calibration, proper scoring against the meta-analytic null (loto + external), stacking over structures,
+    identification and the questions' envelopes, as markdown."""
     from lnsynth.simulate.calibrate import calibrate
-    from lnsynth.simulate.questions import QUESTIONS
-    from lnsynth.simulate.validate import validate_loo, validation_summary
+    from lnsynth.simulate.questions import QUESTIONS, envelope, envelope_text
+    from lnsynth.simulate.validate import (_predictions, _settings, compare, external_bank, prior_posterior_widths,
+                                           stacking_weights, structure_banks, validate, validate_rates,
+                                           validation_summary)
 
     t0 = time.perf_counter()
     bank = calibrate()
     t_cal = time.perf_counter() - t0
-    post = bank.posterior_frame()
-    val = validate_loo(bank=bank)
-    s = validation_summary(val)
-    lines = ["", "## Calibration and leave-one-trial-out validation", "",
-             f"Simulation bank: {len(bank.theta)} parameter draws x 3 trial-effect nodes x {len(bank.targets)} "
-             f"stored arm-level outcomes, {bank.n_sim} virtual patients per arm (load/build {t_cal:.0f} s; "
-             f"cached). Effective sample size of the full posterior: {bank.ess():.1f}.", "",
-             "| parameter | mean | 2.5% | median | 97.5% |", "|---|---:|---:|---:|---:|"]
-    for _, r in post.iterrows():
-        lines.append(f"| {r.parameter} | {r['mean']:.4g} | {r['q2.5']:.4g} | {r['median']:.4g} | {r['q97.5']:.4g} |")
-    lines += ["", f"Held-out arms inside their 95% predictive interval: **{s['n_inside']}/{s['n_arms']} "
-              f"({100 * s['coverage']:.0f}%)** (aim >= 80%).",
-              f"Median interval width {s['median_width']:.3f} vs median pure binomial width "
-              f"{s['median_binomial_width']:.3f}: median ratio **{s['median_width_ratio']:.2f}** (aim <= 2).",
-              f"Aim met: **{'yes' if s['aim_met'] else 'no'}**. Outside: {', '.join(s['outside']) or 'none'}.", "",
-              "Leave-one-trial-out posteriors re-weight the same bank (the adaptive proposal saw all trials; the "
-              "importance weights drop the held-out trial's likelihood). Effective sample size per held-out "
-              "trial: " + ", ".join(f"{tr} {bank.ess(tr):.0f}" for tr in sorted({t.trial for t in bank.targets}))
-              + ". Small values mean that trial's interval rests on few distinct parameter draws.", "",
-              "| trial | arm | endpoint | observed | 95% predictive interval |", "|---|---|---|---:|---|"]
-    for _, r in val.iterrows():
-        lines.append(f"| {r.trial} | {r.arm} | {r.endpoint} | {r.observed_events}/{r.observed_n} | "
-                     f"{r.pred_low:.2f} to {r.pred_high:.2f} |")
-    lines += ["", "## The review's questions", ""]
-    for q, f in QUESTIONS.items():
+    t0 = time.perf_counter()
+    eb = external_bank(bank)
+    t_ext = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    sim = validate(bank=bank, ext_bank=eb)
+    t_sim = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    null = validate(bank=bank, ext_bank=eb, model="null")
+    t_null = time.perf_counter() - t0
+    c = compare(sim, null)
+    lines = ["", "## Proper scoring against the meta-analytic null (issue 15)", "",
+             f"Bank: {len(bank.theta)} draws x 3 trial-effect nodes x {len(bank.targets)} calibration rows, "
+             f"{bank.n_sim} virtual patients per arm (load/build {t_cal:.0f} s); external draws: {len(eb.idx)} distinct "
+             f"of {int(eb.counts.sum())} resampled ({t_ext:.0f} s). Scoring: simulator {t_sim:.1f} s, null {t_null:.1f} s. "
+             f"Full-posterior ESS {bank.ess():.1f}.", "",
+             "Total log predictive probability of the observed counts (higher is better) on held-out rows that both "
+             "models predict; coverage = share inside the 95% predictive interval.", "",
+             "| set | rows | trials | log score simulator | log score null | coverage simulator | coverage null | trials simulator better |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for sset, t in c["totals"].items():
+        lines.append(f"| {sset} | {t['rows']} | {t['trials']} | {t['log_score_sim']:.1f} | {t['log_score_null']:.1f} | "
+                     f"{100 * t['coverage_sim']:.0f}% | {100 * t['coverage_null']:.0f}% | {t['trials_sim_better']} |")
+    only = sim[sim.held_out].merge(null[["trial", "arm", "endpoint", "set"]], how="left", indicator=True,
+                                   on=["trial", "arm", "endpoint", "set"])
+    only = only[only["_merge"] == "left_only"]
+    ss = validation_summary(sim)
+    lines += ["", f"Issue-15 criterion (beats the null on loto and external totals, on >= 4 external arms from >= 2 "
+              f"trials, coverage >= 80%): **{'met' if c['beats_null'] else 'NOT met'}** (external arms where the "
+              f"simulator scores better: {c['external_arms_sim_better']} from {c['external_trials_sim_better']} trials).",
+              f"Rows without a null prediction (no other trial of that endpoint family): {len(only)} "
+              f"(simulator log score {only.log_pred.sum():.1f}: "
+              + ", ".join(f"{r.trial}/{r.arm}/{r.endpoint}" for r in only.itertuples()) + ").",
+              f"All held-out rows, simulator: loto {ss.get('loto', {}).get('rows', 0)} rows, coverage "
+              f"{100 * ss.get('loto', {}).get('coverage', float('nan')):.0f}%; external {ss.get('external', {}).get('rows', 0)} "
+              f"rows, coverage {100 * ss.get('external', {}).get('coverage', float('nan')):.0f}%.", "",
+              "### Per trial", "", _md(c["per_trial"]), "", "### Per row", "",
+              "| set | trial | arm | regimen | endpoint | observed | simulator 95% | null 95% | log sim | log null |",
+              "|---|---|---|---|---|---:|---|---|---:|---:|"]
+    for r in c["rows"].itertuples():
+        lines.append(f"| {r.set} | {r.trial} | {r.arm} | {r.regimen} | {r.endpoint} | {r.observed_events}/{r.observed_n} | "
+                     f"{r.pred_low:.2f}-{r.pred_high:.2f} | {r.pred_low_null:.2f}-{r.pred_high_null:.2f} | "
+                     f"{r.log_pred:.2f} | {r.log_pred_null:.2f} |")
+    nho = sim[~sim.held_out]
+    lines += ["", "Not held out (tuned to, see params/CHANGELOG.md): " + "; ".join(
+        f"{r.trial}/{r.arm}/{r.endpoint} {r.observed_events}/{r.observed_n}, interval {r.pred_low:.2f}-{r.pred_high:.2f}, "
+        f"log {r.log_pred:.2f}" for r in nho.itertuples()) + ".", ""]
+    rates = validate_rates(bank=bank)
+    lines += ["### Flare rates (events over person-time; separate command `simulate validate-rates`)", "",
+              _md(rates), "", "No null: no other stored trial reports a flare rate.", ""]
+    # structural alternatives and stacking (only those whose bank is cached or buildable here)
+    t0 = time.perf_counter()
+    banks = {"base": bank, **{k_: v for k_, v in structure_banks().items() if k_ != "base"}}
+    lines.append("Structures: " + ", ".join(f"{k_} ({len(b.theta)} draws, {b.n_sim} patients per arm)"
+                                             for k_, b in banks.items()) + f" ({time.perf_counter() - t0:.0f} s).")
+    st = _settings()
+    preds = {}
+    for s_, b in banks.items():
+        preds[s_] = _predictions(b, external_bank(b), "binom", st)
+    w = stacking_weights(preds)
+    lines += ["", "### Structural alternatives", "",
+              "Log scores summed over ALL held-out rows of each set (also those without a null prediction), so they "
+              "differ from the simulator-vs-null totals above.", "",
+              "| structure | loto log score | external log score | stacking weight |",
+              "|---|---:|---:|---:|"]
+    for s_, pr in preds.items():
+        lo = sum(float(np.log(max(x[3][1][x[0].events], 1e-300))) for x in pr if x[1] == "loto" and x[2])
+        ex = sum(float(np.log(max(x[3][1][x[0].events], 1e-300))) for x in pr if x[1] == "external" and x[2])
+        lines.append(f"| {s_} | {lo:.1f} | {ex:.1f} | {w[s_]:.2f} |")
+    if len(banks) > 1:
+        stk = validate(bank=bank, ext_bank=eb, model="stacked", alt_banks=banks)
+        sk = validation_summary(stk)
+        lines += ["", f"Stacked (weights fitted on the loto rows, so its loto score is optimistic): loto "
+                  f"{sk['loto']['log_score']:.1f}, external {sk['external']['log_score']:.1f} (coverage "
+                  f"{100 * sk['external']['coverage']:.0f}%)."]
+    lines += ["", "### Identification (posterior/prior 95% width ratio)", ""]
+    for s_, b in banks.items():
+        lines += [f"Structure {s_}:", "", _md(prior_posterior_widths(b)), ""]
+    lines += ["## The review's questions over structures and priors", ""]
+    for q in QUESTIONS:
         t0 = time.perf_counter()
-        res = f(bank=bank, k=k if q != "c" else max(k // 2, 10), n=n)
-        lines += [f"### ({q}) {res.summary}", "",
-                  f"Estimate **{res.estimate:.3g}** {res.unit}, 95% interval {res.low:.3g} to {res.high:.3g} "
-                  f"({time.perf_counter() - t0:.0f} s).", "", _md(res.table), ""]
-    from lnsynth.simulate.questions import sensitivity_nonimmune_share
-
-    sens = sensitivity_nonimmune_share(bank=bank)
-    lines += ["### Sensitivity of (a) to assumptions the data cannot identify", "",
-              "Each assumption at the ends of its documented range, one at a time, posterior of the calibrated "
-              "parameters kept (not re-fitted), 20 posterior draws x 600 patients per arm.", "", _md(sens), ""]
-    from lnsynth.simulate.params import provenance_frame
-
-    prov = provenance_frame()
-    counts = prov["provenance"].value_counts().to_dict()
-    lines += ["## Parameter provenance", "",
-              f"{counts.get('sourced', 0)} sourced (verbatim quote), {counts.get('calibrated', 0)} calibrated, "
-              f"{counts.get('assumption', 0)} assumptions (range and reason in params/model.yaml).", "",
-              "| parameter | module | value | provenance | source / reason |", "|---|---|---:|---|---|"]
-    for _, r in prov.iterrows():
-        why = (f"{r.source}: \"{r.quote}\"" if r.provenance == "sourced" else
-               f"prior {r.range_or_prior}" if r.provenance == "calibrated" else f"range {r.range_or_prior}; {r.why}")
-        lines.append(f"| {r.parameter} | {r.module} | {r.value:g} | {r.provenance} | {why.replace('|', '/')} |")
-    lines += ["", "Hypothesis-generating simulation, not treatment advice."]
+        kw = {"years": (1, 5, 10)} if q == "c" else {}
+        env = envelope(q, banks, k=k if q != "c" else max(k // 2, 10), n=n, **kw)
+        lines += [f"### ({q})", "", envelope_text(env, banks, "f_nonimmune" if q == "a" else None) + f" ({time.perf_counter() - t0:.0f} s)", "", _md(env), ""]
+    lines += ["Hypothesis-generating simulation, not treatment advice."]
     return "\n".join(lines) + "\n"
 
 

@@ -168,8 +168,10 @@ def test_cli_simulate_validate_and_question(tmp_path):
     assert res.exit_code == 0, res.output
     body = res.stdout[res.stdout.index("trial,"):]
     df = pd.read_csv(io.StringIO(body.split("Hypothesis-generating")[0]))
-    assert list(df.columns) == ["trial", "arm", "endpoint", "observed_events", "observed_n", "pred_low", "pred_high", "held_out"]
+    assert list(df.columns) == ["trial", "arm", "regimen", "endpoint", "endpoint_family", "observed_events",
+                                "observed_n", "pred_low", "pred_high", "held_out", "log_pred", "set"]  # issue 15 contract
     assert len(df) > 10 and ((df["pred_low"] <= df["pred_high"]).all())
+    assert set(df["set"]) == {"loto", "external"} and (df["log_pred"] <= 0).all()
     res = runner.invoke(app, ["simulate", "question", "a", "--format", "json", "--plot", str(tmp_path / "a.png")])
     assert res.exit_code == 0, res.output
     payload = json.loads(res.stdout[res.stdout.index("{"):res.stdout.rindex("}") + 1])

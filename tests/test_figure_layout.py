@@ -269,6 +269,32 @@ def test_network_graph_long_names():
     check(network_graph(arms, study="study", treatment="trt", n="n"), "network_graph_long")
 
 
+def _linde_fit():
+    import json
+
+    from lnsynth.network import network_meta_analysis
+
+    ref = json.loads((Path(__file__).parent / "reference" / "network_reference.json").read_text())
+    c = next(c for c in ref["cases"] if c["name"] == "linde2015")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return network_meta_analysis(pd.DataFrame(c["arms"]), study="study", treatment="trt", events="x", n="n",
+                                     reference="Placebo", method="REML")
+
+
+def test_net_heat_rankogram_adjusted_funnel(nma_fit):
+    from lnsynth.plots.network import adjusted_funnel_plot, net_heat_plot, rankogram
+
+    linde = _linde_fit()
+    check(net_heat_plot(nma_fit), "net_heat")
+    check(net_heat_plot(linde), "net_heat_linde")
+    check(net_heat_plot(linde, random=True), "net_heat_linde_random")
+    check(rankogram(nma_fit, small_values="bad", n_sim=4000), "rankogram")
+    check(rankogram(linde, cumulative=True, n_sim=4000), "rankogram_cumulative_linde")
+    check(adjusted_funnel_plot(nma_fit), "adjusted_funnel")
+    check(adjusted_funnel_plot(linde), "adjusted_funnel_linde")
+
+
 # --------------------------------------------------------------------------- sensitivity
 @pytest.fixture(scope="module")
 def sens_report():
@@ -353,7 +379,8 @@ def _sim_inputs():
     share = pd.DataFrame({"regimen": regs[:4], "share": [0.3, 0.25, 0.2, 0.1], "share_low": [0.2, 0.15, 0.1, 0.05],
                           "share_high": [0.4, 0.35, 0.3, 0.2]})
     val = pd.DataFrame([{"trial": f"trial{i}", "arm": a, "endpoint": "complete remission", "observed_events": 10 + i,
-                         "observed_n": 50, "pred_low": 0.1, "pred_high": 0.4, "held_out": True}
+                         "observed_n": 50, "pred_low": 0.1, "pred_high": 0.4, "held_out": True,
+                         "set": "loto" if i < 8 else "external"}
                         for i in range(12) for a in ("TAC", "MMF")])
     return traj, rem, curves, power, share, val
 
@@ -368,6 +395,8 @@ def test_simulate_figures():
     check(sp.power_curves(power), "sim_power")
     check(sp.nonimmune_share(share), "sim_share")
     check(sp.validation_intervals(val), "sim_validation")
+    null = val.assign(pred_low=0.15, pred_high=0.45)
+    check(sp.validation_intervals(val, null=null), "sim_validation_with_null")
 
 
 # --------------------------------------------------------------------------- the checker itself

@@ -19,7 +19,14 @@ def test_every_parameter_has_provenance():
     assert check_provenance() == []
     table = load_param_table()
     assert {p.name for p in free_parameters()} == {"k_bg", "k_cni", "nih_cyc_units", "tau_trial", "flare_h0",
-                                                   "f_nonimmune"}
+                                                   "f_nonimmune", "dropout_inhib_per_year"}
+    # the structural alternative frees the non-immune EC50 ratio on top
+    assert {p.name for p in free_parameters("separate_ni_ec50")} == {p.name for p in free_parameters()} | {"ni_ec50_ratio"}
+    # choices made after looking at held-out results are flagged (params/CHANGELOG.md)
+    from lnsynth.simulate.params import leaks, model_version
+
+    assert model_version() >= 2
+    assert {"sens_sd", "nih_cyc_units", "k_cni", "dropout_per_year", "activity_loss_per_year"} <= set(leaks())
     # the sourced facts we rely on
     assert table["vcs_ec50_ng_ml"].source and "78.3" in table["vcs_ec50_ng_ml"].quote
     assert table["tac_half_life_h"].source and "48.4" in table["tac_half_life_h"].quote
@@ -30,7 +37,8 @@ def test_protocols_link_to_stored_trials():
 
     frame = load_evidence().outcomes_frame()
     prots = trial_protocols()
-    assert len(prots) == 10  # the ten Table 1 trials
+    # the ten Table 1 trials (calibration) + three external trials (params/validation.yaml)
+    assert len(prots) == 13
     for pid, prot in prots.items():
         assert prot.study == pid
         stored = set(frame.loc[frame["study"] == prot.study, "arm"])
@@ -114,25 +122,28 @@ def test_remission_endpoint_definitions():
     assert cr_strict.sum() <= cr.sum()
 
 
+TINY = dict(n_sim=20, m1=8, m2=8, stages=2, seed=1, loo_min_ess=0)  # shared (disk cache) with test_simulate_validation
+
+
 @pytest.fixture(scope="module")
 def tiny_bank():
     from lnsynth.simulate.calibrate import calibrate
 
-    return calibrate(n_sim=30, m1=8, m2=8, seed=1, cache=False, loo_min_ess=0)
+    return calibrate(**TINY)
 
 
 def test_validate_output_columns(tiny_bank):
     from lnsynth.simulate.validate import COLUMNS, validate_loo, validation_summary
 
     df = validate_loo(bank=tiny_bank)
-    assert list(df.columns) == ["trial", "arm", "endpoint", "observed_events", "observed_n", "pred_low",
-                                "pred_high", "held_out"] == COLUMNS
-    assert len(df) > 0 and df["held_out"].all()
+    assert list(df.columns) == COLUMNS
+    assert len(df) > 0 and set(df["set"]) == {"loto"}
     assert ((df.pred_low >= 0) & (df.pred_low <= df.pred_high)).all()
     s = validation_summary(df)
-    assert 0 <= s["coverage"] <= 1 and s["n_arms"] == len(df)
+    assert 0 <= s["coverage"] <= 1 and s["n_arms"] == int(df["held_out"].sum())
     csv = df.to_csv(index=False)
-    assert csv.splitlines()[0] == "trial,arm,endpoint,observed_events,observed_n,pred_low,pred_high,held_out"
+    assert csv.splitlines()[0] == ("trial,arm,regimen,endpoint,endpoint_family,observed_events,observed_n,pred_low,"
+                                   "pred_high,held_out,log_pred,set")
 
 
 def test_bank_weights_and_loo(tiny_bank):
@@ -225,3 +236,37 @@ def test_kidney_function_endpoints_nested():
     d40 = hard_event(res, 260, 4, 0.4, 0.0)
     dbl = hard_event(res, 260, 4, 0.5, 0.0)
     assert np.all(d40 <= d30) and np.all(dbl <= d40)
+
+
+def test_exposure_toxicity_withdrawal():
+    """Withdrawal hazard rises with calcineurin inhibition: none without a CNI, earlier with more exposure, and
+    identical to a constant-hazard exponential when the exposure term is 0."""
+    prot = load_protocols()["rovin2019"]
+    p0 = {**P, "dropout_inhib_per_year": 0.0}
+    p1 = {**P, "dropout_inhib_per_year": 1.0}
+    pbo0 = simulate_arm(prot, "pbo", p0, n=400, seed=4)
+    pbo1 = simulate_arm(prot, "pbo", p1, n=400, seed=4)
+    assert np.array_equal(pbo0.dropout_week, pbo1.dropout_week)  # no CNI: exposure term has no effect
+    lo0 = simulate_arm(prot, "vcs_low", p0, n=400, seed=4)
+    assert np.allclose(lo0.dropout_week, pbo0.dropout_week)  # constant hazard: arm does not matter
+    lo1 = simulate_arm(prot, "vcs_low", p1, n=400, seed=4)
+    hi1 = simulate_arm(prot, "vcs_high", p1, n=400, seed=4)
+    assert np.all(lo1.dropout_week <= lo0.dropout_week + 1e-9) and np.all(hi1.dropout_week <= lo1.dropout_week + 1e-9)
+    assert (hi1.dropout_week < 48).mean() > (lo1.dropout_week < 48).mean() > (lo0.dropout_week < 48).mean()
+    # with strong exposure-toxicity withdrawal the dose response can turn down (AURA-LV: 39.5 mg < 23.7 mg)
+    pr = {**P, "dropout_inhib_per_year": 1.0}
+    r = run_protocol("rovin2019", params=pr, n=2000, seed=1)
+    r0 = run_protocol("rovin2019", params={**pr, "dropout_inhib_per_year": 0.0}, n=2000, seed=1)
+    assert r0[("vcs_high", "complete remission")][0] > r0[("vcs_low", "complete remission")][0]
+    assert r[("vcs_high", "complete remission")][0] < r[("vcs_low", "complete remission")][0]
+
+
+def test_separate_nonimmune_ec50():
+    prot = load_protocols()["regimens"]
+    a = simulate_arm(prot, "tac", P, n=200, seed=2, full=True)
+    b = simulate_arm(prot, "tac", {**P, "ni_ec50_ratio": 1.0}, n=200, seed=2, full=True)
+    assert np.array_equal(a.upcr, b.upcr)
+    c = simulate_arm(prot, "tac", {**P, "ni_ec50_ratio": 4.0}, n=200, seed=2, full=True)
+    assert np.array_equal(a.activity, c.activity)  # immune channel unchanged
+    assert np.all(c.nonimmune[:, 1:26] >= a.nonimmune[:, 1:26] - 1e-6)  # weaker non-immune effect
+    assert c.nonimmune[:, 10].mean() > a.nonimmune[:, 10].mean()

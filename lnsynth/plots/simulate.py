@@ -131,21 +131,31 @@ def nonimmune_share(tab: pd.DataFrame) -> plt.Figure:
     return _caption(fig)
 
 
-def validation_intervals(df: pd.DataFrame) -> plt.Figure:
-    """Held-out predictive intervals vs observed proportions (leave-one-trial-out)."""
+def validation_intervals(df: pd.DataFrame, null: pd.DataFrame | None = None) -> plt.Figure:
+    """Held-out 95% predictive intervals (simulator, and the meta-analytic null when given) vs observed
+    proportions, loto and external rows."""
     apply_style()
     d = df[df["held_out"]].reset_index(drop=True)
+    if null is not None:
+        d = d.merge(null[["trial", "arm", "endpoint", "set", "pred_low", "pred_high"]], how="left",
+                    on=["trial", "arm", "endpoint", "set"], suffixes=("", "_null"))
     obs = d["observed_events"] / d["observed_n"]
     inside = (obs >= d["pred_low"]) & (obs <= d["pred_high"])
-    fig, ax = plt.subplots(figsize=(7.0, 0.22 * len(d) + 1.4))
+    fig, ax = plt.subplots(figsize=(7.4, 0.24 * len(d) + 1.6))
     y = np.arange(len(d))
-    ax.hlines(y, d["pred_low"] * 100, d["pred_high"] * 100, color=OI["sky"], lw=4, label="95% predictive interval")
-    ax.scatter(obs[inside] * 100, y[inside], color=OI["blue"], zorder=3, s=14, label="observed (inside)")
-    ax.scatter(obs[~inside] * 100, y[~inside], color=OI["vermillion"], marker="x", zorder=3, s=20, label="observed (outside)")
-    ax.set_yticks(y, [f"{t} {a}: {e}" for t, a, e in zip(d.trial, d.arm, d.endpoint)], fontsize=6)
-    ax.set_xlabel("proportion of patients (%; flares per 100 patients for rates)")
-    ax.set_title("Leave-one-trial-out validation")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.hlines(y + 0.15, d["pred_low"] * 100, d["pred_high"] * 100, color=OI["sky"], lw=3.5,
+              label="simulator 95% predictive interval")
+    if null is not None:
+        ok = d["pred_low_null"].notna()
+        ax.hlines(y[ok] - 0.15, d.loc[ok, "pred_low_null"] * 100, d.loc[ok, "pred_high_null"] * 100,
+                  color=OI["orange"], lw=2.0, label="null (random-effects pooling) 95% interval")
+    ax.scatter(obs[inside] * 100, y[inside], color=OI["blue"], zorder=3, s=14, label="observed (inside simulator's)")
+    ax.scatter(obs[~inside] * 100, y[~inside], color=OI["vermillion"], marker="x", zorder=3, s=20,
+               label="observed (outside simulator's)")
+    ax.set_yticks(y, [f"[{s}] {t} {a}: {e}" for s, t, a, e in zip(d["set"], d.trial, d.arm, d.endpoint)], fontsize=6)
+    ax.set_xlabel("proportion of patients (%)")
+    ax.set_title("Held-out (loto) and external validation: simulator vs meta-analytic null")
+    ax.legend(fontsize=6.5, loc="lower right")
     fig.tight_layout()
     return _caption(fig)
 
@@ -169,15 +179,16 @@ def simulator_figures(bank=None, k: int = 20, n: int = 600) -> dict:
     from lnsynth.simulate.calibrate import calibrate
     from lnsynth.simulate.questions import (question_flares_after_taper, question_hard_endpoint_power,
                                             question_nonimmune_share, question_remission_horizon)
-    from lnsynth.simulate.validate import validate_loo, validation_summary
+    from lnsynth.simulate.validate import scorecard
 
-    bank = bank or calibrate()
+    sc = scorecard(bank=bank)
+    bank = sc["bank"]
     out = {}
-    val = validate_loo(bank=bank)
-    s = validation_summary(val)
-    out["sim_validation"] = (validation_intervals(val),
-                             f"Leave-one-trial-out: {s['n_inside']}/{s['n_arms']} held-out arms inside the 95% "
-                             f"predictive interval; median width {s['median_width_ratio']:.2f}x the binomial width.")
+    tot = sc["compare"]["totals"]
+    cap = "; ".join(f"{k}: log score simulator {t['log_score_sim']:.1f} vs null {t['log_score_null']:.1f}, coverage "
+                    f"{100 * t['coverage_sim']:.0f}% vs {100 * t['coverage_null']:.0f}% ({t['rows']} rows)"
+                    for k, t in tot.items())
+    out["sim_validation"] = (validation_intervals(sc["simulator"], sc["null"]), cap + ".")
     a = question_nonimmune_share(bank=bank, k=k, n=n)
     out["sim_q_a_trajectories"] = (question_figure(a), a.text())
     out["sim_q_a_share"] = (nonimmune_share(a.table), a.text())

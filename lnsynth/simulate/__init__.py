@@ -4,8 +4,10 @@ not treatment advice).
 Modules: :mod:`.pk`, :mod:`.pd`, :mod:`.immune`, :mod:`.kidney` (equations), :mod:`.engine` (vectorised
 Numba kernel, common random numbers), :mod:`.protocols` (virtual trials linked to stored trials),
 :mod:`.endpoints`, :mod:`.calibrate` (simulation-based likelihood, importance sampling),
-:mod:`.validate` (leave-one-trial-out), :mod:`.questions` (the review's four questions), :mod:`.sweep`
-(Dask fan-out). Parameters and provenance: ``params/model.yaml``.
+:mod:`.validate` (proper scoring of leave-one-trial-out and external predictions), :mod:`.null` (the
+meta-analytic null it is scored against), :mod:`.questions` (the review's four questions, with envelopes over
+structures and priors), :mod:`.sweep` (Dask fan-out). Parameters and provenance: ``params/model.yaml``;
+frozen validation protocol: ``params/validation.yaml``; changes: ``params/CHANGELOG.md``.
 """
 
 from .calibrate import calibrate, targets
@@ -21,11 +23,13 @@ from .questions import (
     question_remission_horizon,
 )
 from .sweep import sweep
-from .validate import validate_loo, validation_summary
+from .validate import (compare, external_bank, prior_posterior_widths, scorecard, validate_loo, validate_rates,
+                       validation_summary)
 
 __all__ = [
     "calibrate", "targets", "run_protocol", "simulate_arm", "check_provenance", "default_params",
     "provenance_frame", "load_protocols", "trial_protocols", "QuestionResult", "answer",
     "question_flares_after_taper", "question_hard_endpoint_power", "question_nonimmune_share",
-    "question_remission_horizon", "sweep", "validate_loo", "validation_summary",
+    "question_remission_horizon", "sweep", "validate_loo", "validation_summary", "validate_rates",
+    "compare", "external_bank", "prior_posterior_widths", "scorecard",
 ]

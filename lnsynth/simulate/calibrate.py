@@ -28,7 +28,8 @@ import hashlib
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,12 @@ class Target:
     n: int
     label: str  # endpoint label for reports (timepoint added when needed)
     exposure_years: float = 1.0
+    outcome_id: str = ""
+    regimen: str = ""
+    regimen_class: str = ""
+    family: str = "other"
+    set: str = "loto"  # loto (calibration row, predicted leave-one-trial-out) | external
+    held_out: bool = True
 
 
 def _n_events(row) -> int | None:
@@ -65,69 +72,122 @@ def _n_events(row) -> int | None:
     return None
 
 
-def targets(ev=None) -> list[Target]:
-    """Stored arm-level outcomes that a trial protocol defines, as calibration/validation targets."""
-    if ev is None:
-        from lnsynth.evidence import load_evidence
+def validation_protocol() -> dict:
+    """The frozen validation protocol (``params/validation.yaml``)."""
+    from importlib import resources
 
-        ev = load_evidence()
+    import yaml
+
+    return yaml.safe_load(resources.files("lnsynth.simulate").joinpath("params/validation.yaml")
+                          .read_text(encoding="utf-8"))
+
+
+@lru_cache(maxsize=1)
+def _default_evidence():
+    from lnsynth.evidence import load_evidence
+
+    return load_evidence()
+
+
+def _rows(ev, which: str) -> list[Target]:
+    """Targets of the validation protocol's ``which`` set (calibration | external), in protocol order."""
+    if ev is None:
+        ev = _default_evidence()
+    vp = validation_protocol()
+    fam = vp["families"]
+    nho = vp.get("not_held_out", {})
     df = ev.outcomes_frame()
+    prots = trial_protocols()
     out: list[Target] = []
-    for pid, prot in trial_protocols().items():
+    for study, ids in vp[which].items():
+        if study not in prots:
+            raise ValueError(f"params/validation.yaml: {which}: no simulator protocol for study {study!r}")
+        prot = prots[study]
         d = df[df["study"] == prot.study]
-        arms = {a.arm for a in prot.arms}
-        for _, r in d.iterrows():
+        for oid in ids:
+            rr = d[d["outcome_id"] == oid]
+            if len(rr) != 1:
+                raise ValueError(f"params/validation.yaml: {which}: study {study!r} has {len(rr)} stored outcomes "
+                                 f"with id {oid!r} (expected 1)")
+            r = rr.iloc[0]
             ep = r["endpoint"]
-            if r["arm"] not in arms or ep not in prot.endpoints:
-                continue
-            if prot.use_endpoints is not None and ep not in prot.use_endpoints:
-                continue
+            if ep not in prot.endpoints:
+                raise ValueError(f"params/validation.yaml: {which}: {study}/{oid}: endpoint {ep!r} not defined in "
+                                 f"protocols/{study}.yaml")
+            if r["arm"] not in {a.arm for a in prot.arms}:
+                raise ValueError(f"params/validation.yaml: {which}: {study}/{oid}: arm {r['arm']!r} not in "
+                                 f"protocols/{study}.yaml")
             spec = prot.endpoints[ep]
-            n = int(r["n"]) if pd.notna(r.get("n")) else None
-            if n is None:
-                continue
+            if pd.isna(r.get("n")):
+                raise ValueError(f"params/validation.yaml: {which}: {study}/{oid}: no stored n")
+            n = int(r["n"])
             week = float(r["timepoint_weeks"]) if pd.notna(r.get("timepoint_weeks")) else spec.week
+            common = dict(outcome_id=oid, regimen=str(r.get("regimen") or ""),
+                          regimen_class=str(r.get("regimen_class") or ""), family=fam.get(spec.kind, "other"),
+                          set="loto" if which == "calibration" else "external",
+                          held_out=oid not in nho.get(study, {}))
             if spec.kind == "flare_rate":
                 if pd.isna(r.get("rate")):
-                    continue
+                    raise ValueError(f"params/validation.yaml: {which}: {study}/{oid}: flare rate without a rate")
                 st = float(spec.opts.get("window_start", 0))
                 yrs = ((week if week is not None else prot.weeks - prot.randomise_week) - st) / 52.0
                 ev_count = int(round(float(r["rate"]) / 100.0 * n * yrs))
-                out.append(Target(pid, r["arm"], ep, week, "rate", ev_count, n, ep, yrs))
+                out.append(Target(prot.id, r["arm"], ep, week, "rate", ev_count, n, ep, yrs, **common))
                 continue
             e = _n_events(r)
             if e is None:
-                continue
-            out.append(Target(pid, r["arm"], ep, week, "binom", e, n, ep))
-    # de-duplicate identical (trial, arm, endpoint, week) rows and label repeated endpoints with their week
-    seen, uniq = set(), []
-    for t in out:
-        key = (t.trial, t.arm, t.endpoint, t.week)
-        if key not in seen:
-            seen.add(key)
-            uniq.append(t)
+                raise ValueError(f"params/validation.yaml: {which}: {study}/{oid}: neither events nor percent")
+            out.append(Target(prot.id, r["arm"], ep, week, "binom", e, n, ep, **common))
     counts: dict = {}
-    for t in uniq:
+    for t in out:
         counts.setdefault((t.trial, t.arm, t.endpoint), []).append(t.week)
     res = []
-    for t in uniq:
+    for t in out:
         if len(counts[(t.trial, t.arm, t.endpoint)]) > 1:
-            t = Target(t.trial, t.arm, t.endpoint, t.week, t.kind, t.events, t.n,
-                       f"{t.endpoint} (week {t.week:g})", t.exposure_years)
+            t = replace(t, label=f"{t.endpoint} (week {t.week:g})")
         res.append(t)
     return res
 
 
+def targets(ev=None) -> list[Target]:
+    """Calibration targets: the stored arm-level outcomes listed under ``calibration`` in
+    ``params/validation.yaml`` (each is predicted leave-one-trial-out)."""
+    return _rows(ev, "calibration")
+
+
+def external_targets(ev=None) -> list[Target]:
+    """External validation targets (``external`` in ``params/validation.yaml``); never used in calibration."""
+    return _rows(ev, "external")
+
+
+def unclassified_outcomes(ev=None) -> list[str]:
+    """Stored outcomes of studies with a simulator protocol that the validation protocol neither uses nor
+    excludes (``study/outcome_id``); listed by the CLI so that nothing is dropped silently."""
+    if ev is None:
+        ev = _default_evidence()
+    vp = validation_protocol()
+    known = {}
+    for sec in ("calibration", "external"):
+        for st, ids in vp[sec].items():
+            known.setdefault(st, set()).update(ids)
+    for st, ids in vp.get("excluded", {}).items():
+        known.setdefault(st, set()).update(ids)
+    df = ev.outcomes_frame()
+    studies = {p.study for p in trial_protocols().values()}
+    d = df[df["study"].isin(studies)]
+    return [f"{r.study}/{r.outcome_id}" for r in d.itertuples() if r.outcome_id not in known.get(r.study, set())]
+
+
 # ------------------------------------------------------------------------------------------ parameter maps
-def names() -> list[str]:
-    return [p.name for p in free_parameters()]
+def names(structure: str | None = None) -> list[str]:
+    return [p.name for p in free_parameters(structure)]
 
 
-def from_probit(x: np.ndarray) -> np.ndarray:
+def from_probit(x: np.ndarray, structure: str | None = None) -> np.ndarray:
     """Probit-space draws (..., d) -> parameter values."""
     u = stats.norm.cdf(x)
     out = np.empty_like(u)
-    for j, p in enumerate(free_parameters()):
+    for j, p in enumerate(free_parameters(structure)):
         lo, hi = p.prior
         if p.prior_scale == "log":
             out[..., j] = np.exp(np.log(lo) + u[..., j] * (np.log(hi) - np.log(lo)))
@@ -159,6 +219,9 @@ def _simulate_draw(args) -> np.ndarray:
                 base = prot.endpoints[t.endpoint]
                 specs[t.label] = EndpointSpec(t.label, base.kind, t.week, base.opts)
             prot_k = _with_endpoints(prot, specs)
+            need = max(int(round(prot.randomise_week + (tg[i].week if tg[i].week is not None else 0))) for i in idx)
+            if need > prot_k.weeks:  # e.g. a 10-year follow-up of a trial protocol written for 5 years
+                prot_k = replace(prot_k, weeks=need)
             r = run_protocol(prot_k, params=p, n=n_sim, seed=seed + _trial_seed(trial),
                              trial_shift=tau * z)
             for i in idx:
@@ -168,8 +231,6 @@ def _simulate_draw(args) -> np.ndarray:
 
 
 def _with_endpoints(prot, specs):
-    from dataclasses import replace
-
     return replace(prot, endpoints=specs, use_endpoints=None)
 
 
@@ -215,12 +276,19 @@ class Bank:
     targets: list[Target]
     n_sim: int
     names: list[str]
+    structure: str = "base"
 
     @property
     def log_prior(self) -> np.ndarray:
         return stats.norm.logpdf(self.x).sum(1)
 
-    def weights(self, exclude: str | None = None) -> np.ndarray:
+    def weights(self, exclude: str | None = None, prior: bool = False) -> np.ndarray:
+        """Importance weights of the draws: posterior (optionally without trial ``exclude``), or the prior
+        itself (``prior=True``: likelihood dropped) for prior-vs-posterior comparisons."""
+        if prior:
+            lw = self.log_prior - self.log_q
+            w = np.exp(lw - lw.max())
+            return w / w.sum()
         tl, trials = trial_loglik(self.sims, self.targets, self.n_sim)
         keep = [j for j, t in enumerate(trials) if t != exclude]
         lw = tl[:, keep].sum(1) + self.log_prior - self.log_q
@@ -244,9 +312,9 @@ class Bank:
                          "q97.5": q(0.975)})
         return pd.DataFrame(rows)
 
-    def draws(self, k: int = 200, exclude: str | None = None, seed: int = 0) -> list[dict]:
-        """Resampled posterior parameter sets (dicts of the free parameters)."""
-        w = self.weights(exclude)
+    def draws(self, k: int = 200, exclude: str | None = None, seed: int = 0, prior: bool = False) -> list[dict]:
+        """Resampled posterior (or, with ``prior``, prior) parameter sets (dicts of the free parameters)."""
+        w = self.weights(exclude, prior=prior)
         rng = np.random.default_rng(seed)
         idx = rng.choice(len(w), size=k, replace=True, p=w)
         return [dict(zip(self.names, map(float, self.theta[i]))) for i in idx]
@@ -258,7 +326,7 @@ def _cache_dir() -> Path:
     return d
 
 
-_PROV_KEYS = {"quote", "source", "assumption", "why", "note", "range", "loc", "source_address", "label"}
+_PROV_KEYS = {"quote", "source", "assumption", "why", "note", "range", "loc", "source_address", "label", "leak"}
 
 
 def _semantic(obj):
@@ -307,24 +375,44 @@ def _mixture_logq(x, comps) -> np.ndarray:
     return logsumexp(np.stack(parts), axis=0)
 
 
+def cached_bank(ev=None, structure: str = "base", **kw) -> "Bank | None":
+    """The calibration bank of ``structure`` if it is already cached (default settings), else None (never
+    builds: for surfaces that must not start a minutes-long calibration)."""
+    from .params import structure_bank_settings
+
+    tg = targets(ev)
+    o = {**dict(n_sim=300, m1=128, m2=160, seed=2024, stages=4, loo_min_ess=20.0, m_loo=64),
+         **structure_bank_settings(structure), **kw}
+    key = _bank_key(tg, o["n_sim"], o["m1"], o["m2"], o["seed"]) + f"-s{o['stages']}-l{o['loo_min_ess']:g}x{o['m_loo']}"
+    if structure != "base":
+        key += "-" + structure
+    path = _cache_dir() / f"bank-{key}.npz"
+    if not path.exists():
+        return None
+    return calibrate(ev, structure=structure, **{k: o[k] for k in o})
+
+
 def calibrate(ev=None, n_sim: int = 300, m1: int = 128, m2: int = 160, seed: int = 2024,
               scheduler: str | None = "auto", progress=None, cache: bool = True, stages: int = 4,
-              loo_min_ess: float = 20.0, m_loo: int = 64) -> Bank:
+              loo_min_ess: float = 20.0, m_loo: int = 64, structure: str = "base") -> Bank:
     """Build (or load from cache) the simulation bank and return it (see module docstring).
 
     ``scheduler``: None (serial), "local" (2-worker ``distributed.LocalCluster``), a scheduler address, or
     "auto" (LocalCluster when a full-size bank has to be built, serial for small ones). The bank is cached
     in ``$LNSYNTH_CACHE`` (default ``~/.cache/lnsynth``) under a key of the parameter/protocol files, the
-    simulator source and the targets; building it takes ~4-7 minutes on 2 cores.
+    simulator source and the targets; building it takes ~4-7 minutes on 2 cores. ``structure``: a structural
+    alternative of ``params/validation.yaml`` (its own bank).
     """
     tg = targets(ev)
-    nm = names()
+    nm = names(structure)
     d = len(nm)
     key = _bank_key(tg, n_sim, m1, m2, seed) + f"-s{stages}-l{loo_min_ess:g}x{m_loo}"
+    if structure != "base":
+        key += "-" + structure
     path = _cache_dir() / f"bank-{key}.npz"
     if cache and path.exists():
         z = np.load(path)
-        return Bank(z["x"], z["theta"], z["log_q"], z["sims"], tg, n_sim, nm)
+        return Bank(z["x"], z["theta"], z["log_q"], z["sims"], tg, n_sim, nm, structure)
     from .sweep import map_tasks
 
     if scheduler == "auto":
@@ -334,7 +422,7 @@ def calibrate(ev=None, n_sim: int = 300, m1: int = 128, m2: int = 160, seed: int
     x1 = stats.norm.ppf(u)
 
     def run(xs):
-        th = from_probit(xs)
+        th = from_probit(xs, structure)
         items = [(dict(zip(nm, map(float, row))), tg, n_sim, seed) for row in th]
         return np.stack(map_tasks(_simulate_draw, items, scheduler=scheduler, progress=progress))
 
@@ -379,8 +467,8 @@ def calibrate(ev=None, n_sim: int = 300, m1: int = 128, m2: int = 160, seed: int
     x = np.vstack(xs)
     sims = np.concatenate(ss)
     log_q = _mixture_logq(x, comps)
-    theta = from_probit(x)
-    bank = Bank(x, theta, log_q, sims, tg, n_sim, nm)
+    theta = from_probit(x, structure)
+    bank = Bank(x, theta, log_q, sims, tg, n_sim, nm, structure)
     if cache:
         np.savez_compressed(path, x=x, theta=theta, log_q=log_q, sims=sims)
     return bank

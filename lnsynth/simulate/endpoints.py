@@ -15,6 +15,12 @@ flare_upcr_rel x post-response nadir) or relative activity >= flare_activity, at
 the patient must respond
 again before another flare counts. ``flare`` = proportion with >= 1 flare in the window, ``flare_rate`` =
 flares per patient-year, ``relapse`` = ``flare`` among those who entered in response.
+Entry (denominator): all patients; ``entry: response`` (protocol) = in overall remission at the
+randomisation week (maintenance trials); ``entry: completed`` = not withdrawn by the protocol's ``entry_week``
+(continuation studies such as AURORA 2). An endpoint may narrow its own denominator with ``among: response``
+(overall remission at week ``among_week``, with ``among_upcr_max`` as the UPCR ceiling), e.g. flares among
+responders.
+
 Composite / hard endpoint: eGFR decline >= ``decline`` from baseline or eGFR < ``floor`` at two
 consecutive visits (``hard``: 40% decline or eGFR < 15, i.e. ESKD). Single components:
 ``egfr_decline`` (>= ``decline``, default 30%), ``doubling`` (doubling of serum creatinine, taken as a
@@ -95,6 +101,20 @@ def evaluate(res, spec, protocol, p: dict) -> tuple[float, float, int]:
     if protocol.entry == "response":
         _, orr = remission_status(res, r0, spec.opts, p, itt=False)
         incl = orr
+    elif protocol.entry == "completed":
+        ew = getattr(protocol, "entry_week", None)
+        ew = r0 if ew is None else ew
+        if res.dropout_week is not None:
+            incl = res.dropout_week > ew
+    elif protocol.entry is not None:
+        raise ValueError(f"protocol {protocol.id}: unknown entry {protocol.entry!r} (response | completed)")
+    if spec.opts.get("among") is not None:
+        if spec.opts["among"] != "response":
+            raise ValueError(f"protocol {protocol.id}: endpoint {spec.name}: unknown 'among' {spec.opts['among']!r}")
+        aw = int(spec.opts.get("among_week", r0))
+        ao = {"pr_upcr_max": float(spec.opts.get("among_upcr_max", DEFAULTS["pr_upcr_max"]))}
+        _, orr = remission_status(res, aw, ao, p, itt=False)
+        incl = incl & orr
     k = int(incl.sum())
     if k == 0:
         return float("nan"), 1.0, 0

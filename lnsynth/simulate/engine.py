@@ -27,6 +27,7 @@ THETA = (
     "chronic_frac_logit_sd", "upcr_meas_cv", "egfr_meas_cv", "gfr_inflam_frac", "gfr_hd_dip",
     "nephrotox_per_inhib_year", "activity_loss_per_year", "background_decline_ml_min_year", "iiv_cv",
     "adherence_mean", "adherence_logit_sd", "missed_week_exposure", "hill", "imax", "dropout_per_year",
+    "dropout_inhib_per_year", "ni_ec50_ratio",
 )
 
 
@@ -95,6 +96,8 @@ def _kernel(i0, i1, seed, shift, th, flags, pop, css_ref, ec50, decay, bg, cyc, 
     adh_logit = math.log(am / (1.0 - am))
     adh_sd, miss, hill, imax = th[23], th[24], th[25], th[26]
     drop_w = th[27] / 52.0
+    drop_inh_w = th[28] / 52.0
+    ni_ratio = th[29]
     imm_on, pod_on, hd_on = flags[0], flags[1], flags[2]
     for i in range(i0, i1):
         np.random.seed(_mix(seed, i))
@@ -106,7 +109,11 @@ def _kernel(i0, i1, seed, shift, th, flags, pop, css_ref, ec50, decay, bg, cyc, 
         z5 = np.random.standard_normal()
         z6 = np.random.standard_normal()
         u7 = np.random.random()
-        out_drop[i - i0] = -math.log(1.0 - u7) / drop_w if drop_w > 0 else 1e9
+        # withdrawal: weekly hazard drop_w + drop_inh_w * I_t (exposure-toxicity withdrawal); the patient
+        # withdraws when the cumulative hazard reaches an Exp(1) draw (common random numbers)
+        e_drop = -math.log(1.0 - u7)
+        h_cum = 0.0
+        dropped = False
         sens = math.exp(shift + sens_sd * z0)
         drive = math.exp(drive_sd * z1 - 0.5 * drive_sd * drive_sd)
         p0 = pop[0] * math.exp(pop[1] * z2)
@@ -125,15 +132,16 @@ def _kernel(i0, i1, seed, shift, th, flags, pop, css_ref, ec50, decay, bg, cyc, 
         mass = 1.0
         conc = 0.0
         inh = 0.0
+        inh_ni = 0.0
         row = i - i0
         for t in range(T + 1):
             u_adh = np.random.random()
             u_fl = np.random.random()
             e1 = np.random.standard_normal()
             e2 = np.random.standard_normal()
-            fni = nonimmune_factor(f_ni, hd_share, inh, pod_on, hd_on)
+            fni = nonimmune_factor(f_ni, hd_share, inh_ni, pod_on, hd_on)
             p_true = _upcr(p0, chronic, j, fni)
-            gfr = _egfr(g_max, mass, infl, j, dip, inh, hd_on, decl_w * t)
+            gfr = _egfr(g_max, mass, infl, j, dip, inh_ni, hd_on, decl_w * t)
             out_upcr[row, t] = p_true * math.exp(upcr_cv * e1)
             out_egfr[row, t] = gfr * math.exp(egfr_cv * e2)
             out_act[row, t] = a
@@ -146,6 +154,13 @@ def _kernel(i0, i1, seed, shift, th, flags, pop, css_ref, ec50, decay, bg, cyc, 
             adh = 1.0 if u_adh < padh else miss
             conc = step_conc(conc, decay[t], css_ref[t] * pkf * adh)
             inh = emax(conc, ec50[t], imax, hill)
+            inh_ni = inh if ni_ratio == 1.0 else emax(conc, ec50[t] * ni_ratio, imax, hill)
+            if not dropped:
+                h_t = drop_w + drop_inh_w * inh
+                if h_t > 0.0 and h_cum + h_t >= e_drop:
+                    out_drop[row] = t + (e_drop - h_cum) / h_t
+                    dropped = True
+                h_cum += h_t
             e = suppression(sens, k_bg, bg[t] * adh, cyc[t], k_ster, ster[t], k_cni, inh * imm_on)
             if u_fl < flare_prob(h0, drive, e):
                 b += boost_sz
@@ -154,6 +169,8 @@ def _kernel(i0, i1, seed, shift, th, flags, pop, css_ref, ec50, decay, bg, cyc, 
             j += r_j * (a - j)
             mass *= math.exp(-loss_w * a - tox_w * inh)
             a = a_next
+        if not dropped:
+            out_drop[row] = T + (e_drop - h_cum) / drop_w if drop_w > 0 else 1e9
 
 
 @dataclass

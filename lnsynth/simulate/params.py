@@ -31,6 +31,7 @@ class Param:
     prior: tuple[float, float] | None = None
     prior_scale: str | None = None
     note: str | None = None
+    leak: str | None = None
 
     @property
     def calibrated(self) -> bool:
@@ -51,12 +52,46 @@ def _raw() -> dict:
     return yaml.safe_load(text)
 
 
-def load_param_table() -> dict[str, Param]:
-    """All parameters keyed by name, with their provenance."""
+def structures() -> dict[str, dict]:
+    """Structural alternatives of the model (``structures:`` in ``params/validation.yaml``): name -> per-parameter
+    overrides of ``params/model.yaml`` entries (e.g. a ``calibrate`` block that frees a parameter)."""
+    text = resources.files("lnsynth.simulate").joinpath("params/validation.yaml").read_text(encoding="utf-8")
+    st = yaml.safe_load(text).get("structures") or {}
+    return {"base": {}, **{k: (v or {}).get("overrides", {}) for k, v in st.items() if k != "base"}}
+
+
+def structure_bank_settings(structure: str | None) -> dict:
+    """Calibration-bank settings of a structure (``bank:`` of ``structures`` in params/validation.yaml,
+    over the top-level ``bank:``)."""
+    text = resources.files("lnsynth.simulate").joinpath("params/validation.yaml").read_text(encoding="utf-8")
+    raw = yaml.safe_load(text)
+    out = dict(raw.get("bank") or {})
+    st = (raw.get("structures") or {}).get(structure or "base") or {}
+    out.update(st.get("bank") or {})
+    return out
+
+
+def structure_notes() -> dict[str, str]:
+    text = resources.files("lnsynth.simulate").joinpath("params/validation.yaml").read_text(encoding="utf-8")
+    st = yaml.safe_load(text).get("structures") or {}
+    return {k: (v or {}).get("why", "") for k, v in st.items()}
+
+
+def load_param_table(structure: str | None = None) -> dict[str, Param]:
+    """All parameters keyed by name, with their provenance (``structure``: a structural alternative from
+    ``params/validation.yaml``; None or "base" = params/model.yaml as is)."""
     raw = _raw()
+    over = {}
+    if structure not in (None, "base"):
+        sts = structures()
+        if structure not in sts:
+            raise ValueError(f"unknown model structure {structure!r}; valid: {', '.join(sts)}")
+        over = sts[structure]
     out: dict[str, Param] = {}
     for g in _GROUPS:
         for name, d in raw[g].items():
+            if name in over:
+                d = {**d, **over[name]}
             cal = d.get("calibrate")
             out[name] = Param(
                 name=name,
@@ -71,8 +106,19 @@ def load_param_table() -> dict[str, Param]:
                 prior=tuple(cal["prior"]) if cal else None,
                 prior_scale=cal.get("scale", "linear") if cal else None,
                 note=d.get("note"),
+                leak=d.get("leak"),
             )
     return out
+
+
+def model_version() -> int:
+    """Version of ``params/model.yaml`` (changes are recorded in ``params/CHANGELOG.md``)."""
+    return int(_raw().get("version", 1))
+
+
+def leaks() -> dict[str, str]:
+    """Parameters whose value, prior or role was chosen after looking at held-out outcomes (name -> note)."""
+    return {k: p.leak for k, p in load_param_table().items() if p.leak}
 
 
 def sources() -> dict[str, dict]:
@@ -84,8 +130,8 @@ def default_params() -> dict[str, float]:
     return {k: p.value for k, p in load_param_table().items()}
 
 
-def free_parameters() -> list[Param]:
-    return [p for p in load_param_table().values() if p.calibrated]
+def free_parameters(structure: str | None = None) -> list[Param]:
+    return [p for p in load_param_table(structure).values() if p.calibrated]
 
 
 def check_provenance() -> list[str]:
@@ -128,6 +174,7 @@ def provenance_frame():
                 "quote": p.quote or "",
                 "range_or_prior": str(p.prior if p.calibrated else p.range),
                 "why": p.why or "",
+                "leak": p.leak or "",
             }
         )
     return pd.DataFrame(rows)

@@ -90,6 +90,7 @@ class Protocol:
     use_endpoints: list[str] | None
     raw: dict
     sens_shift: float = 0.0
+    entry_week: int | None = None
 
     def arm(self, arm_id: str) -> ArmSpec:
         for a in self.arms:
@@ -117,7 +118,8 @@ def parse_protocol(d: dict) -> Protocol:
         e = dict(e)
         kind = e.pop("kind")
         week = e.pop("week", None)
-        e.pop("quote", None), e.pop("assumption", None), e.pop("why", None), e.pop("loc", None)
+        for k in ("quote", "assumption", "why", "loc", "source", "note", "leak"):
+            e.pop(k, None)
         eps[name] = EndpointSpec(name, kind, None if week is None else float(week), e)
     return Protocol(
         id=d["id"],
@@ -133,6 +135,7 @@ def parse_protocol(d: dict) -> Protocol:
         use_endpoints=d.get("use_endpoints"),
         raw=d,
         sens_shift=sens_shift,
+        entry_week=int(_v(d["entry_week"])) if d.get("entry_week") is not None else None,
     )
 
 

@@ -53,13 +53,14 @@ def _q(x, a):
     return float(np.quantile(x, a)) if len(x) else float("nan")
 
 
-def _draws(bank: Bank | None, k: int, exclude: str | None, seed: int, overrides: dict | None = None):
-    """Posterior parameter sets (optionally with fixed-parameter overrides for sensitivity analyses) and a
-    trial-level random effect drawn for each (a new trial population)."""
+def _draws(bank: Bank | None, k: int, exclude: str | None, seed: int, overrides: dict | None = None,
+           prior: bool = False):
+    """Posterior (or prior) parameter sets (optionally with fixed-parameter overrides for sensitivity analyses)
+    and a trial-level random effect drawn for each (a new trial population)."""
     bank = bank or calibrate()
     rng = np.random.default_rng(seed)
     out = []
-    for d in bank.draws(k, exclude=exclude, seed=seed):
+    for d in bank.draws(k, exclude=exclude, seed=seed, prior=prior):
         out.append(({**default_params(), **(overrides or {}), **d}, float(rng.standard_normal()) * d["tau_trial"]))
     return out
 
@@ -71,12 +72,12 @@ ALL_ARMS = {**CNI_ARMS, "mmf": "MMF", "ivc": "IVCYC"}
 # ------------------------------------------------------------------------------------------------ (a)
 def question_nonimmune_share(bank: Bank | None = None, k: int = 40, n: int = 1000, seed: int = 7,
                              week: int = 26, overrides: dict | None = None,
-                             trajectories: bool = True) -> QuestionResult:
+                             trajectories: bool = True, prior: bool = False) -> QuestionResult:
     """``overrides``: fixed (non-calibrated) parameters to change for a sensitivity analysis (the posterior
     of the calibrated parameters is kept, not re-fitted)."""
     prot = load_protocols()["regimens"]
     rows = []
-    for j, (p, shift) in enumerate(_draws(bank, k, None, seed, overrides)):
+    for j, (p, shift) in enumerate(_draws(bank, k, None, seed, overrides, prior)):
         for arm in CNI_ARMS:
             full = simulate_arm(prot, arm, p, n=n, seed=seed + j, trial_shift=shift)
             cf = simulate_arm(prot, arm, p, n=n, seed=seed + j, trial_shift=shift, channels=(True, False, False))
@@ -120,13 +121,14 @@ def _cum_flare(res, start, stop, ve, p):
     return weeks, [float((flare_counts(res, start, w, ve, {}, p) > 0).mean()) for w in weeks]
 
 
-def question_flares_after_taper(bank: Bank | None = None, k: int = 40, n: int = 1000, seed: int = 11) -> QuestionResult:
+def question_flares_after_taper(bank: Bank | None = None, k: int = 40, n: int = 1000, seed: int = 11,
+                                prior: bool = False) -> QuestionResult:
     prot = load_protocols()["mok2016"]
     spec = prot.endpoints["kidney flare"]
     start = int(spec.opts.get("window_start", 26))
     stop = int(spec.week)
     rows, curves = [], []
-    for j, (p, shift) in enumerate(_draws(bank, k, "mok2016", seed)):
+    for j, (p, shift) in enumerate(_draws(bank, k, "mok2016", seed, prior=prior)):
         r = {}
         for arm in ("tac", "mmf"):
             res = simulate_arm(prot, arm, p, n=n, seed=seed + j, trial_shift=shift)
@@ -171,11 +173,12 @@ def power_two_prop(n, p1, p0, alpha=0.05):
 
 
 def question_hard_endpoint_power(bank: Bank | None = None, k: int = 30, n: int = 2000, seed: int = 13,
-                                 years=(1, 2, 3, 5, 7, 10), cni_arm: str = "mt", control_arm: str = "mmf") -> QuestionResult:
+                                 years=(1, 2, 3, 5, 7, 10), cni_arm: str = "mt", control_arm: str = "mmf",
+                                 prior: bool = False) -> QuestionResult:
     prot = load_protocols()["regimens"]
     weeks = 52 * max(years)
     rows = []
-    for j, (p, shift) in enumerate(_draws(bank, k, None, seed)):
+    for j, (p, shift) in enumerate(_draws(bank, k, None, seed, prior=prior)):
         ev = {}
         for arm in (cni_arm, control_arm):
             res = simulate_arm(prot, arm, p, n=n, seed=seed + j, trial_shift=shift, weeks=weeks)
@@ -201,11 +204,11 @@ def question_hard_endpoint_power(bank: Bank | None = None, k: int = 30, n: int =
 
 # ------------------------------------------------------------------------------------------------ (d)
 def question_remission_horizon(bank: Bank | None = None, k: int = 40, n: int = 1000, seed: int = 17,
-                               months=(6, 12, 24)) -> QuestionResult:
+                               months=(6, 12, 24), prior: bool = False) -> QuestionResult:
     prot = load_protocols()["regimens"]
     wk = {6: 26, 12: 52, 24: 104}
     rows = []
-    for j, (p, shift) in enumerate(_draws(bank, k, None, seed)):
+    for j, (p, shift) in enumerate(_draws(bank, k, None, seed, prior=prior)):
         for arm, reg in ALL_ARMS.items():
             res = simulate_arm(prot, arm, p, n=n, seed=seed + j, trial_shift=shift)
             for m in months:
@@ -247,6 +250,54 @@ def sensitivity_nonimmune_share(bank: Bank | None = None, k: int = 20, n: int = 
             r = question_nonimmune_share(bank, k=k, n=n, seed=seed, overrides={nm: v}, trajectories=False)
             rows.append({"parameter": nm, "value": float(v), "estimate": r.estimate, "low": r.low, "high": r.high})
     return pd.DataFrame(rows)
+
+
+def envelope(which: str, banks: dict, k: int = 30, n: int = 800, **kw) -> pd.DataFrame:
+    """Question ``which`` under every structure's posterior AND prior (``banks``: structure -> Bank).
+
+    One row per (structure, source in {posterior, prior}) with estimate and 95% interval, plus the envelope
+    (lowest low, highest high) and, per structure, the posterior/prior interval width ratio; a ratio above
+    ``scoring.not_identified_ratio`` (params/validation.yaml) means the answer is not identified by the data
+    (it restates the prior)."""
+    from .calibrate import validation_protocol
+
+    thr = float(validation_protocol()["scoring"]["not_identified_ratio"])
+    rows = []
+    for s, b in banks.items():
+        res = {src: QUESTIONS[which](bank=b, k=k, n=n, prior=(src == "prior"), **kw) for src in ("posterior", "prior")}
+        wp = res["prior"].high - res["prior"].low
+        ratio = (res["posterior"].high - res["posterior"].low) / wp if wp > 0 else float("nan")
+        for src, r in res.items():
+            rows.append({"question": which, "structure": s, "source": src, "estimate": r.estimate, "low": r.low,
+                         "high": r.high, "unit": r.unit, "width_ratio": ratio,
+                         "identified": bool(np.isfinite(ratio) and ratio < thr)})
+    df = pd.DataFrame(rows)
+    df.attrs["envelope"] = (float(df.low.min()), float(df.high.max()))
+    return df
+
+
+def envelope_text(df: pd.DataFrame, banks: dict | None = None, parameter: str | None = None) -> str:
+    """One sentence: the envelope, the posterior/prior width ratios and whether the data identify the answer;
+    with ``banks`` and ``parameter`` also that parameter's own posterior/prior width ratio per structure."""
+    lo, hi = df.attrs.get("envelope", (df.low.min(), df.high.max()))
+    post = df[df.source == "posterior"]
+    ratios = ", ".join(f"{r.structure} {r.width_ratio:.2f}" for r in post.itertuples())
+    ident = post.identified.all()
+    ests = "; ".join(f"{r.structure} posterior {r.estimate:.3g} ({r.low:.3g} to {r.high:.3g})" for r in post.itertuples())
+    txt = (f"{ests}. Over structures ({', '.join(post.structure)}) and their priors the answer lies in {lo:.3g} to "
+           f"{hi:.3g} ({post.unit.iloc[0]}); posterior/prior interval width ratio of the answer: {ratios}"
+           + ("" if ident else " - not identified by the data"))
+    if banks and parameter:
+        from .validate import prior_posterior_widths
+
+        pr = []
+        for s, b in banks.items():
+            w = prior_posterior_widths(b).set_index("parameter")
+            if parameter in w.index:
+                r = float(w.loc[parameter, "width_ratio"])
+                pr.append(f"{s} {r:.2f}" + ("" if w.loc[parameter, "identified"] else " (not identified by the data)"))
+        txt += f"; {parameter} posterior/prior width ratio: " + ", ".join(pr)
+    return txt + "."
 
 
 QUESTIONS = {
