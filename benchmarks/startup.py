@@ -3,8 +3,11 @@
 Times, in one run, with ``time.perf_counter`` around ``subprocess.run``:
 
 * ``python -m lnsynth meta --input docs/examples/bcg.csv --format json --out DIR``
-  (reads the CSV, fits REML, writes summary.* and forest.png);
+  (reads the CSV, fits REML, writes summary.*, forest.png|svg|pdf and funnel.png|svg|pdf);
+* the same with ``--fig-format png`` (one format per figure);
 * the same with ``--plot ''`` (no figures: start-up, reading and fitting alone);
+* that again with ``LNSYNTH_JIT=1`` (the compiled numba kernels instead of the interpreted
+  ones a single analysis uses: what the numba start-up costs);
 * ``python -m lnsynth --version``.
 
 Each is run cold and warm, ``--repeat`` times (default 5), and the median is reported:
@@ -36,10 +39,15 @@ ROOT = HERE.parent
 
 COMMANDS = {
     "meta": ["-m", "lnsynth", "meta", "--input", "docs/examples/bcg.csv", "--format", "json", "--out", "{out}"],
+    "meta, png only": ["-m", "lnsynth", "meta", "--input", "docs/examples/bcg.csv", "--format", "json", "--out", "{out}",
+                       "--fig-format", "png"],
     "meta, no figures": ["-m", "lnsynth", "meta", "--input", "docs/examples/bcg.csv", "--format", "json", "--out", "{out}",
                          "--plot", ""],
+    "meta, no figures, numba": ["-m", "lnsynth", "meta", "--input", "docs/examples/bcg.csv", "--format", "json",
+                                "--out", "{out}", "--plot", ""],
     "--version": ["-m", "lnsynth", "--version"],
 }
+ENV = {"meta, no figures, numba": {"LNSYNTH_JIT": "1"}}
 
 
 def _run(args: list[str], env: dict[str, str], out: str) -> float:
@@ -78,17 +86,18 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         out = str(Path(tmp) / "out")
-        warm_env = dict(os.environ, NUMBA_CACHE_DIR=str(Path(tmp) / "numba-warm"))
+        base = {k: v for k, v in os.environ.items() if k != "LNSYNTH_JIT"}
         for name, args in COMMANDS.items():
+            warm_env = dict(base, NUMBA_CACHE_DIR=str(Path(tmp) / "numba-warm"), **ENV.get(name, {}))
             cold = []
             for i in range(a.repeat):
-                env = dict(os.environ, NUMBA_CACHE_DIR=str(Path(tmp) / f"numba-cold-{name}-{i}"))
+                env = dict(base, NUMBA_CACHE_DIR=str(Path(tmp) / f"numba-cold-{name}-{i}"), **ENV.get(name, {}))
                 cold.append(_run(args, env, out))
             _run(args, warm_env, out)  # fill the cache
             warm = [_run(args, warm_env, out) for _ in range(a.repeat)]
             rss = _rss_of(args, warm_env, out)
             rows.append((name, statistics.median(cold), min(cold), statistics.median(warm), min(warm), rss))
-            print(f"{name:17s} cold median {statistics.median(cold):6.2f} s   warm median {statistics.median(warm):6.2f} s"
+            print(f"{name:24s} cold median {statistics.median(cold):6.2f} s   warm median {statistics.median(warm):6.2f} s"
                   + (f"   warm peak RSS {rss:5.0f} MB" if rss else ""), flush=True)
 
     import numba
@@ -111,7 +120,8 @@ def main() -> None:
         "|---|---|---|---|",
     ]
     for name, cm, cmin, wm, wmin, rss in rows:
-        cmd = " ".join(["python"] + [x.replace("{out}", "DIR") or "''" for x in COMMANDS[name]])
+        cmd = " ".join([f"{k}={v}" for k, v in ENV.get(name, {}).items()] + ["python"]
+                       + [x.replace("{out}", "DIR") or "''" for x in COMMANDS[name]])
         lines.append(f"| `{cmd}` | {cm:.2f} ({cmin:.2f}) | {wm:.2f} ({wmin:.2f}) | "
                      + (f"{rss:.0f} MB" if rss else "n/a") + " |")
     lines.append("")

@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
 from lnsynth import DISCLAIMER, __version__
 from lnsynth import registry as _registry
@@ -26,7 +24,31 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
     help=f"lnsynth {__version__}: evidence on calcineurin inhibitors in lupus nephritis. {DISCLAIMER}",
 )
-err = Console(stderr=True)
+def Console(*args, **kwargs):  # noqa: N802 - rich's class, imported when first used (start-up)
+    from rich.console import Console as _Console
+
+    return _Console(*args, **kwargs)
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape as _escape
+
+    return _escape(text)
+
+
+class _LazyConsole:
+    """rich Console on stderr, created on first use: most commands never print through it."""
+
+    def __init__(self, **kwargs):
+        self._kwargs, self._console = kwargs, None
+
+    def __getattr__(self, name):
+        if self._console is None:
+            self._console = Console(**self._kwargs)
+        return getattr(self._console, name)
+
+
+err = _LazyConsole(stderr=True)
 
 
 def _version_callback(value: bool) -> None:
@@ -333,12 +355,9 @@ def _out_dir(out: Path) -> Path:
 
 def _save_fig(fig, path, what: str) -> None:
     """Save ``fig`` to ``path`` (or to each of a list of paths: one figure, several formats) and close it."""
-    import matplotlib.pyplot as plt
+    from lnsynth.plots.style import save
 
-    paths = [path] if isinstance(path, (str, Path)) else list(path)
-    for p in paths:
-        fig.savefig(p, bbox_inches="tight", dpi=150)
-    plt.close(fig)
+    paths = save(fig, path, dpi=150)
     sys.stderr.write(f"lnsynth: {what} written to {', '.join(str(p) for p in paths)}\n")
 
 
@@ -357,11 +376,24 @@ def _favours(spec: Optional[str]) -> Optional[tuple[str, str]]:
     return parts[0], parts[1]
 
 
-def _write_pairwise(payload: dict, res, out: Path, plot: Optional[str], labels=None, *, arm_data=None,
-                    favours=None, subgroup=None) -> None:
-    """summary.md|csv|json and, unless plot == '', forest.png|svg|pdf and funnel.png|svg in OUT.
+FIG_FORMATS = ("png", "svg", "pdf")
 
-    ``plot``: None for OUT/forest.{png,svg,pdf}; a path for that forest file only; '' for no figures.
+
+def _fig_formats(spec: str) -> tuple[str, ...]:
+    """--fig-format "png,svg" -> ("png", "svg"), checked against FIG_FORMATS."""
+    fmts = tuple(dict.fromkeys(x.strip().lower().lstrip(".") for x in spec.split(",") if x.strip()))
+    bad = [f for f in fmts if f not in FIG_FORMATS]
+    if bad or not fmts:
+        raise _user_error(f"--fig-format: expected one or more of {', '.join(FIG_FORMATS)} separated by commas, "
+                          f"got {spec!r}")
+    return fmts
+
+
+def _write_pairwise(payload: dict, res, out: Path, plot: Optional[str], labels=None, *, arm_data=None,
+                    favours=None, subgroup=None, formats: tuple[str, ...] = FIG_FORMATS) -> None:
+    """summary.md|csv|json and, unless plot == '', forest.* and funnel.* (each of ``formats``) in OUT.
+
+    ``plot``: None for OUT/forest.{formats}; a path for that forest file only; '' for no figures.
     ``subgroup``: (SubgroupResult, groups) for the subgroup forest; ``arm_data``: events/N (or mean/SD/N)
     per arm for the forest's columns; ``favours``: (left, right) labels under its axis.
     """
@@ -387,7 +419,7 @@ def _write_pairwise(payload: dict, res, out: Path, plot: Optional[str], labels=N
         kw["arm_data"] = arm_data
     if favours is not None:
         kw["favours"] = tuple(favours)
-    paths = [out / f"forest.{ext}" for ext in ("png", "svg", "pdf")] if plot is None else [Path(plot)]
+    paths = [out / f"forest.{ext}" for ext in formats] if plot is None else [Path(plot)]
     if subgroup is not None:
         sg, groups = subgroup
         fig = subgroup_forest_plot(sg, groups, labels=labels if labels is not None else res.labels,
@@ -398,7 +430,7 @@ def _write_pairwise(payload: dict, res, out: Path, plot: Optional[str], labels=N
     if funnel:
         from lnsynth.plots.funnel import funnel_plot
 
-        _save_fig(funnel_plot(res, transf="exp" if ratio else None), [out / "funnel.png", out / "funnel.svg"],
+        _save_fig(funnel_plot(res, transf="exp" if ratio else None), [out / f"funnel.{ext}" for ext in formats],
                   "funnel plot")
 
 
@@ -414,7 +446,7 @@ def _print_pairwise(payload: dict, fmt: "ListFormat") -> None:
 
 
 def _meta_from_file(input_: Path, columns, sheet, measure, method, test, subgroup, moderator, drop00, fmt, out, plot,
-                    mh_correct=True, favours=None):
+                    mh_correct=True, favours=None, formats=FIG_FORMATS):
     from lnsynth.io import DataError, pairwise_summary, read_table, regression_summary, subgroup_summary
     from lnsynth.pairwise import meta_analysis
 
@@ -455,7 +487,7 @@ def _meta_from_file(input_: Path, columns, sheet, measure, method, test, subgrou
     fav = _favours(favours) if td.layout != "generic" or favours else None
     _print_pairwise(payload, fmt)
     _write_pairwise(payload, res, _out_dir(out), plot, labels=list(use.labels), arm_data=arm_data, favours=fav,
-                    subgroup=sg_fig)
+                    subgroup=sg_fig, formats=formats)
 
 
 @app.command()
@@ -475,7 +507,8 @@ def meta(
     timepoint: str = typer.Option("latest", "--timepoint", help="Evidence base: latest, earliest or weeks when a study reports several."),
     fmt: ListFormat = typer.Option(ListFormat.table, "--format", help="stdout: table (plain markdown), json or csv."),
     out: Path = typer.Option(Path("lnsynth-out"), "--out", help="Folder for summary.md, summary.csv, summary.json and forest.png."),
-    plot: Optional[str] = typer.Option(None, "--plot", help="Forest plot file (png/svg/pdf; default OUT/forest.png, .svg and .pdf, and OUT/funnel.png|svg); '' for no figures."),
+    plot: Optional[str] = typer.Option(None, "--plot", help="Forest plot file (png/svg/pdf; default OUT/forest.* and OUT/funnel.* in each --fig-format); '' for no figures."),
+    fig_format: str = typer.Option("png,svg,pdf", "--fig-format", help="Formats of OUT/forest.* and OUT/funnel.*, comma-separated: png, svg, pdf (each format is one more drawing: 'png' alone is fastest)."),
     favours: Optional[str] = typer.Option(None, "--favours", help='Forest plot labels under the axis, "left,right" (default "favours control,favours treatment": a desirable outcome, effects > 1 (or > 0) meaning more events in treatment; for a harmful outcome give "favours treatment,favours control"; "" for none).'),
     mh_correct: bool = typer.Option(True, "--mh-correct/--no-mh-correct", help="--method MH, OR: continuity correction in the Cochran-Mantel-Haenszel test (metafor rma.mh correct=TRUE, the default)."),
     approximate: bool = typer.Option(True, "--approximate/--strict", help="Default (the one policy of every surface): use round(pct/100*n) where no count reproduces a printed percentage, flagged; --strict leaves such trials out (with a warning)."),
@@ -488,11 +521,12 @@ def meta(
         raise _user_error(f"--method: unknown method {method!r}; valid: {', '.join(_registry.methods('pairwise'))}")
     if test.lower() not in ("z", "knha"):
         raise _user_error(f"--test: unknown test {test!r}; valid: z, knha")
+    formats = _fig_formats(fig_format)
     if input_ is not None:
         if outcome or treatment or control:
             raise _user_error("give either --input FILE or --outcome/--treatment/--control (the evidence base), not both")
         _meta_from_file(input_, columns, sheet, measure, method, test, subgroup, moderator, drop00, fmt, out, plot,
-                        mh_correct=mh_correct, favours=favours)
+                        mh_correct=mh_correct, favours=favours, formats=formats)
         return
     if not (outcome and treatment and control):
         missing = [o for o, v in (("--outcome", outcome), ("--treatment", treatment), ("--control", control)) if not v]
@@ -562,6 +596,7 @@ def meta(
             typer.echo(f"note: {n}")
         typer.echo(DISCLAIMER)
     _write_pairwise(summary, res, _out_dir(out), plot, labels=d.labels, favours=_favours(favours),
+                    formats=formats,
                     arm_data={c: d.frame[c].to_numpy(dtype=float) for c in ("events_treat", "n_treat", "events_ctrl", "n_ctrl")})
 
 
@@ -755,40 +790,157 @@ SIM_NOTE = "Hypothesis-generating simulation, not treatment advice."
 
 
 def _progress_bar(total: int, description: str):
+    from rich.console import Console as _Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    prog = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err)
+    prog = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=_Console(stderr=True))
     task = prog.add_task(description, total=total)
     return prog, task
+
+
+def _sim_bank(data, seed: int, scheduler: str, structure: str = "base"):
+    """(evidence, calibration bank, scheduler) with a progress bar while the bank is built."""
+    from lnsynth.simulate import calibrate
+    from lnsynth.simulate.calibrate import n_calibration_draws
+
+    ev = _load(data)
+    sched = None if scheduler == "serial" else scheduler
+    prog, task = _progress_bar(n_calibration_draws(), f"calibrating {structure} (cached after the first run)")
+    with prog:
+        bank = calibrate(ev, seed=seed, scheduler=sched, progress=lambda: prog.advance(task), structure=structure)
+        prog.update(task, completed=n_calibration_draws())
+    return ev, bank, sched
+
+
+def _sim_validation(data, seed, scheduler, model="simulator", external=True):
+    from lnsynth.simulate.validate import external_bank, structure_banks, validate
+
+    ev, bank, sched = _sim_bank(data, seed, scheduler)
+    eb = external_bank(bank, ev, seed=seed, scheduler=None if sched == "auto" else sched) if external else None
+    alt = structure_banks(ev, seed=seed, scheduler=sched) if model == "stacked" else None
+    return ev, bank, eb, validate(ev, bank=bank, model=model, ext_bank=eb, alt_banks=alt, seed=seed, scheduler=sched)
+
+
+class SimModel(str, Enum):
+    simulator = "simulator"
+    null = "null"
+    stacked = "stacked"
+
+
+_SCHED_HELP = "auto, serial, local (2-worker Dask LocalCluster) or a scheduler address."
 
 
 @simulate_app.command("validate")
 def simulate_validate(
     fmt: ListFormat = typer.Option(ListFormat.table, "--format"),
+    model: SimModel = typer.Option(SimModel.simulator, "--model", help="simulator (base structure), null (random-effects pooling of the other trials' arms of the same endpoint family and regimen class) or stacked (structural alternatives mixed by stacking weights)."),
     seed: int = typer.Option(2024, "--seed"),
-    scheduler: str = typer.Option("auto", "--scheduler", help="auto, serial, local (2-worker Dask LocalCluster) or a scheduler address."),
+    scheduler: str = typer.Option("auto", "--scheduler", help=_SCHED_HELP),
     data: Optional[Path] = DataOpt,
 ) -> None:
-    """Leave-one-trial-out validation: 95% predictive intervals for every held-out arm."""
-    from lnsynth.simulate import calibrate, validate_loo, validation_summary
-    from lnsynth.simulate.calibrate import n_calibration_draws
+    """Proper-scoring validation: every held-out (loto) and external row with its 95% predictive interval and
+    log predictive probability; counts are patients (flare rates: `simulate validate-rates`)."""
+    from lnsynth.simulate.calibrate import unclassified_outcomes
+    from lnsynth.simulate.validate import validation_summary
 
-    ev = _load(data)
-    sched = None if scheduler == "serial" else scheduler
-    prog, task = _progress_bar(n_calibration_draws(), "calibrating (cached after the first run)")
-    with prog:
-        bank = calibrate(ev, seed=seed, scheduler=sched, progress=lambda: prog.advance(task))
-        prog.update(task, completed=n_calibration_draws())
-    df = validate_loo(ev, seed=seed, scheduler=sched, bank=bank)
+    ev, _, _, df = _sim_validation(data, seed, scheduler, model.value)
     s = validation_summary(df)
     if fmt == ListFormat.csv:
         sys.stdout.write(df.to_csv(index=False))
     elif fmt == ListFormat.json:
-        sys.stdout.write(json.dumps({"rows": json.loads(df.to_json(orient="records")), "summary": s}, indent=2, default=str) + "\n")
+        sys.stdout.write(json.dumps({"model": model.value, "rows": json.loads(df.to_json(orient="records")), "summary": s},
+                                    indent=2, default=str) + "\n")
     else:
         Console().print(df.to_string(index=False), highlight=False)
-        typer.echo(f"\n{s['n_inside']}/{s['n_arms']} held-out arms inside their 95% predictive interval "
-                   f"({100 * s['coverage']:.0f}%); median width {s['median_width_ratio']:.2f}x the binomial width.")
+        for k in ("loto", "external"):
+            if k in s:
+                typer.echo(f"{k}: {s[k]['rows']} held-out rows, total log score {s[k]['log_score']:.1f}, "
+                           f"{100 * s[k]['coverage']:.0f}% inside their 95% predictive interval ({model.value}).")
+    left = unclassified_outcomes(ev)
+    if left:
+        err.print("stored outcomes of simulated trials not in params/validation.yaml: " + ", ".join(left))
+    err.print(SIM_NOTE)
+
+
+@simulate_app.command("scores")
+def simulate_scores(
+    fmt: ListFormat = typer.Option(ListFormat.table, "--format"),
+    seed: int = typer.Option(2024, "--seed"),
+    scheduler: str = typer.Option("auto", "--scheduler", help=_SCHED_HELP),
+    data: Optional[Path] = DataOpt,
+) -> None:
+    """Simulator vs the meta-analytic null: total and per-trial log scores and 95% coverage (loto, external)."""
+    from lnsynth.simulate.validate import compare, validate
+
+    ev, bank, eb, sim = _sim_validation(data, seed, scheduler)
+    null = validate(ev, bank=bank, model="null", ext_bank=eb)
+    c = compare(sim, null)
+    pt = c["per_trial"]
+    if fmt == ListFormat.csv:
+        sys.stdout.write(pt.to_csv(index=False))
+    elif fmt == ListFormat.json:
+        sys.stdout.write(json.dumps({"totals": c["totals"], "per_trial": json.loads(pt.to_json(orient="records")),
+                                     "beats_null": c["beats_null"]}, indent=2, default=str) + "\n")
+    else:
+        Console().print(pt.to_string(index=False), highlight=False)
+        for k, t in c["totals"].items():
+            typer.echo(f"{k}: {t['rows']} rows in {t['trials']} trials; log score simulator {t['log_score_sim']:.1f} vs "
+                       f"null {t['log_score_null']:.1f}; coverage {100 * t['coverage_sim']:.0f}% vs {100 * t['coverage_null']:.0f}%.")
+        typer.echo("The simulator " + ("beats" if c["beats_null"] else "does NOT beat")
+                   + " the meta-analytic null by the issue's criterion.")
+    err.print(SIM_NOTE)
+
+
+@simulate_app.command("validate-rates")
+def simulate_validate_rates(
+    fmt: ListFormat = typer.Option(ListFormat.table, "--format"),
+    model: SimModel = typer.Option(SimModel.simulator, "--model", help="simulator or null."),
+    seed: int = typer.Option(2024, "--seed"),
+    scheduler: str = typer.Option("auto", "--scheduler", help=_SCHED_HELP),
+    data: Optional[Path] = DataOpt,
+) -> None:
+    """Rows whose events can exceed n (flare counts over person-time), scored like `simulate validate`;
+    intervals as events per patient-year."""
+    from lnsynth.simulate.validate import validate_rates
+
+    if model == SimModel.stacked:
+        err.print("[red]--model stacked is not available for rates; use simulator or null[/]")
+        raise typer.Exit(2)
+    ev, bank, _ = _sim_bank(data, seed, scheduler)
+    df = validate_rates(ev, bank=bank, model=model.value)
+    if fmt == ListFormat.csv:
+        sys.stdout.write(df.to_csv(index=False))
+    elif fmt == ListFormat.json:
+        sys.stdout.write(df.to_json(orient="records", indent=2) + "\n")
+    else:
+        Console().print(df.to_string(index=False) if len(df) else f"no rate rows the {model.value} can predict", highlight=False)
+    err.print(SIM_NOTE)
+
+
+@simulate_app.command("identify")
+def simulate_identify(
+    fmt: ListFormat = typer.Option(ListFormat.table, "--format"),
+    structure: str = typer.Option("base", "--structure", help="Model structure (params/validation.yaml structures)."),
+    seed: int = typer.Option(2024, "--seed"),
+    scheduler: str = typer.Option("auto", "--scheduler", help=_SCHED_HELP),
+    data: Optional[Path] = DataOpt,
+) -> None:
+    """Posterior/prior 95% width ratio of each free parameter ('not identified by the data' when close to 1)."""
+    from lnsynth.simulate.params import structures
+    from lnsynth.simulate.validate import prior_posterior_widths
+
+    if structure not in structures():
+        err.print(f"[red]--structure: unknown structure {structure!r}; valid: {', '.join(structures())}[/]")
+        raise typer.Exit(2)
+    _, bank, _ = _sim_bank(data, seed, scheduler, structure)
+    df = prior_posterior_widths(bank)
+    if fmt == ListFormat.csv:
+        sys.stdout.write(df.to_csv(index=False))
+    elif fmt == ListFormat.json:
+        sys.stdout.write(df.to_json(orient="records", indent=2) + "\n")
+    else:
+        Console().print(df.to_string(index=False), highlight=False)
     err.print(SIM_NOTE)
 
 
@@ -843,27 +995,160 @@ def simulate_sweep(
 def serve(
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8000, "--port"),
+    allowed_host: Optional[list[str]] = typer.Option(None, "--allowed-host", metavar="NAME", help="Host name the server answers to, besides 127.0.0.1, localhost, [::1] and the --host address (repeatable; also $LNSYNTH_ALLOWED_HOSTS, comma-separated). Other Host headers get 400 (DNS rebinding)."),
     db: Path = typer.Option(Path("lnsynth.sqlite"), "--db", help="SQLite store (seeded from the package data on first start)."),
-    token: Optional[str] = typer.Option(None, "--token", envvar="LNSYNTH_TOKEN", help="Bearer token for writes (default: $LNSYNTH_TOKEN, else generated)."),
+    token_file: Optional[Path] = typer.Option(None, "--token-file", help="File whose first line is the shared bootstrap-admin token (default: $LNSYNTH_TOKEN, else one is generated). Never on the command line: it would show in `ps`."),
+    insecure_dev_token: bool = typer.Option(False, "--insecure-dev-token", help="Allow a token shorter than 16 characters (local development only)."),
+    token: Optional[str] = typer.Option(None, "--token", hidden=True, help="Refused: a token on the command line shows in `ps`."),
 ) -> None:
-    """Run the local web app (browse, analyse and curate the evidence). Needs the 'web' extra."""
+    """Run the local web app (browse, analyse and curate the evidence). Needs the 'web' extra.
+
+    Curators log in with named accounts (see 'lnsynth users'); the shared token acts as the bootstrap admin.
+    """
+    if token is not None:
+        raise _user_error("--token: a token on the command line shows in `ps` and shell history; put it in "
+                          "$LNSYNTH_TOKEN or in a file given with --token-file")
     import importlib.util
 
-    missing = [m for m in ("fastapi", "uvicorn", "multipart", "itsdangerous", "httpx") if importlib.util.find_spec(m) is None]
+    missing = [m for m in ("fastapi", "uvicorn", "multipart", "itsdangerous", "httpx", "argon2") if importlib.util.find_spec(m) is None]
     if missing:
-        pkg = {"multipart": "python-multipart"}
+        pkg = {"multipart": "python-multipart", "argon2": "argon2-cffi"}
         sys.stderr.write("lnsynth: error: the web app needs the 'web' extra (missing: "
                          + ", ".join(pkg.get(m, m) for m in missing)
                          + f"); install it with: {sys.executable} -m pip install 'lnsynth[web]' "
                          "(from a checkout: pip install -e '.[web]'; `make report` installs it)\n")
         raise typer.Exit(2)
     from lnsynth.web import serve as _serve
+    from lnsynth.web.auth import check_token, read_token
 
+    try:
+        shared = read_token(token_file)
+        check_token(shared, insecure_dev_token)
+    except ValueError as exc:
+        raise _user_error(f"{'--token-file' if token_file else 'LNSYNTH_TOKEN'}: {exc}") from None
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else ("[::1]" if host == "::" else (f"[{host}]" if ":" in host else host))
     every = " (listening on every interface)" if host in ("0.0.0.0", "::", "") else ""
     sys.stderr.write(f"lnsynth serve: http://{shown}:{port}/{every} (store {db}; Ctrl+C to stop)\n")
     sys.stderr.flush()
-    _serve(host, port, db, token)
+    _serve(host, port, db, shared, allowed_hosts=allowed_host or None, insecure_dev_token=insecure_dev_token)
+
+
+users_app = typer.Typer(help="Named curators of the web app's store: add, list, change, make API tokens.",
+                        no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+def _users_store(db: Path):
+    if not db.exists():
+        raise _user_error(f"--db {db}: no store there (start `lnsynth serve --db {db}` once to create it)")
+    from lnsynth.web.store import Store
+
+    return Store(db)
+
+
+def _read_password(what: str) -> str:
+    """The password from $LNSYNTH_PASSWORD, else asked twice on a terminal, else the first line of stdin."""
+    import getpass
+    import os
+
+    pw = os.environ.get("LNSYNTH_PASSWORD")
+    if pw is None:
+        if sys.stdin.isatty():
+            pw = getpass.getpass(f"password for {what}: ")
+            if getpass.getpass("again: ") != pw:
+                raise _user_error("the passwords differ")
+        else:
+            pw = sys.stdin.readline().rstrip("\r\n")
+    return pw
+
+
+@users_app.command("add")
+def users_add(
+    name: str = typer.Argument(..., help="Username (lowercase letters, digits, '_', '.', '-')."),
+    role: str = typer.Option(..., "--role", help="viewer, curator, reviewer or admin."),
+    db: Path = typer.Option(Path("lnsynth.sqlite"), "--db", help="SQLite store of 'lnsynth serve' (created if new)."),
+) -> None:
+    """Add a user; the password is read from $LNSYNTH_PASSWORD or stdin (never from the command line)."""
+    from lnsynth.web.auth import hash_password, password_problem, username_problem
+    from lnsynth.web.store import ROLES, Conflict, Store
+
+    if username_problem(name):
+        raise _user_error(f"NAME: {username_problem(name)}")
+    if role not in ROLES:
+        raise _user_error(f"--role: expected one of {', '.join(ROLES)}, got {role!r}")
+    pw = _read_password(name)
+    if password_problem(pw):
+        raise _user_error(f"password: {password_problem(pw)}")
+    store = Store(db)  # the first admin may be made before the first `serve`
+    try:
+        store.add_user(name, role, hash_password(pw), "cli")
+    except Conflict:
+        raise _user_error(f"NAME: user {name!r} exists (use 'lnsynth users set')") from None
+    finally:
+        store.close()
+    typer.echo(f"user {name} added with role {role}")
+
+
+@users_app.command("list")
+def users_list(db: Path = typer.Option(Path("lnsynth.sqlite"), "--db")) -> None:
+    """List the users and their roles."""
+    store = _users_store(db)
+    try:
+        for u in store.users():
+            typer.echo(f"{u['name']}\t{u['role']}\t{'active' if u['active'] else 'inactive'}")
+    finally:
+        store.close()
+
+
+@users_app.command("set")
+def users_set(
+    name: str = typer.Argument(...),
+    role: Optional[str] = typer.Option(None, "--role"),
+    password: bool = typer.Option(False, "--password", help="Set a new password (read like 'users add')."),
+    deactivate: bool = typer.Option(False, "--deactivate", help="Disable the account (ends its sessions and tokens)."),
+    db: Path = typer.Option(Path("lnsynth.sqlite"), "--db"),
+) -> None:
+    """Change a user's role or password, or deactivate the account."""
+    from lnsynth.web.auth import hash_password, password_problem
+    from lnsynth.web.store import ROLES, NotFound
+
+    if role is not None and role not in ROLES:
+        raise _user_error(f"--role: expected one of {', '.join(ROLES)}, got {role!r}")
+    h = None
+    if password:
+        pw = _read_password(name)
+        if password_problem(pw):
+            raise _user_error(f"password: {password_problem(pw)}")
+        h = hash_password(pw)
+    store = _users_store(db)
+    try:
+        store.update_user(name, "cli", role=role, password_hash=h, active=False if deactivate else None)
+    except NotFound as exc:
+        raise _user_error(f"NAME: {exc}") from None
+    finally:
+        store.close()
+    typer.echo(f"user {name} updated")
+
+
+@users_app.command("token")
+def users_token(
+    name: str = typer.Argument(...),
+    label: str = typer.Option("", "--label"),
+    db: Path = typer.Option(Path("lnsynth.sqlite"), "--db"),
+) -> None:
+    """Make an API token for a user and print it once (only its SHA-256 is stored)."""
+    from lnsynth.web.auth import digest, new_api_token
+    from lnsynth.web.store import NotFound
+
+    store = _users_store(db)
+    tok = new_api_token()
+    try:
+        store.add_api_token(name, digest(tok), label, "cli")
+    except NotFound as exc:
+        raise _user_error(f"NAME: {exc}") from None
+    finally:
+        store.close()
+    typer.echo(tok)
 
 
 @app.command("export")
@@ -880,6 +1165,38 @@ def export_cmd(
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(2)
     typer.echo(f"exported to {out}")
+
+
+@app.command("import")
+def import_cmd(
+    source: Path = typer.Argument(..., metavar="FILE_OR_DIR", help="A directory written by 'lnsynth export' (sources.yaml, studies/, syntheses/) or one study YAML file."),
+    db: Path = typer.Option(..., "--db", help="SQLite store of 'lnsynth serve' (created and seeded if new)."),
+) -> None:
+    """Import an export into the web app's store (round trip of 'lnsynth export'); refuses incomplete provenance.
+
+    Everything is checked first, by the evidence loader: a value without source, location or
+    quote, an unknown source or a bad field stops the import (exit 2, naming file, trial and
+    field) and nothing is written. Trials identical to the store's are left alone; changed ones
+    replace the store's (audited); new ones are added. Stop or restart a running server afterwards.
+    """
+    from lnsynth.web.store import ImportRefused, Store, import_store
+
+    if not source.exists():
+        err.print(f"[red]lnsynth import: {escape(str(source))}: no such file or directory (missing)[/]")
+        raise typer.Exit(2)
+    store = Store(db)
+    try:
+        res = import_store(store, source)
+    except ImportRefused as exc:
+        err.print(f"[red]lnsynth import: refused, nothing written: {escape(str(exc))}[/]")
+        raise typer.Exit(2)
+    finally:
+        store.close()
+    typer.echo(f"imported {source} into {db}: {len(res['added'])} trial(s) added, {len(res['replaced'])} replaced, "
+               f"{len(res['unchanged'])} unchanged; {len(res['sources_added'])} source(s) added")
+    for k in ("added", "replaced"):
+        if res[k]:
+            typer.echo(f"  {k}: {', '.join(res[k])}")
 
 
 def main() -> None:  # pragma: no cover - thin wrapper

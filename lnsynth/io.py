@@ -1,4 +1,4 @@
-"""Read a researcher's own data: CSV, TSV, Excel ``.xlsx`` and RevMan 5 ``.rm5`` files.
+"""Read a researcher's own data: CSV, TSV, Excel ``.xlsx``/``.xls`` and RevMan 5 ``.rm5`` files.
 
 :func:`read_table` returns a :class:`TableData` that gives the inputs of
 :func:`lnsynth.effects.effect_sizes` (and fits :func:`lnsynth.pairwise.meta_analysis`,
@@ -169,15 +169,15 @@ class _Raw:
 def _sniff_format(path: Path, fmt: str | None) -> str:
     if fmt:
         f = fmt.lower().lstrip(".")
-        f = {"xls": "xlsx", "xlsm": "xlsx", "excel": "xlsx", "revman": "rm5", "tab": "tsv", "txt": "tsv"}.get(f, f)
-        if f not in ("csv", "tsv", "xlsx", "rm5"):
-            raise DataError(f"unknown format {fmt!r}; valid: csv, tsv, xlsx, rm5", file=path)
+        f = {"xlsm": "xlsx", "excel": "xlsx", "revman": "rm5", "tab": "tsv", "txt": "tsv"}.get(f, f)
+        if f not in ("csv", "tsv", "xlsx", "xls", "rm5"):
+            raise DataError(f"unknown format {fmt!r}; valid: csv, tsv, xlsx, xls, rm5", file=path)
         return f
     ext = path.suffix.lower()
     if ext in (".xlsx", ".xlsm"):
         return "xlsx"
     if ext == ".xls":
-        raise DataError("old Excel .xls files are not read; save the sheet as .xlsx or .csv", file=path)
+        return "xls"
     if ext == ".rm5":
         return "rm5"
     if ext in (".tsv", ".tab"):
@@ -267,18 +267,7 @@ def _read_xlsx(path: Path, sheet: str | int | None) -> _Raw:
         raise DataError(f"not a readable Excel .xlsx workbook ({type(exc).__name__}: {exc})", file=path) from None
     try:
         names = wb.sheetnames
-        if sheet is None or sheet == "":
-            ws = wb[names[0]]
-        elif isinstance(sheet, int) or (isinstance(sheet, str) and sheet.isdigit() and sheet not in names):
-            i = int(sheet)
-            if not 1 <= i <= len(names):
-                raise DataError(f"sheet {i} does not exist; the workbook has {len(names)} sheet(s): "
-                                f"{', '.join(names)}", file=path)
-            ws = wb[names[i - 1]]
-        elif sheet in names:
-            ws = wb[sheet]
-        else:
-            raise DataError(f"sheet {sheet!r} not found; sheets: {', '.join(names)}", file=path)
+        ws = wb[_pick_sheet(names, sheet, path)]
         raw_rows = []
         for row in ws.iter_rows():
             cells = [c for c in row if getattr(c, "column", None) is not None]
@@ -292,6 +281,61 @@ def _read_xlsx(path: Path, sheet: str | int | None) -> _Raw:
     finally:
         wb.close()
     return _finish(raw_rows, f"{path} [{ws.title}]" if len(names) > 1 else str(path), "xlsx")
+
+
+def _pick_sheet(names: list[str], sheet: str | int | None, path: Path) -> str:
+    """The sheet ``--sheet`` names: a name, a 1-based number, or (None) the first sheet."""
+    if sheet is None or sheet == "":
+        return names[0]
+    if isinstance(sheet, int) or (isinstance(sheet, str) and sheet.isascii() and sheet.isdigit()
+                                  and sheet not in names):
+        i = int(sheet)
+        if not 1 <= i <= len(names):
+            raise DataError(f"sheet {i} does not exist; the workbook has {len(names)} sheet(s): "
+                            f"{', '.join(names)}", file=path)
+        return names[i - 1]
+    if sheet in names:
+        return sheet
+    raise DataError(f"sheet {sheet!r} not found; sheets: {', '.join(names)}", file=path)
+
+
+def _read_xls(path: Path, sheet: str | int | None) -> _Raw:
+    """Excel 97-2003 ``.xls`` (BIFF) workbooks, read with xlrd (which reads only this format).
+
+    Cells keep their types: numbers as floats (``5.0`` counts as the integer 5 downstream), text as
+    text, blanks as missing; an error cell (``#DIV/0!``) becomes its error text, so the column check
+    names the cell instead of reading it as a number.
+    """
+    try:
+        import xlrd
+    except ImportError:  # pragma: no cover - a dependency
+        raise DataError("reading .xls needs xlrd: pip install xlrd (or save the sheet as .xlsx or .csv)",
+                        file=path) from None
+    try:
+        wb = xlrd.open_workbook(str(path), on_demand=True)
+    except Exception as exc:  # xlrd.XLRDError, struct.error, OSError ...
+        raise DataError(f"not a readable Excel 97-2003 .xls workbook ({type(exc).__name__}: {exc})",
+                        file=path) from None
+    try:
+        names = wb.sheet_names()
+        name = _pick_sheet(names, sheet, path)
+        ws = wb.sheet_by_name(name)
+        raw_rows = []
+        for r in range(ws.nrows):
+            vals: list[Any] = []
+            for c in ws.row(r):
+                if c.ctype in (xlrd.XL_CELL_EMPTY, xlrd.XL_CELL_BLANK):
+                    vals.append(None)
+                elif c.ctype == xlrd.XL_CELL_ERROR:
+                    vals.append(xlrd.error_text_from_code.get(c.value, "#ERROR"))
+                elif c.ctype == xlrd.XL_CELL_BOOLEAN:
+                    vals.append(bool(c.value))
+                else:
+                    vals.append(c.value)
+            raw_rows.append((r + 1, vals))
+    finally:
+        wb.release_resources()
+    return _finish(raw_rows, f"{path} [{name}]" if len(names) > 1 else str(path), "xls")
 
 
 # RevMan 5: outcome element -> (data element, attribute -> field)
@@ -762,13 +806,14 @@ class TableData:
 
 def read_table(path: str | Path, *, format: str | None = None, columns: str | Mapping[str, str] | None = None,
                measure: str | None = None, sheet: str | int | None = None, layout: str | None = None) -> TableData:
-    """Read and validate a table of studies (or of arms) from CSV, TSV, ``.xlsx`` or RevMan 5 ``.rm5``.
+    """Read and validate a table of studies (or of arms) from CSV, TSV, Excel or RevMan 5 ``.rm5``.
 
     Parameters
     ----------
     path : str or Path
-    format : {"csv", "tsv", "xlsx", "rm5"}, optional
-        Default: from the extension (``.csv``, ``.tsv``/``.tab``, ``.xlsx``, ``.rm5``; anything else is
+    format : {"csv", "tsv", "xlsx", "xls", "rm5"}, optional
+        Default: from the extension (``.csv``, ``.tsv``/``.tab``, ``.xlsx``/``.xlsm`` (openpyxl),
+        ``.xls`` (Excel 97-2003, xlrd), ``.rm5``; anything else is
         read as delimited text, the delimiter sniffed from the header: comma, semicolon or tab).
     columns : mapping or "field=Header,..." string, optional
         Field (metafor name such as ``ai``/``n1i``/``m1i``/``yi``, or lnsynth name such as
@@ -810,6 +855,8 @@ def read_table(path: str | Path, *, format: str | None = None, columns: str | Ma
         raw = _read_delimited(p, fmt)
     elif fmt == "xlsx":
         raw = _read_xlsx(p, sheet)
+    elif fmt == "xls":
+        raw = _read_xls(p, sheet)
     else:
         raw = _read_rm5(p, sheet)
     lay, fields, study = _resolve(raw, parse_columns(columns), measure or (raw.measure if layout is None else None),

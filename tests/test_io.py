@@ -49,11 +49,12 @@ def bcg_tables():
     return {
         "csv": read_table(EX / "bcg.csv"),
         "xlsx": read_table(EX / "bcg.xlsx", columns=XLSX_COLUMNS),
+        "xls": read_table(EX / "bcg.xls", columns=XLSX_COLUMNS),
         "rm5": read_table(EX / "bcg-and-stroke.rm5", sheet="1.1"),
     }
 
 
-@pytest.mark.parametrize("fmt", ["csv", "xlsx", "rm5"])
+@pytest.mark.parametrize("fmt", ["csv", "xlsx", "xls", "rm5"])
 @pytest.mark.parametrize("method,test", [("REML", "z"), ("REML", "knha"), ("DL", "z"), ("FE", "z"), ("PM", "knha")])
 def test_bcg_file_matches_metafor(bcg_tables, fmt, method, test):
     td = bcg_tables[fmt]
@@ -389,6 +390,21 @@ def test_bad_xlsx_cells_are_located_by_row_and_column_letter(tmp_path):
     assert r.exit_code == 2 and "fake.xlsx" in r.stderr and "Excel" in r.stderr
 
 
+def test_xls_cells_are_located_by_sheet_row_and_column_letter(tmp_path):
+    """Excel 97-2003 .xls (xlrd): the same checks and messages as .xlsx, per sheet."""
+    p = Path(__file__).parent / "data" / "bad.xls"  # sheets "data" (a text cell) and "gt" (events > n)
+    with pytest.raises(DataError, match=r"bad\.xls \[data\], row 3, column 'ai' \(B\): not a number: 'x'"):
+        read_table(p)
+    with pytest.raises(DataError, match=r"\[gt\], row 4, column 'ai' \(B\).*exceed"):
+        read_table(p, sheet="gt")
+    r = runner.invoke(app, ["meta", "-i", str(p), "--sheet", "3", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "sheet 3 does not exist" in r.stderr
+    fake = tmp_path / "fake.xls"
+    fake.write_text("study,ai\n")
+    r = runner.invoke(app, ["meta", "-i", str(fake), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "fake.xls" in r.stderr and "Excel 97-2003" in r.stderr
+
+
 def test_bad_rm5_files(tmp_path):
     good = (EX / "bcg-and-stroke.rm5").read_text()
     p = tmp_path / "broken.rm5"
@@ -416,7 +432,7 @@ def test_blank_interior_row_is_skipped_with_a_warning(tmp_path):
 def test_cli_meta_writes_every_figure_format(tmp_path):
     r = runner.invoke(app, ["meta", "-i", str(EX / "bcg.csv"), "--format", "json", "--out", str(tmp_path)])
     assert r.exit_code == 0, r.output
-    for name in ("forest.png", "forest.svg", "forest.pdf", "funnel.png", "funnel.svg"):
+    for name in ("forest.png", "forest.svg", "forest.pdf", "funnel.png", "funnel.svg", "funnel.pdf"):
         assert (tmp_path / name).stat().st_size > 100, name
     assert (tmp_path / "forest.pdf").read_bytes()[:4] == b"%PDF"
     svg = (tmp_path / "forest.svg").read_text()
@@ -437,6 +453,16 @@ def test_cli_meta_favours_option_and_funnel_skipped_for_k_below_3(tmp_path):
     assert "fewer deaths" in svg and "favours control" not in svg
     r = runner.invoke(app, ["meta", "-i", str(p), "--favours", "only-one", "--out", str(out)])
     assert r.exit_code == 2 and "--favours" in r.stderr
+
+
+def test_cli_meta_fig_format(tmp_path):
+    r = runner.invoke(app, ["meta", "-i", str(EX / "bcg.csv"), "--fig-format", "png", "--out", str(tmp_path / "a")])
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (tmp_path / "a").glob("*.*") if p.suffix != ".json" and p.stem != "summary") \
+        == ["forest.png", "funnel.png"]
+    r = runner.invoke(app, ["meta", "-i", str(EX / "bcg.csv"), "--fig-format", "png,eps", "--out", str(tmp_path / "b")])
+    assert r.exit_code == 2 and "--fig-format" in r.stderr and "'png,eps'" in r.stderr
+    assert not (tmp_path / "b").exists()
 
 
 def test_cli_meta_subgroup_forest(tmp_path):

@@ -150,3 +150,14 @@ def test_html_ids_are_unique(report_html):
     ids = re.findall(r"""\sid=["']([^"']+)["']""", report_html)
     dup = {i for i in ids if ids.count(i) > 1}
     assert not dup, dup
+
+
+def test_report_says_how_many_values_two_people_verified(report_html):
+    """Issue 16: the report states the verification status of its values (the embedded data is repository
+    curation; none of it is claimed as verified by two people)."""
+    from lnsynth.evidence import load_evidence
+
+    n = len(load_evidence().provenance_rows())
+    assert "id='verification'" in report_html
+    assert f"all {n} values are <strong>curated in the repository</strong>" in report_html
+    assert "<strong>0</strong> have been verified by two people" in report_html

@@ -95,7 +95,10 @@ catalogue of clinical questions with lnsynth's statistics engine.</p>
 <li><strong>{len(ev.studies)}</strong> studies ({n_arms} arms) and <strong>{len(ev.syntheses)}</strong> published meta-analyses;</li>
 <li><strong>{n_vals}</strong> sourced values, of which <strong>{n_derived}</strong> are derived (counts computed from printed percentages,
 arm sizes from N), each with its rule;</li>
-<li>the review's Tables 1 and 2 are rebuilt from these records, not retyped.</li>
+<li>the review's Tables 1 and 2 are rebuilt from these records, not retyped;</li>
+<li id='verification'>verification: all {n_vals} values are <strong>curated in the repository</strong> (one extraction each,
+with the quote and automated consistency checks); <strong>0</strong> have been verified by two people. In the web app a new
+or changed value enters the analyses only after a second curator verifies it against its quote.</li>
 </ul>
 {_currency(ev)}
 {_headlines(ev, ctx)}
