@@ -6,22 +6,15 @@ CI installs chromium with apt.  Screenshots go to ``test-artifacts/``.
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
 import pytest
 
-CHROMIUM = os.environ.get("LNSYNTH_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+from _browser import browser, page, require_browser, screenshot, unexpected  # noqa: F401 (fixtures)
+
 TOKEN = "browser-token-42"
 
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium) "
-                "to run the browser tests", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright Python package not installed")
+sync_api = require_browser()
 pytest.importorskip("fastapi")
 
 from lnsynth.web import DISCLAIMER, create_app  # noqa: E402
@@ -36,34 +29,8 @@ def base_url(tmp_path_factory):
     app.state.store.close()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
-
-
-@pytest.fixture()
-def page(browser):
-    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
-    pg = ctx.new_page()
-    problems: list[str] = []
-    pg.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    pg.on("pageerror", lambda e: problems.append(str(e)))
-    pg.problems = problems  # type: ignore[attr-defined]
-    yield pg
-    ctx.close()
-
-
 def shot(pg, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    pg.screenshot(path=str(ARTIFACTS / f"web-{name}.png"), full_page=True)
-
-
-def unexpected(pg) -> list[str]:
-    """Console errors other than the deliberate 4xx answer to the bad form."""
-    return [p for p in pg.problems if "Failed to load resource" not in p]
+    screenshot(pg, f"web-{name}")
 
 
 def rows(pg) -> list[str]:

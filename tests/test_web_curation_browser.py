@@ -8,25 +8,17 @@ Screenshots go to ``test-artifacts/``.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
-CHROMIUM = os.environ.get("LNSYNTH_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+from _browser import browser, page, require_browser, screenshot, unexpected  # noqa: F401 (fixtures)
+
 TOKEN = "curation-browser-token-0123"
 USERS = {"alice": ("curator", "alice-password-1"), "bob": ("curator", "bob-password-22"),
          "carol": ("reviewer", "carol-password-3")}
 ANALYSIS = ("/analysis?outcome=complete+remission&treatment=CNI%2BMMF&control=IVCYC&measure=RR&method=FE"
             "&timepoint=latest")
 
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium) "
-                "to run the browser tests", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright Python package not installed")
+sync_api = require_browser()
 pytest.importorskip("fastapi")
 pytest.importorskip("argon2")
 
@@ -51,33 +43,8 @@ def base_url(tmp_path_factory):
     auth_mod._HASHER = saved
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
-
-
-@pytest.fixture()
-def page(browser):
-    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
-    pg = ctx.new_page()
-    problems: list[str] = []
-    pg.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    pg.on("pageerror", lambda e: problems.append(str(e)))
-    pg.problems = problems  # type: ignore[attr-defined]
-    yield pg
-    ctx.close()
-
-
 def shot(pg, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    pg.screenshot(path=str(ARTIFACTS / f"web-curation-{name}.png"), full_page=True)
-
-
-def unexpected(pg) -> list[str]:
-    return [p for p in pg.problems if "Failed to load resource" not in p]  # deliberate 4xx answers
+    screenshot(pg, f"web-curation-{name}")
 
 
 def login(pg, base: str, name: str, password: str | None = None, nxt: str = "/trials") -> None:

@@ -45,6 +45,21 @@ def _mm(A, B, q):
     return out
 
 
+@njit(cache=True, inline="always")
+def _score_info(restricted, uBu, trWB, trCM, trWBWB, trPBPB, uBPBu):
+    """(RE)ML score of tau^2 and the information used for the Newton step (observed when positive,
+    expected otherwise)."""
+    if restricted:
+        sc = 0.5 * (uBu - (trWB - trCM))
+        obs = uBPBu - 0.5 * trPBPB
+        ex = 0.5 * trPBPB
+    else:
+        sc = 0.5 * (uBu - trWB)
+        obs = uBPBu - 0.5 * trWBWB
+        ex = 0.5 * trWBWB
+    return sc, (obs if obs > 0 else ex)
+
+
 @njit(cache=True)
 def _eval(t, y, V, cp, cm, qv, p, second, W, out_beta, out_C):
     """Fill W (ns, qm, qm), beta, C at tau2 = t; return the scalar pieces."""
@@ -222,15 +237,7 @@ def _solve(y, V, cp, cm, qv, p, m, method, tau2_fixed, tol, maxiter, beta, C, re
                     break
     elif method == 1 or method == 2:
         restricted = method == 1
-        if restricted:
-            sc = 0.5 * (uBu0 - (trWB0 - trCM0))
-            obs = uBPBu0 - 0.5 * trPBPB0
-            ex = 0.5 * trPBPB0
-        else:
-            sc = 0.5 * (uBu0 - trWB0)
-            obs = uBPBu0 - 0.5 * trWBWB0
-            ex = 0.5 * trWBWB0
-        info = obs if obs > 0 else ex
+        sc, info = _score_info(restricted, uBu0, trWB0, trCM0, trWBWB0, trPBPB0, uBPBu0)
         dfl = df if restricted else m
         if sc > 0 and dfl > 0:
             lo = 0.0
@@ -249,15 +256,7 @@ def _solve(y, V, cp, cm, qv, p, m, method, tau2_fixed, tol, maxiter, beta, C, re
                 iters += 1
                 Q, ld, ldx, uBu, trWB, trCM, trWBWB, trPBPB, uBPBu = _eval(
                     t, y, V, cp, cm, qv, p, True, W, beta, C)
-                if restricted:
-                    sc = 0.5 * (uBu - (trWB - trCM))
-                    obs = uBPBu - 0.5 * trPBPB
-                    ex = 0.5 * trPBPB
-                else:
-                    sc = 0.5 * (uBu - trWB)
-                    obs = uBPBu - 0.5 * trWBWB
-                    ex = 0.5 * trWBWB
-                info = obs if obs > 0 else ex
+                sc, info = _score_info(restricted, uBu, trWB, trCM, trWBWB, trPBPB, uBPBu)
                 if sc > 0:
                     lo = max(lo, t)
                 elif sc < 0:

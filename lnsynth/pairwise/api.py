@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any
 
 import numpy as np
 
 from .. import registry
-from .results import MetaBatchResult, MetaResult
+from .results import MetaBatchResult
 
 METHODS = registry.methods("pairwise")  # FE, MH, PETO, DL, REML, ML, PM, SJ, HE, EB
 TESTS = ("z", "knha")

@@ -544,7 +544,6 @@ def _arrow_derivs(fun, alpha, x):
 
 def _fit_fe_logistic(a, n1, c, n2):
     """Equal-effects logistic regression with study intercepts (exact Newton on all parameters)."""
-    k = a.shape[0]
     alpha = special.logit((a + c + 0.5) / (n1 + n2 + 1.0))
     beta = 0.0
     for _ in range(200):

@@ -49,7 +49,7 @@ import numpy as np
 from scipy.stats import chi2, norm
 
 from lnsynth import registry
-from lnsynth.effects import EffectSizeWarning, _binary_yi_vi, _prepare, _validate_binary
+from lnsynth.effects import EffectSizeWarning, _binary_yi_vi, _prepare
 
 __all__ = ["mh_core", "mh_rate_core", "peto_core", "breslow_day", "MH_MEASURES", "MH_RATE_MEASURES"]
 

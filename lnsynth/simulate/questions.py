@@ -109,8 +109,8 @@ def question_nonimmune_share(bank: Bank | None = None, k: int = 40, n: int = 100
         })
     return QuestionResult(
         "a", est, lo, hi, "fraction",
-        f"Share of 6-month complete remission on CNI regimens (TAC, CsA, TAC+MMF, VCS+MMF; pooled) that "
-        f"disappears when the podocyte and haemodynamic channels are switched off (same virtual patients).",
+        "Share of 6-month complete remission on CNI regimens (TAC, CsA, TAC+MMF, VCS+MMF; pooled) that "
+        "disappears when the podocyte and haemodynamic channels are switched off (same virtual patients).",
         tab, {"draws": df, "trajectories": traj, "week": week},
     )
 

@@ -41,7 +41,7 @@ from .curation import counts_sentence, status_label
 from .store import Conflict, NotFound, Store
 from .security import CSP, GuardConfig, protect  # noqa: F401  (CSP re-exported)
 from .validation import ascii_int, ascii_number, json_errors, json_int
-from .validation import FIELDS, err, form_to_typed, validate_outcome, version_of
+from .validation import FIELDS, err, form_to_typed, update_values, validate_outcome, version_of
 
 DISCLAIMER = "lnsynth summarises evidence and simulates hypotheses; it does not prescribe."
 _log = logging.getLogger("lnsynth.web")
@@ -372,16 +372,7 @@ def create_app(db_path: Path | str, token: Optional[str] = None, *, allowed_host
             current = await run_in_threadpool(store.outcome, trial_id, oid)
         except NotFound as e:
             raise ApiError(404, str(e)) from None
-        if not isinstance(body, dict):
-            raise ApiError(422, [{"loc": ["body"], "field": "body", "msg": "expected a JSON object", "type": "model_type"}])
-        errors: list[dict] = []
-        version = version_of(body["version"], errors) if "version" in body else None
-        if "version" not in body:
-            errors.append(err("version", "version is required (the version you read)", "missing"))
-        merged = {f: current[f] for f in FIELDS}
-        merged.update({k: v for k, v in body.items() if k in FIELDS})
-        values, verrs = validate_outcome(merged, arms)
-        errors += verrs
+        version, values, errors = update_values(current, body, FIELDS, validate_outcome, arms)
         if errors:
             raise ApiError(422, errors)
         try:

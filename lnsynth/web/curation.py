@@ -13,7 +13,7 @@ from typing import Any, Iterable, Optional
 
 from lnsynth.evidence.load import EvidenceBase
 
-from .validation import _CTRL, MAX_COUNT, err
+from .validation import _CTRL, BODY_NOT_OBJECT, MAX_COUNT, err
 
 APP_PREFIX = "web_"
 
@@ -136,7 +136,7 @@ def _int(d: dict, name: str, errors: list, lo: int, required: bool) -> Optional[
 def validate_adverse_event(data: Any, arms: Iterable[str]) -> tuple[dict, list[dict]]:
     """Check an adverse-event record (JSON values or form strings); returns (clean values, errors naming fields)."""
     if not isinstance(data, dict):
-        return {}, [{"loc": ["body"], "field": "body", "msg": "expected a JSON object", "type": "model_type"}]
+        return {}, [dict(BODY_NOT_OBJECT)]
     errors: list[dict] = []
     out: dict[str, Any] = {}
     for f in ("arm", "event", "category", "source", "location", "quote"):

@@ -596,14 +596,18 @@ class Store:
     def _rec(self, kind: str, row) -> dict[str, Any]:
         return self.record(row) if kind == "outcome" else self.ae_record(row)
 
-    def outcome_rows(self, trial_id: Optional[str] = None) -> list[dict]:
-        c = self._conn()
+    def _live_rows(self, kind: str, trial_id: Optional[str]) -> list[dict]:
+        """Rows of ``kind`` (KINDS) not deleted, of one trial or of all, in id order."""
+        table = KINDS[kind][0]
         if trial_id is None:
-            rows = c.execute("SELECT * FROM outcomes WHERE deleted = 0 ORDER BY id").fetchall()
+            rows = self._conn().execute(f"SELECT * FROM {table} WHERE deleted = 0 ORDER BY id").fetchall()
         else:
-            rows = c.execute("SELECT * FROM outcomes WHERE trial_id = ? AND deleted = 0 ORDER BY id",
-                             (trial_id,)).fetchall()
+            rows = self._conn().execute(f"SELECT * FROM {table} WHERE trial_id = ? AND deleted = 0 ORDER BY id",
+                                        (trial_id,)).fetchall()
         return [dict(r) for r in rows]
+
+    def outcome_rows(self, trial_id: Optional[str] = None) -> list[dict]:
+        return self._live_rows("outcome", trial_id)
 
     def outcomes(self, trial_id: str) -> list[dict]:
         if not self.has_trial(trial_id):
@@ -611,11 +615,7 @@ class Store:
         return [self.record(r) for r in self.outcome_rows(trial_id)]
 
     def outcome(self, trial_id: str, outcome_id: int) -> dict:
-        r = self._conn().execute("SELECT * FROM outcomes WHERE trial_id = ? AND id = ? AND deleted = 0",
-                                 (trial_id, outcome_id)).fetchone()
-        if r is None:
-            raise NotFound(f"trial {trial_id!r} has no outcome {outcome_id}")
-        return self.record(r)
+        return self.record(self._live_row(self._conn(), "outcome", trial_id, outcome_id))
 
     def audit(self, limit: Optional[int] = None) -> list[dict]:
         c = self._conn()
@@ -892,13 +892,7 @@ class Store:
 
     # -------------------------------------------------------------- adverse events
     def adverse_event_rows(self, trial_id: Optional[str] = None) -> list[dict]:
-        c = self._conn()
-        if trial_id is None:
-            rows = c.execute("SELECT * FROM adverse_events WHERE deleted = 0 ORDER BY id").fetchall()
-        else:
-            rows = c.execute("SELECT * FROM adverse_events WHERE trial_id = ? AND deleted = 0 ORDER BY id",
-                             (trial_id,)).fetchall()
-        return [dict(r) for r in rows]
+        return self._live_rows("adverse_event", trial_id)
 
     def adverse_events(self, trial_id: str) -> list[dict]:
         if not self.has_trial(trial_id):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from lnsynth.evidence.schema import ENDPOINTS
 
@@ -257,3 +257,24 @@ def form_to_typed(form: dict[str, str]) -> tuple[dict, list[dict]]:
                 continue
             out[f] = raw
     return out, errors
+
+
+BODY_NOT_OBJECT = {"loc": ["body"], "field": "body", "msg": "expected a JSON object", "type": "model_type"}
+
+
+def update_values(current: dict, body: Any, fields, validate: Callable, arms) -> tuple[Optional[int], dict, list]:
+    """A PUT body (changed fields + the ``version`` read) merged over the ``current`` record and validated.
+
+    Returns ``(version, values, errors)``; ``errors`` (422 details) is empty when the update may be written.
+    ``validate(merged, arms) -> (values, errors)`` is the record's validator (outcome or adverse event).
+    """
+    if not isinstance(body, dict):
+        return None, {}, [dict(BODY_NOT_OBJECT)]
+    errors: list[dict] = []
+    version = version_of(body["version"], errors) if "version" in body else None
+    if "version" not in body:
+        errors.append(err("version", "version is required (the version you read)", "missing"))
+    merged = {f: current[f] for f in fields}
+    merged.update({k: v for k, v in body.items() if k in fields})
+    values, verrs = validate(merged, arms)
+    return version, values, errors + verrs

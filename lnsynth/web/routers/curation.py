@@ -29,9 +29,9 @@ from ..auth import (
     password_problem,
     username_problem,
 )
-from ..curation import counts_sentence, status_label, validate_adverse_event, validate_trial
+from ..curation import counts_sentence, validate_adverse_event, validate_trial
 from ..store import AE_FIELDS, KINDS, ROLES, VIEW_FIELDS, Conflict, Forbidden, NotFound, Store
-from ..validation import err, form_to_typed, validate_outcome, version_of
+from ..validation import BODY_NOT_OBJECT, err, form_to_typed, update_values, validate_outcome, version_of
 
 KIND_PATH = {"outcomes": "outcome", "adverse-events": "adverse_event"}
 PATH_OF = {v: k for k, v in KIND_PATH.items()}
@@ -97,8 +97,7 @@ def make_router(store: Store, auth: Auth, page: Callable, api_error: Callable[..
 
     def new_user_checked(body: Any) -> tuple[str, str, Optional[str]]:
         if not isinstance(body, dict):
-            raise api_error(422, [{"loc": ["body"], "field": "body", "msg": "expected a JSON object",
-                                   "type": "model_type"}])
+            raise api_error(422, [dict(BODY_NOT_OBJECT)])
         errors = []
         name, role, pw = body.get("name"), body.get("role"), body.get("password")
         if username_problem(name):
@@ -127,8 +126,7 @@ def make_router(store: Store, auth: Auth, page: Callable, api_error: Callable[..
         p = api_user(request, "admin")
         body = await json_body(request)
         if not isinstance(body, dict):
-            raise api_error(422, [{"loc": ["body"], "field": "body", "msg": "expected a JSON object",
-                                   "type": "model_type"}])
+            raise api_error(422, [dict(BODY_NOT_OBJECT)])
         errors = []
         role, pw, active = body.get("role"), body.get("password"), body.get("active")
         if role is not None and role not in ROLES:
@@ -183,8 +181,7 @@ def make_router(store: Store, auth: Auth, page: Callable, api_error: Callable[..
         arms = await run_in_threadpool(arms_of, trial_id)
         oid = rid_of(rid)
         if not isinstance(body, dict):
-            raise api_error(422, [{"loc": ["body"], "field": "body", "msg": "expected a JSON object",
-                                   "type": "model_type"}])
+            raise api_error(422, [dict(BODY_NOT_OBJECT)])
         errors: list[dict] = []
         version = version_of(body["version"], errors) if "version" in body else None
         if "version" not in body:
@@ -264,17 +261,7 @@ def make_router(store: Store, auth: Auth, page: Callable, api_error: Callable[..
             current = await run_in_threadpool(store.adverse_event, trial_id, oid)
         except NotFound as e:
             raise api_error(404, str(e)) from None
-        if not isinstance(body, dict):
-            raise api_error(422, [{"loc": ["body"], "field": "body", "msg": "expected a JSON object",
-                                   "type": "model_type"}])
-        errors: list[dict] = []
-        version = version_of(body["version"], errors) if "version" in body else None
-        if "version" not in body:
-            errors.append(err("version", "version is required (the version you read)", "missing"))
-        merged = {f: current[f] for f in AE_FIELDS}
-        merged.update({k: v for k, v in body.items() if k in AE_FIELDS})
-        values, verrs = validate_adverse_event(merged, arms)
-        errors += verrs
+        version, values, errors = update_values(current, body, AE_FIELDS, validate_adverse_event, arms)
         if errors:
             raise api_error(422, errors)
         try:
@@ -312,8 +299,7 @@ def make_router(store: Store, auth: Auth, page: Callable, api_error: Callable[..
         p = api_user(request, "curator")
         body = await json_body(request)
         if not isinstance(body, dict):
-            raise api_error(422, [{"loc": ["body"], "field": "body", "msg": "expected a JSON object",
-                                   "type": "model_type"}])
+            raise api_error(422, [dict(BODY_NOT_OBJECT)])
         doc, errors = validate_trial(body, store.trial_ids(), REGIMENS)
         if errors:
             raise api_error(422, errors)
