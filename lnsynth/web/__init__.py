@@ -37,13 +37,14 @@ def create_app(db_path: Path | str, token: Optional[str] = None, **kw):
 
 
 def serve(host: str, port: int, db: Path, token: str | None, allowed_hosts=None,
-          insecure_dev_token: bool = False) -> None:
+          insecure_dev_token: bool = False, forwarded_allow_ips: str | None = None) -> None:
     """Serve the app with uvicorn on ``host:port``.
 
     ``token`` is the shared bootstrap-admin token (default ``$LNSYNTH_TOKEN``); it must have at
     least 16 characters unless ``insecure_dev_token`` (``ValueError`` otherwise).  Without one a
     random token is generated and printed once to stderr, so writes are never open to anyone
-    who can reach the port.
+    who can reach the port.  ``forwarded_allow_ips`` (off by default) names the reverse proxies
+    whose ``X-Forwarded-For`` is believed (see :func:`lnsynth.web.server.uvicorn_config`).
     """
     import uvicorn  # noqa: F401  (fail early without the web extra)
 
@@ -59,7 +60,7 @@ def serve(host: str, port: int, db: Path, token: str | None, allowed_hosts=None,
     app = create_app(Path(db), token, allowed_hosts=hosts)
     from .server import serve_app  # uvicorn with header/keep-alive timeouts and limits
 
-    serve_app(app, host, int(port))
+    serve_app(app, host, int(port), forwarded_allow_ips=forwarded_allow_ips)
 
 
 def export(db: Path, out: Path) -> None:

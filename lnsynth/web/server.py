@@ -77,31 +77,43 @@ def _protocol_class(header_timeout: float):
     return GuardedH11Protocol
 
 
-def uvicorn_config(app, host: str, port: int, header_timeout: float = HEADER_TIMEOUT_S, lifespan: str = "off"):
-    """The :class:`uvicorn.Config` every lnsynth server uses (timeouts and limits above)."""
+def uvicorn_config(app, host: str, port: int, header_timeout: float = HEADER_TIMEOUT_S, lifespan: str = "off",
+                   forwarded_allow_ips: str | None = None):
+    """The :class:`uvicorn.Config` every lnsynth server uses (timeouts and limits above).
+
+    Forwarded headers (``X-Forwarded-For``, ``X-Forwarded-Proto``) are ignored unless
+    ``forwarded_allow_ips`` names the reverse proxies to trust (comma-separated addresses, as
+    uvicorn's ``--forwarded-allow-ips``). uvicorn's own default trusts them from 127.0.0.1, which
+    let any local client claim a new address per request and so evade the login throttle and
+    write a chosen address into the audit; the client address is therefore the connection's
+    unless a proxy is configured.
+    """
     import uvicorn
 
+    trusted = (forwarded_allow_ips or "").strip()
     return uvicorn.Config(app, host=host, port=int(port), log_level="warning", access_log=False, lifespan=lifespan,
                           http=_protocol_class(header_timeout), timeout_keep_alive=KEEP_ALIVE_S,
                           h11_max_incomplete_event_size=MAX_HEAD_BYTES, limit_concurrency=MAX_CONNECTIONS,
-                          server_header=False)
+                          server_header=False, proxy_headers=bool(trusted),
+                          forwarded_allow_ips=trusted or None)
 
 
-def serve_app(app, host: str, port: int) -> None:
+def serve_app(app, host: str, port: int, forwarded_allow_ips: str | None = None) -> None:
     """Serve ``app`` in the foreground (``lnsynth serve``) until interrupted."""
     import uvicorn
 
-    uvicorn.Server(uvicorn_config(app, host, port, lifespan="auto")).run()
+    uvicorn.Server(uvicorn_config(app, host, port, lifespan="auto", forwarded_allow_ips=forwarded_allow_ips)).run()
 
 
 @contextlib.contextmanager
 def running(app, host: str = "127.0.0.1", port: int | None = None, timeout: float = 20.0,
-            header_timeout: float = HEADER_TIMEOUT_S) -> Iterator[str]:
+            header_timeout: float = HEADER_TIMEOUT_S, forwarded_allow_ips: str | None = None) -> Iterator[str]:
     """Serve ``app`` on ``host:port`` (a free port by default) and yield its base URL."""
     import uvicorn
 
     port = port or free_port(host)
-    server = uvicorn.Server(uvicorn_config(app, host, port, header_timeout=header_timeout))
+    server = uvicorn.Server(uvicorn_config(app, host, port, header_timeout=header_timeout,
+                                           forwarded_allow_ips=forwarded_allow_ips))
     th = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     th.start()
     t0 = time.monotonic()

@@ -127,7 +127,8 @@ CREATE TABLE IF NOT EXISTS adverse_events (
     entered_by TEXT,
     verified_by TEXT,
     verified_at TEXT,
-    approved TEXT
+    approved TEXT,
+    authors TEXT
 );
 CREATE INDEX IF NOT EXISTS ae_trial ON adverse_events(trial_id, deleted);
 CREATE UNIQUE INDEX IF NOT EXISTS ae_key ON adverse_events(trial_id, key);
@@ -178,9 +179,10 @@ CREATE TABLE IF NOT EXISTS reviews (
 
 # columns added to tables of stores created before the two-person rule (ALTER TABLE ... ADD COLUMN)
 _REVIEW_COLUMNS = (("status", "TEXT NOT NULL DEFAULT 'repository'"), ("entered_by", "TEXT"),
-                   ("verified_by", "TEXT"), ("verified_at", "TEXT"), ("approved", "TEXT"))
+                   ("verified_by", "TEXT"), ("verified_at", "TEXT"), ("approved", "TEXT"), ("authors", "TEXT"))
 _MIGRATIONS = {
     "outcomes": _REVIEW_COLUMNS,
+    "adverse_events": (("authors", "TEXT"),),
     "studies": (("status", "TEXT NOT NULL DEFAULT 'repository'"), ("entered_by", "TEXT"), ("verified_by", "TEXT"),
                 ("verified_at", "TEXT")),
     "audit": (("user", "TEXT"),),
@@ -348,6 +350,16 @@ def _to_plain(x: Any) -> Any:
 
 def _dumps(x: Any) -> str:
     return json.dumps(x, ensure_ascii=False, sort_keys=True, allow_nan=False)
+
+
+def _authors(row) -> list[str]:
+    """Curators who authored a change of this value since it was last verified (the entrant for a
+    row written before authors were kept)."""
+    keys = row.keys()
+    raw = row["authors"] if "authors" in keys else None
+    if raw:
+        return list(json.loads(raw))
+    return [row["entered_by"]] if row["entered_by"] else []
 
 
 _SEED_CACHE: dict[tuple, EvidenceBase] = {}
@@ -671,8 +683,9 @@ class Store:
             cols = ", ".join(fields)
             cur = tx.execute(
                 f"INSERT INTO {table}(trial_id, key, {cols}, doc, origin, version, deleted, created_at, updated_at,"
-                f" status, entered_by) VALUES (?,?,{','.join('?' * len(fields))},NULL,?,1,0,?,?,'pending',?)",
-                (trial_id, tmp_key, *self._db_values(kind, values), origin, ts, ts, user or actor),
+                f" status, entered_by, authors) VALUES (?,?,{','.join('?' * len(fields))},NULL,?,1,0,?,?,'pending',?,?)",
+                (trial_id, tmp_key, *self._db_values(kind, values), origin, ts, ts, user or actor,
+                 _dumps([user or actor])),
             )
             oid = int(cur.lastrowid)
             prefix = "web_" if kind == "outcome" else "web_ae_"
@@ -704,11 +717,14 @@ class Store:
             if row["status"] in APPROVED:  # keep what analyses use until the change is verified
                 approved = _dumps({"status": row["status"], "verified_by": row["verified_by"],
                                    "values": {f: row[f] for f in fields}})
+            # every author of a change since the last verified state is kept: none of them may verify it
+            authors = [] if row["status"] in APPROVED else _authors(row)
+            authors = authors + [a for a in [user or actor] if a not in authors]
             sets = ", ".join(f"{f}=?" for f in fields)
             tx.execute(
                 f"UPDATE {table} SET {sets}, version = version + 1, updated_at=?, status='pending', entered_by=?,"
-                f" verified_by=NULL, verified_at=NULL, approved=? WHERE id = ? AND version = ?",
-                (*self._db_values(kind, values), now(), user or actor, approved, rid, version),
+                f" verified_by=NULL, verified_at=NULL, approved=?, authors=? WHERE id = ? AND version = ?",
+                (*self._db_values(kind, values), now(), user or actor, approved, _dumps(authors), rid, version),
             )
             tx.execute("UPDATE reviews SET open = 0 WHERE kind = ? AND record_id = ?", (kind, rid))
             after = self._rec(kind, tx.execute(f"SELECT * FROM {table} WHERE id = ?", (rid,)).fetchone())
@@ -751,8 +767,10 @@ class Store:
 
         ``proposed`` is the reviewer's own reading of the source (the same fields); when it is
         ``None`` or equal to the entry, the value becomes ``verified``; otherwise the record is
-        ``disputed`` and both readings go to the review queue.  The person who entered (or last
-        changed) the value cannot verify it (:class:`Forbidden`).
+        ``disputed`` and both readings go to the review queue.  No author of any change since the
+        value was last verified (the entrant, and every curator who edited any field of it since)
+        can verify it (:class:`Forbidden`): otherwise a second curator's edit of, say, the location
+        would let the entrant verify her own count.
         """
         table, fields = KINDS[kind]
         with self._tx() as tx:
@@ -762,9 +780,9 @@ class Store:
                 raise Conflict(before)
             if row["status"] not in ("pending", "disputed"):
                 raise Forbidden(f"nothing to verify: the value is {row['status']}")
-            if row["entered_by"] == reviewer:
-                raise Forbidden("the two-person rule: a value must be verified by someone other than the curator "
-                                f"who entered it ({reviewer})")
+            if reviewer in _authors(row):
+                raise Forbidden("the two-person rule: a value must be verified by someone who authored none of its "
+                                f"changes since it was last verified ({reviewer} did)")
             agree = proposed is None or all(proposed.get(f) == row[f] if f != "serious" else
                                             (proposed.get(f) == (None if row[f] is None else bool(row[f])))
                                             for f in fields)
