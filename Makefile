@@ -1,5 +1,6 @@
 # Two commands on a fresh machine with only python3:
-#   make report   -> .venv, install, build report/index.html from the embedded data
+#   make report   -> .venv, install .[web,distributed] (the simulator section fans out with dask.distributed),
+#                    build report/index.html from the embedded data
 #   make test     -> .venv, install .[dev], run the whole test suite
 PY ?= python3
 VENV := .venv
@@ -12,7 +13,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e ".[web]"
+	$(BIN)/python -m pip install -q -e ".[web,distributed]"
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
