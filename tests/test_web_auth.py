@@ -276,9 +276,9 @@ def test_cli_users_add_and_token(tmp_path, monkeypatch):
     r = runner.invoke(cli_app, ["users", "add", "dora", "--role", "admin", "--db", str(db)],
                       input="dora-password-9\n")
     assert r.exit_code == 0, r.output
-    r = runner.invoke(cli_app, ["users", "add", "dora", "--role", "admin", "--db", str(db)], input="x" * 12 + "\n")
+    r = runner.invoke(cli_app, ["users", "add", "dora", "--role", "admin", "--db", str(db)], input="valid-unused-pass-9\n")
     assert r.exit_code == 2 and "exists" in r.output
-    r = runner.invoke(cli_app, ["users", "add", "ed", "--role", "boss", "--db", str(db)], input="x" * 12 + "\n")
+    r = runner.invoke(cli_app, ["users", "add", "ed", "--role", "boss", "--db", str(db)], input="valid-unused-pass-9\n")
     assert r.exit_code == 2 and "--role" in r.output
     r = runner.invoke(cli_app, ["users", "add", "ed", "--role", "curator", "--db", str(db)], input="short\n")
     assert r.exit_code == 2 and "password" in r.output

@@ -661,7 +661,7 @@ def test_serve_allows_the_bound_address_and_named_hosts(tmp_path, monkeypatch):
     from lnsynth.web import serve
 
     seen = {}
-    monkeypatch.setattr(server, "serve_app", lambda app, host, port: seen.update(app=app, host=host, port=port))
+    monkeypatch.setattr(server, "serve_app", lambda app, host, port, **kw: seen.update(app=app, host=host, port=port))
     serve("10.1.2.3", 8765, tmp_path / "s.db", TOKEN, allowed_hosts=["Review.LAN"])
     hosts = seen["app"].state.guard.allowed_hosts
     assert {"127.0.0.1", "localhost", "[::1]", "10.1.2.3", "review.lan"} <= hosts and seen["port"] == 8765

@@ -120,3 +120,13 @@ def test_spoofed_forwarded_for_does_not_evade_the_login_throttle(tmp_path):
         assert codes[-1] == 429, codes
         rows = app.state.store._conn().execute("SELECT key FROM login_failures WHERE scope = 'ip'").fetchall()
         assert rows and {r[0] for r in rows} == {"127.0.0.1"}, [r[0] for r in rows]
+
+
+def test_openapi_schema_is_not_served(client):
+    assert client.get("/openapi.json").status_code == 404
+
+
+@pytest.mark.parametrize("pw", ["password123", "aaaaaaaaaaaa", "ababababababab", "Qwerty123456"[:0] + "qwertyuiop"])
+def test_common_or_trivial_passwords_are_refused(client, pw):
+    r = client.post("/api/users", json={"name": "dora", "role": "curator", "password": pw}, headers=AUTH)
+    assert r.status_code == 422 and "password" in r.text

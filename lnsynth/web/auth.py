@@ -135,13 +135,29 @@ def hash_password(password: str) -> str:
     return _hasher().hash(password)
 
 
+COMMON_PASSWORDS = frozenset("""
+password password1 password12 password123 password1234 passw0rd p@ssw0rd p@ssword qwerty qwerty123 qwertyuiop
+qwerty1234 1q2w3e4r5t 1qaz2wsx3edc zaq12wsx 123456789 1234567890 12345678910 0123456789 9876543210 1234554321
+11111111111 iloveyou123 welcome123 welcome1234 letmein123 administrator admin12345 admin123456 changeme123
+changeme1234 sunshine123 football123 baseball123 princess123 trustno1234 monkey12345 dragon12345 superman123
+abc123456789 abcdefghij abcdefghijk abcd1234567 lnsynth123 lnsynth1234 lupusnephritis nephrology
+""".split())
+"""A short list of the most used passwords of 10 characters or more (and obvious project words): NIST SP
+800-63B (5.1.1.2) asks verifiers to refuse passwords found in lists of commonly used or compromised values."""
+
+
 def password_problem(password: Any) -> Optional[str]:
+    """Why ``password`` is refused, or None: length (10 to 1024), not a common password and not one
+    or two characters repeated (NIST SP 800-63B 5.1.1.2)."""
     if not isinstance(password, str):
         return "password must be a string"
     if len(password) < MIN_PASSWORD_LEN:
         return f"password must have at least {MIN_PASSWORD_LEN} characters"
     if len(password) > 1024:
         return "password is too long (at most 1024 characters)"
+    low = password.lower()
+    if low in COMMON_PASSWORDS or len(set(low)) <= 2:
+        return "password is too common or too simple; choose a longer passphrase"
     return None
 
 
