@@ -130,3 +130,58 @@ def test_openapi_schema_is_not_served(client):
 def test_common_or_trivial_passwords_are_refused(client, pw):
     r = client.post("/api/users", json={"name": "dora", "role": "curator", "password": pw}, headers=AUTH)
     assert r.status_code == 422 and "password" in r.text
+
+
+def _login(c, name):
+    page = c.get("/login").text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    return c.post("/login", data={"username": name, "password": PW[name], "csrf_token": csrf},
+                  follow_redirects=False)
+
+
+def _csrf(c, url="/account"):
+    return re.search(r'name="csrf_token" value="([^"]+)"', c.get(url).text).group(1)
+
+
+def test_password_reset_revokes_api_tokens_and_sessions(client):
+    heads = make_users(client)
+    assert client.get("/api/me", headers=heads["alice"]).status_code == 200
+    r = client.patch("/api/users/alice", json={"password": "a-brand-new-passphrase-7"}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    assert client.get("/api/me", headers=heads["alice"]).status_code == 403
+
+
+def test_logout_everywhere_ends_the_users_other_sessions(tmp_path):
+    app = create_app(tmp_path / "store.db", TOKEN)
+    with TestClient(app) as a, TestClient(app) as b:
+        make_users(a)
+        assert _login(a, "alice").status_code == 303 and _login(b, "alice").status_code == 303
+        assert "Logged in as" in b.get("/account").text
+        r = a.post("/logout", data={"csrf_token": _csrf(a), "everywhere": "1"}, follow_redirects=False)
+        assert r.status_code == 303
+        assert "Logged in as" not in b.get("/account", follow_redirects=True).text
+        acts = [(e["actor"], e["action"]) for e in app.state.store.audit()]
+        assert ("alice", "login") in acts and ("alice", "logout everywhere") in acts
+
+
+def test_failed_logins_are_audited_with_the_connection_address(client):
+    make_users(client)
+    page = client.get("/login").text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    client.post("/login", data={"username": "alice", "password": "wrong-password", "csrf_token": csrf},
+                headers={"X-Forwarded-For": "198.51.100.7"}, follow_redirects=False)
+    rows = [e for e in client.app.state.store.audit() if e["action"] == "login failed"]
+    assert rows and rows[0]["actor"] == "alice" and "198.51.100.7" not in str(rows[0])
+
+
+def test_rotating_the_bootstrap_token_ends_bootstrap_sessions(tmp_path):
+    db = tmp_path / "store.db"
+    with TestClient(create_app(db, TOKEN)) as c:
+        page = c.get("/login").text
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+        assert c.post("/login", data={"token": TOKEN, "csrf_token": csrf}, follow_redirects=False).status_code == 303
+        cookie = c.cookies.get("lnsynth_session")
+        assert "Logged in as" in c.get("/account").text
+    with TestClient(create_app(db, "a-rotated-token-9876543210")) as c2:
+        c2.cookies.set("lnsynth_session", cookie)
+        assert "Logged in as" not in c2.get("/account", follow_redirects=True).text

@@ -555,7 +555,9 @@ def create_app(db_path: Path | str, token: Optional[str] = None, *, allowed_host
         if not auth.csrf_ok(request, form.get("csrf_token", "")):
             return page(request, "error.html", {"status": 403, "message": "CSRF check failed"}, status=403)
         resp = RedirectResponse("/trials", status_code=303)
-        auth.end_session(request, resp)  # the session row is deleted: a replayed cookie is refused
+        # the session row is deleted: a replayed cookie is refused; everywhere=1 ends all the user's sessions
+        auth.end_session(request, resp, everywhere=str(form.get("everywhere", "")) in ("1", "on", "true"),
+                         ip=client(request))
         return resp
 
     @app.get("/favicon.ico", include_in_schema=False)

@@ -201,6 +201,12 @@ class Auth:
         self._secret = (store.meta("secret") or secrets.token_hex(32)).encode()
         if bootstrap_token:
             store.ensure_user(BOOTSTRAP_USER, "admin")
+        # a rotated (or removed) bootstrap token ends the sessions opened with the old one
+        mark = hmac.new(self._secret, b"boot:" + (self._boot or b""), hashlib.sha256).hexdigest()
+        if store.meta("bootstrap_mark") != mark:
+            if store.meta("bootstrap_mark") is not None:
+                store.delete_sessions(BOOTSTRAP_USER)
+            store.set_meta("bootstrap_mark", mark)
 
     # ---------------------------------------------------------- tokens
     def from_token(self, candidate: str, via: str) -> Optional[Principal]:
@@ -269,9 +275,15 @@ class Auth:
         self.store.create_session(digest(sid), p.name, secrets.token_urlsafe(32), self.ttl, ip)
         response.set_cookie(SESSION_COOKIE, sid, max_age=int(self.ttl), httponly=True, samesite="strict", path="/")
 
-    def end_session(self, request, response) -> bool:
+    def end_session(self, request, response, everywhere: bool = False, ip: Optional[str] = None) -> bool:
+        """Delete this request's session (``everywhere``: every session of its user) and its cookie."""
+        who = self.user(request)
         sid = request.cookies.get(SESSION_COOKIE)
         gone = bool(sid) and len(sid) <= 100 and self.store.delete_session(digest(sid))
+        if everywhere and who is not None:
+            gone = self.store.delete_sessions(who.name) > 0 or gone
+        if gone and who is not None and ip is not None:
+            self.store.audit_event(who.name, "logout everywhere" if everywhere else "logout", {"address": ip})
         response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
         return gone
 
@@ -303,8 +315,11 @@ class Auth:
             lock = self.store.login_failed("ip", ip, t, *IP_POLICY)
             if username:
                 lock = max(lock, self.store.login_failed("user", username, t, *USER_POLICY))
+            self.store.audit_event(username or "(token)", "login failed", {"address": ip, "by": "token" if by_token
+                                                                           else "password"})
             raise AuthError(403, "invalid token" if by_token else "invalid username or password",
                             {"Retry-After": str(int(lock) + 1)} if lock else None)
         if username:
             self.store.login_succeeded("user", username)
+        self.store.audit_event(p.name, "login", {"address": ip, "by": "token" if by_token else "password"})
         return p

@@ -956,7 +956,8 @@ class Store:
                 tx.execute("UPDATE users SET active = ? WHERE name = ?", (int(active), name))
             if password_hash is not None or active is False or role is not None:
                 tx.execute("DELETE FROM sessions WHERE user = ?", (name,))  # re-login with the new rights
-            if active is False:
+            if active is False or password_hash is not None:
+                # a reset password means the old credentials may be known: every API token goes too
                 tx.execute("DELETE FROM api_tokens WHERE user = ?", (name,))
             self._audit(tx, actor, "update user", None, None, None,
                         {"name": name, "role": role, "password_changed": password_hash is not None,
@@ -1011,6 +1012,21 @@ class Store:
     def delete_session(self, id_hash: str) -> bool:
         with self._tx() as tx:
             return tx.execute("DELETE FROM sessions WHERE id_hash = ?", (id_hash,)).rowcount > 0
+
+    def delete_sessions(self, user: str) -> int:
+        """End every session of ``user`` (logout everywhere; bootstrap token rotated). Returns how many."""
+        with self._tx() as tx:
+            return tx.execute("DELETE FROM sessions WHERE user = ?", (user,)).rowcount
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._tx() as tx:
+            tx.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def audit_event(self, actor: str, action: str, detail: Optional[dict] = None) -> None:
+        """An audit row for an event that changes no value (login, failed login, logout): ``actor`` is
+        the authenticated name (or the name tried), ``detail`` holds the connection's address."""
+        with self._tx() as tx:
+            self._audit(tx, actor, action, None, None, None, detail, actor)
 
     # ----------------------------------------------------------- login throttling
     def login_locked(self, keys: list[tuple[str, str]], t: float) -> float:
