@@ -33,8 +33,11 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/pairwise.py
 	$(BIN)/python benchmarks/network.py
 	$(BIN)/python benchmarks/startup.py
+	$(BIN)/python benchmarks/multilevel.py
+	$(BIN)/python benchmarks/selmodel.py
 
-# regenerate every reference file with R (metafor; make_glmm.R also needs lme4, make_network_extra.R metadat)
+# regenerate every reference file with R (metafor; make_glmm.R also needs lme4, make_network_extra.R metadat,
+# make_selmodel.R metadat and numDeriv: apt-get install r-cran-lme4 r-cran-metadat r-cran-numderiv)
 references:
 	Rscript tests/reference/make_effects.R
 	Rscript tests/reference/make_pairwise.R
@@ -42,6 +45,8 @@ references:
 	Rscript tests/reference/make_network.R tests/reference/network_reference.json
 	Rscript tests/reference/make_network_extra.R tests/reference/network_extra_reference.json
 	Rscript tests/reference/make_glmm.R
+	Rscript tests/reference/make_selmodel.R
+	Rscript tests/reference/make_multilevel.R
 
 clean:
 	rm -rf $(VENV) report build *.egg-info

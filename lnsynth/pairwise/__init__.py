@@ -27,6 +27,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "meta_regression": ("lnsynth.pairwise.regression", "meta_regression"),
     "subgroup_analysis": ("lnsynth.pairwise.subgroup", "subgroup_analysis"),
     "glmm_meta_analysis": ("lnsynth.pairwise.glmm", "glmm_meta_analysis"),
+    "multilevel_meta_analysis": ("lnsynth.pairwise.multilevel", "multilevel_meta_analysis"),
+    "selection_model": ("lnsynth.pairwise.selection", "selection_model"),
     "GLMMResult": ("lnsynth.pairwise.glmm", "GLMMResult"),
     "anova": ("lnsynth.pairwise.modeltests", "anova"),
     "fit_stats": ("lnsynth.pairwise.modeltests", "fit_stats"),
