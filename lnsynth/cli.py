@@ -185,6 +185,116 @@ def trials(
 
 
 @app.command()
+def reconcile(
+    fmt: ListFormat = typer.Option(ListFormat.table, "--format", help="table (default, readable), csv or json (the contract: "
+                                   "[{synthesis, trials: [{citation, status, trial, reason}]}])."),
+    missing: bool = typer.Option(False, "--missing", help="Only the eligible trials cited by a synthesis that are not in the base."),
+    data: Optional[Path] = DataOpt,
+) -> None:
+    """Each stored synthesis's included trials against the evidence base: in_base, excluded (reason) or not_found."""
+    from lnsynth.evidence.reconcile import ReconcileError, load_reconciliation, missing_eligible, summary_rows
+
+    ev = _load(data)
+    try:
+        recs = load_reconciliation(ev)
+    except ReconcileError as exc:
+        raise _user_error(f"reconciliation: {exc}")
+    if missing:
+        rows = missing_eligible(recs)
+        if fmt == ListFormat.json:
+            sys.stdout.write(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
+            return
+        flat = [[r["citation"], r["expected_trial"] or "", ", ".join(r["cited_by"]), r["detail"] or ""] for r in rows]
+        cols = ["citation", "expected_trial", "cited_by", "detail"]
+    else:
+        if fmt == ListFormat.json:
+            sys.stdout.write(json.dumps([r.contract() for r in recs], indent=2, ensure_ascii=False) + "\n")
+            return
+        flat = [[r.synthesis, t.citation, t.status, t.trial or "", t.reason_text()] for r in recs for t in r.trials]
+        cols = ["synthesis", "citation", "status", "trial", "reason"]
+    if fmt == ListFormat.csv:
+        import csv
+
+        w = csv.writer(sys.stdout, lineterminator="\n")
+        w.writerow(cols)
+        w.writerows(flat)
+        return
+    from rich.table import Table
+
+    if missing:
+        title = f"{len(flat)} eligible trial(s) cited by a stored synthesis and not in the evidence base"
+        caption = "excluded with reason awaiting_extraction in data/search/reconciliation.yaml"
+    else:
+        title = f"Included trials of {len(recs)} stored syntheses against the evidence base"
+        caption = "; ".join(f"{s['synthesis']}: {s['in_base']} in base, {s['excluded']} excluded, {s['not_found']} not found"
+                            + (f" (says {s['n_included']})" if s["n_included"] is not None else "") for s in summary_rows(recs))
+    t = Table(title=title, caption=caption)
+    for c in cols:
+        t.add_column(c)
+    for row in flat:
+        t.add_row(*[escape(x) for x in row])
+    _print_table(t, cols, flat)
+
+
+@app.command()
+def prisma(
+    fmt: ListFormat = typer.Option(ListFormat.table, "--format", help="table (default), csv or json (the contract: "
+                                   "{identified, duplicates, screened, excluded_screening, sought, not_retrieved, "
+                                   "assessed, excluded_full, studies_included, reports_included})."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write the PRISMA 2020 flow diagram (prisma.png, "
+                                       "prisma.svg) into this folder."),
+    search: Optional[Path] = typer.Option(None, "--search", help="Search folder (protocol.yaml, queries.yaml, "
+                                          "records.yaml; default: the embedded evidence/data/search)."),
+) -> None:
+    """The PRISMA 2020 flow of the systematic search, computed from the search log and the screened records."""
+    from lnsynth.evidence.search import SearchDataError, load_search, stale_awaiting
+    from lnsynth.evidence.search import prisma as _prisma
+
+    try:
+        data = load_search(search)
+        flow = _prisma(data)
+    except SearchDataError as exc:
+        raise _user_error(f"search data: {exc}")
+    for rid, trial in stale_awaiting(data):
+        sys.stderr.write(f"lnsynth: warning: record {rid} is excluded as awaiting_extraction but trial {trial} now has "
+                         "a study file: include it\n")
+    if out is not None:
+        from lnsynth.plots.prisma import prisma_figure
+
+        _save_fig(prisma_figure(flow), [_out_dir(out) / "prisma.png", out / "prisma.svg"], "PRISMA 2020 flow diagram")
+    if fmt == ListFormat.json:
+        sys.stdout.write(json.dumps(flow.contract(), indent=2, ensure_ascii=False) + "\n")
+        return
+    rows = [["identified", "", str(flow.identified_total)]]
+    rows += [["identified", src, str(n)] for src, n in flow.identified.items()]
+    rows += [["duplicates", "", str(flow.duplicates)], ["screened", "", str(flow.screened)],
+             ["excluded_screening", "", str(flow.excluded_screening)]]
+    rows += [["excluded_screening", r, str(n)] for r, n in flow.excluded_screening_reasons.items()]
+    rows += [["sought", "", str(flow.sought)], ["not_retrieved", "", str(flow.not_retrieved)],
+             ["assessed", "", str(flow.assessed)], ["excluded_full", "", str(sum(flow.excluded_full.values()))]]
+    rows += [["excluded_full", r, str(n)] for r, n in flow.excluded_full.items()]
+    rows += [["studies_included", "", str(flow.studies_included)], ["reports_included", "", str(flow.reports_included)]]
+    cols = ["box", "detail", "n"]
+    if fmt == ListFormat.csv:
+        import csv
+
+        w = csv.writer(sys.stdout, lineterminator="\n")
+        w.writerow(cols)
+        w.writerows(rows)
+        return
+    from rich.table import Table
+
+    t = Table(title=f"PRISMA 2020 flow (searched {data.protocol.date_searched}; {len(data.queries)} queries/steps)",
+              caption="Counts computed from data/search/records.yaml; duplicates (computed, never typed) include "
+                      "pages returned by several queries.")
+    for c in cols:
+        t.add_column(c)
+    for row in rows:
+        t.add_row(*[escape(x) for x in row])
+    _print_table(t, cols, rows)
+
+
+@app.command()
 def questions(fmt: Optional[ListFormat] = typer.Option(None, "--format", help=_LIST_FORMAT_HELP)) -> None:
     """List the catalogue of clinical questions (PICO, relation, outcomes, analysis plan)."""
     fmt = _list_format(fmt)
@@ -227,25 +337,40 @@ class AnswerFormat(str, Enum):
 def answer(
     question_id: str = typer.Argument(..., help="A question id (see `lnsynth questions`)."),
     fmt: AnswerFormat = typer.Option(AnswerFormat.table, "--format"),
+    baseline_risk: Optional[str] = typer.Option(None, "--baseline-risk", metavar="R", help="A panel's own baseline (control) risk, 0 < R < 1: adds the row 'user' to every outcome's baseline_risks (absolute effects per 1000 from R)."),
     data: Optional[Path] = DataOpt,
 ) -> None:
     """Answer one clinical question: inclusion table, summary of findings with GRADE certainty."""
     from lnsynth.analyses.answer import answer as _answer
+    from lnsynth.analyses.baselines import BaselineRiskError, add_user_baseline, check_user_risk
     from lnsynth.analyses.questions import QuestionError
-    from lnsynth.report.sof import answer_markdown
+    from lnsynth.report.sof import answer_markdown, sof_frame_rows
 
+    user_risk = None
+    if baseline_risk is not None:
+        try:
+            user_risk = check_user_risk(baseline_risk)
+        except BaselineRiskError as exc:
+            raise _user_error(f"--baseline-risk: {exc}")
     ev = _load(data)
     try:
         a = _answer(ev, question_id)
     except QuestionError as exc:
         err.print(f"[red]{escape(str(exc))}[/]")
         raise typer.Exit(2)
+    d = a.to_dict()
+    if user_risk is not None:
+        d = add_user_baseline(d, user_risk)
     if fmt == AnswerFormat.json:
-        sys.stdout.write(json.dumps(a.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(json.dumps(d, indent=2, ensure_ascii=False) + "\n")
     elif fmt == AnswerFormat.csv:
-        sys.stdout.write(a.to_frame().to_csv(index=False))
+        import pandas as pd
+
+        base = a.to_frame()
+        extra = pd.DataFrame(sof_frame_rows(d)).drop(columns=["outcome_id"])
+        sys.stdout.write(pd.concat([base, extra], axis=1).to_csv(index=False))
     else:
-        sys.stdout.write(answer_markdown(a) + "\n")
+        sys.stdout.write(answer_markdown(d) + "\n")
         typer.echo(DISCLAIMER)
 
 
@@ -389,10 +514,11 @@ def _fig_formats(spec: str) -> tuple[str, ...]:
     return fmts
 
 
-def _write_pairwise(payload: dict, res, out: Path, plot: Optional[str], labels=None, *, arm_data=None,
+def _write_pairwise(payload: dict, res, out: Optional[Path], plot: Optional[str], labels=None, *, arm_data=None,
                     favours=None, subgroup=None, formats: tuple[str, ...] = FIG_FORMATS) -> None:
     """summary.md|csv|json and, unless plot == '', forest.* and funnel.* (each of ``formats``) in OUT.
 
+    Without ``--out`` (``out`` None) nothing is written except a forest plot to a ``--plot`` path the user gave.
     ``plot``: None for OUT/forest.{formats}; a path for that forest file only; '' for no figures.
     ``subgroup``: (SubgroupResult, groups) for the subgroup forest; ``arm_data``: events/N (or mean/SD/N)
     per arm for the forest's columns; ``favours``: (left, right) labels under its axis.
@@ -402,13 +528,16 @@ def _write_pairwise(payload: dict, res, out: Path, plot: Optional[str], labels=N
     import numpy as np
 
     k = int(np.asarray(res.yi).size)
-    funnel = plot != "" and k >= 3
+    if out is None and not plot:
+        return  # files only under a path the user gave (--out or --plot)
+    funnel = plot != "" and k >= 3 and out is not None
     if plot != "" and k < 3:
         payload.setdefault("notes", []).append(f"funnel plot not drawn: k = {k} (a funnel plot needs at least 3 studies)")
-    (out / "summary.json").write_text(json.dumps(json_safe(payload), indent=2, ensure_ascii=False) + "\n")
-    (out / "summary.csv").write_text(summary_csv(payload))
-    (out / "summary.md").write_text(summary_markdown(payload))
-    sys.stderr.write(f"lnsynth: summary.md, summary.csv, summary.json written to {out}\n")
+    if out is not None:
+        (out / "summary.json").write_text(json.dumps(json_safe(payload), indent=2, ensure_ascii=False) + "\n")
+        (out / "summary.csv").write_text(summary_csv(payload))
+        (out / "summary.md").write_text(summary_markdown(payload))
+        sys.stderr.write(f"lnsynth: summary.md, summary.csv, summary.json written to {out}\n")
     if plot == "":
         return
     from lnsynth.plots.forest import forest_plot, subgroup_forest_plot
@@ -486,7 +615,7 @@ def _meta_from_file(input_: Path, columns, sheet, measure, method, test, subgrou
     arm_data = {f: use.data[f] for f in use.data} if td.layout in ("binary", "continuous") else None
     fav = _favours(favours) if td.layout != "generic" or favours else None
     _print_pairwise(payload, fmt)
-    _write_pairwise(payload, res, _out_dir(out), plot, labels=list(use.labels), arm_data=arm_data, favours=fav,
+    _write_pairwise(payload, res, _out_dir(out) if out is not None else None, plot, labels=list(use.labels), arm_data=arm_data, favours=fav,
                     subgroup=sg_fig, formats=formats)
 
 
@@ -506,7 +635,7 @@ def meta(
     drop00: Optional[bool] = typer.Option(None, "--drop00/--keep00", help="--input: drop studies with no events (or only events) in both arms (default: drop for ratio measures, keep for RD)."),
     timepoint: str = typer.Option("latest", "--timepoint", help="Evidence base: latest, earliest or weeks when a study reports several."),
     fmt: ListFormat = typer.Option(ListFormat.table, "--format", help="stdout: table (plain markdown), json or csv."),
-    out: Path = typer.Option(Path("lnsynth-out"), "--out", help="Folder for summary.md, summary.csv, summary.json and forest.png."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for summary.md, summary.csv, summary.json, forest.* and funnel.* (nothing is written without it, except a --plot file)."),
     plot: Optional[str] = typer.Option(None, "--plot", help="Forest plot file (png/svg/pdf; default OUT/forest.* and OUT/funnel.* in each --fig-format); '' for no figures."),
     fig_format: str = typer.Option("png,svg,pdf", "--fig-format", help="Formats of OUT/forest.* and OUT/funnel.*, comma-separated: png, svg, pdf (each format is one more drawing: 'png' alone is fastest)."),
     favours: Optional[str] = typer.Option(None, "--favours", help='Forest plot labels under the axis, "left,right" (default "favours control,favours treatment": a desirable outcome, effects > 1 (or > 0) meaning more events in treatment; for a harmful outcome give "favours treatment,favours control"; "" for none).'),
@@ -595,7 +724,7 @@ def meta(
         for n in d.notes():
             typer.echo(f"note: {n}")
         typer.echo(DISCLAIMER)
-    _write_pairwise(summary, res, _out_dir(out), plot, labels=d.labels, favours=_favours(favours),
+    _write_pairwise(summary, res, _out_dir(out) if out is not None else None, plot, labels=d.labels, favours=_favours(favours),
                     formats=formats,
                     arm_data={c: d.frame[c].to_numpy(dtype=float) for c in ("events_treat", "n_treat", "events_ctrl", "n_ctrl")})
 
@@ -606,7 +735,7 @@ class MdFormat(str, Enum):
     json = "json"
 
 
-def _nma_outputs(fit, rel, rank, payload: dict, fmt: "MdFormat", out: Path, plot: Optional[str], title: str,
+def _nma_outputs(fit, rel, rank, payload: dict, fmt: "MdFormat", out: Optional[Path], plot: Optional[str], title: str,
                  n_studies: int, patients, notes) -> None:
     import math as _m
 
@@ -631,12 +760,16 @@ def _nma_outputs(fit, rel, rank, payload: dict, fmt: "MdFormat", out: Path, plot
         typer.echo("")
         for n in notes:
             typer.echo(f"- note: {n}")
+    from lnsynth.plots.network import network_graph, nma_forest
+
+    if out is None:  # files only under a path the user gave
+        if plot:
+            _save_fig(network_graph(fit), [Path(plot)], "network graph")
+        return
     out = _out_dir(out)
     fit.league_table(exponentiate=ratio).to_csv(out / "league.csv")
     (out / "summary.json").write_text(json.dumps(json_safe(payload), indent=2, ensure_ascii=False) + "\n")
     sys.stderr.write(f"lnsynth: league.csv, summary.json written to {out}\n")
-    from lnsynth.plots.network import network_graph, nma_forest
-
     _save_fig(network_graph(fit), [out / "network.png", out / "network.svg"] + ([Path(plot)] if plot else []),
               "network graph")
     _save_fig(nma_forest(fit), [out / "nma-forest.png", out / "nma-forest.svg"], "network forest plot")
@@ -654,8 +787,8 @@ def nma(
     measure: Optional[str] = typer.Option(None, "--measure", help="Measure: " + ", ".join(_registry.network_measures()) + " (default OR; MD for means)."),
     approximate: bool = typer.Option(True, "--approximate/--strict", help="Use round(pct/100*n) where no count reproduces a printed % (flagged)."),
     fmt: MdFormat = typer.Option(MdFormat.md, "--format"),
-    out: Path = typer.Option(Path("lnsynth-out"), "--out", help="Folder for league.csv, summary.json, network.png|svg and nma-forest.png|svg."),
-    plot: str = typer.Option("", "--plot", help="Write the network graph to this file as well as OUT/network.png (png/svg)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for league.csv, summary.json, network.png|svg and nma-forest.png|svg (nothing is written without it, except a --plot file)."),
+    plot: str = typer.Option("", "--plot", help="Write the network graph to this file (as well as OUT/network.png with --out; png/svg)."),
     data: Optional[Path] = DataOpt,
 ) -> None:
     """Network meta-analysis of your own arm-level file (--input) or of the induction regimens on the stored
@@ -1000,6 +1133,7 @@ def serve(
     token_file: Optional[Path] = typer.Option(None, "--token-file", help="File whose first line is the shared bootstrap-admin token (default: $LNSYNTH_TOKEN, else one is generated). Never on the command line: it would show in `ps`."),
     insecure_dev_token: bool = typer.Option(False, "--insecure-dev-token", help="Allow a token shorter than 16 characters (local development only)."),
     token: Optional[str] = typer.Option(None, "--token", hidden=True, help="Refused: a token on the command line shows in `ps`."),
+    forwarded_allow_ips: Optional[str] = typer.Option(None, "--forwarded-allow-ips", metavar="IPS", help="Comma-separated addresses of reverse proxies whose X-Forwarded-For is trusted (default: none; the connection's address is used for throttling and the audit)."),
 ) -> None:
     """Run the local web app (browse, analyse and curate the evidence). Needs the 'web' extra.
 
@@ -1030,7 +1164,8 @@ def serve(
     every = " (listening on every interface)" if host in ("0.0.0.0", "::", "") else ""
     sys.stderr.write(f"lnsynth serve: http://{shown}:{port}/{every} (store {db}; Ctrl+C to stop)\n")
     sys.stderr.flush()
-    _serve(host, port, db, shared, allowed_hosts=allowed_host or None, insecure_dev_token=insecure_dev_token)
+    _serve(host, port, db, shared, allowed_hosts=allowed_host or None, insecure_dev_token=insecure_dev_token,
+           forwarded_allow_ips=forwarded_allow_ips)
 
 
 users_app = typer.Typer(help="Named curators of the web app's store: add, list, change, make API tokens.",
@@ -1197,6 +1332,153 @@ def import_cmd(
     for k in ("added", "replaced"):
         if res[k]:
             typer.echo(f"  {k}: {', '.join(res[k])}")
+
+
+# ----------------------------------------------------------------------------- living evidence (issue 22)
+records_app = typer.Typer(help="Bibliographic records in for screening: PubMed/MEDLINE (.nbib/.txt), PubMed XML, RIS, "
+                          "ClinicalTrials.gov API v2 JSON, CSV.", no_args_is_help=True)
+app.add_typer(records_app, name="records")
+
+
+def _sqlite_db(db: Path) -> Path:
+    """The SQLite store path; a server database URL (LNSYNTH_DATABASE_URL) is refused, not ignored."""
+    import os
+
+    url = os.environ.get("LNSYNTH_DATABASE_URL", "").strip()
+    if url and not url.startswith("sqlite"):
+        raise _user_error(f"LNSYNTH_DATABASE_URL={url.split('://')[0]}://...: only the SQLite store (--db FILE) is "
+                          "supported by this version; unset LNSYNTH_DATABASE_URL")
+    if db.exists() and not db.is_file():
+        raise _user_error(f"--db {db}: not a file")
+    return db
+
+
+def _open_store(db: Path):
+    import sqlite3
+
+    from lnsynth.web.store import Store
+
+    try:
+        return Store(_sqlite_db(db))
+    except sqlite3.DatabaseError as exc:
+        raise _user_error(f"--db {db}: not an lnsynth SQLite store ({exc})") from None
+
+
+@records_app.command("import")
+def records_import(
+    file: Path = typer.Argument(..., metavar="FILE", help="The exported records file."),
+    db: Path = typer.Option(..., "--db", help="SQLite store of 'lnsynth serve' (created and seeded if new)."),
+    fmt: str = typer.Option("text", "--format", help="text (default) or json: {new, duplicates, errors}."),
+    as_: Optional[str] = typer.Option(None, "--as", help="Input format when the extension does not tell: medline, "
+                                      "pubmed-xml, ris, ctgov or csv."),
+    search: Optional[Path] = typer.Option(None, "--search", help="Search folder whose records.yaml is the search log "
+                                          "to deduplicate against (default: the embedded evidence/data/search)."),
+) -> None:
+    """Queue new records for title/abstract screening, deduplicated against the search log and the store.
+
+    Duplicates share a PMID, DOI, registry id (registry records), normalised URL or normalised
+    title + year with a search-log record, a record already queued, a source of the store's
+    evidence, or an earlier record of the file. A malformed file exits 2 naming file, record, line and field, and nothing is written.
+    """
+    from lnsynth.evidence.records_io import FORMATS, RecordsFormatError, dedup_against, parse_records
+    from lnsynth.evidence.search import SearchDataError, load_search
+
+    if fmt not in ("text", "json"):
+        raise _user_error(f"--format: expected text or json, got {fmt!r}")
+    if as_ is not None and as_ not in FORMATS:
+        raise _user_error(f"--as: expected one of {', '.join(FORMATS)}, got {as_!r}")
+    try:
+        kind, recs = parse_records(file, as_)
+    except RecordsFormatError as exc:
+        if fmt == "json":
+            sys.stdout.write(json.dumps({"new": 0, "duplicates": 0, "errors": exc.errors}, indent=2) + "\n")
+        raise _user_error(f"records import: {exc}; nothing written")
+    try:
+        log = load_search(search)
+    except SearchDataError as exc:
+        raise _user_error(f"search data: {exc}")
+    store = _open_store(db)
+    try:
+        known = [(f"search log {r.id}", r) for r in log.records]
+        known += [(f"screening record {r['id']}", r) for r in store.screening_records()]
+        known += [(f"evidence source {s.get('id')}", s) for s in json.loads(store.meta("sources") or "[]")
+                  if isinstance(s, dict)]
+        dups = dedup_against(recs, known)
+        new = [r for r, d in zip(recs, dups) if d is None]
+        ids = store.queue_screening([r.to_dict() for r in new], str(file), kind)
+    finally:
+        store.close()
+    out = {"new": len(new), "duplicates": len(recs) - len(new), "errors": [], "file": str(file), "format": kind,
+           "queued": [{"id": i, "record": r.number, "title": r.title} for i, r in zip(ids, new)],
+           "duplicate_records": [{"record": r.number, "title": r.title, "duplicate_of": d}
+                                 for r, d in zip(recs, dups) if d is not None]}
+    if fmt == "json":
+        sys.stdout.write(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
+        return
+    typer.echo(f"{file} ({kind}): {out['new']} new record(s) queued for title/abstract screening, "
+               f"{out['duplicates']} duplicate(s)")
+    for d in out["duplicate_records"]:
+        typer.echo(f"  record {d['record']}: duplicate of {d['duplicate_of']}")
+
+
+def _fmt_num(x) -> str:
+    return "-" if x is None else f"{x:.3g}"
+
+
+@app.command("update")
+def update_cmd(
+    db: Optional[Path] = typer.Option(None, "--db", help="SQLite store of 'lnsynth serve': its verified evidence is "
+                                      "analysed and the answers are stored in it (table answer_snapshots)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Evidence directory (without --db; default: the embedded "
+                                        "package data)."),
+    state: Optional[Path] = typer.Option(None, "--state", help="Without --db: the folder where the answer snapshots "
+                                         "are kept as JSON (created if missing)."),
+    fmt: str = typer.Option("text", "--format", help="text (default) or json: {snapshot, previous, changed}."),
+) -> None:
+    """Re-run every question, compare each summary-of-findings row with the last snapshot, store the new one.
+
+    Exit status 0 when no decision threshold was crossed, 3 when one was (for a scheduler), 2 on a
+    user error. Default thresholds: the CI moving across the null, certainty changing by a level.
+    """
+    from lnsynth.analyses.updates import StateDir, UpdateError, run_update
+
+    if fmt not in ("text", "json"):
+        raise _user_error(f"--format: expected text or json, got {fmt!r}")
+    if db is not None and (data is not None or state is not None):
+        raise _user_error("--db stores its own snapshots and analyses its own evidence: give --db alone, "
+                          "or --data/--state without --db")
+    if db is None and state is None:
+        raise _user_error("give --db STORE, or --state DIR for the folder where the answer snapshots are kept")
+    store = None
+    try:
+        if db is not None:
+            store = _open_store(db)
+            ev, backend = store.evidence(), store
+        else:
+            ev, backend = _load(data), StateDir(state)
+        with _plain_warnings():
+            res = run_update(ev, backend)
+    except UpdateError as exc:
+        raise _user_error(str(exc)) from None
+    finally:
+        if store is not None:
+            store.close()
+    out = {k: res[k] for k in ("snapshot", "previous", "changed")}
+    if fmt == "json":
+        sys.stdout.write(json.dumps(out, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    else:
+        typer.echo(f"snapshot {res['snapshot'][:12]} (previous: {(res['previous'] or 'none')[:12]}); "
+                   f"{len(res['changed'])} row(s) changed")
+        for c in res["changed"]:
+            b, a = c["before"] or {}, c["after"] or {}
+            line = (f"  {c['question']} / {c['outcome']}: k {b.get('k')} -> {a.get('k')}, estimate "
+                    f"{_fmt_num(b.get('estimate'))} -> {_fmt_num(a.get('estimate'))}, certainty {b.get('certainty')}"
+                    f" -> {a.get('certainty')}")
+            line += f"; added {', '.join(c['added_trials'])}" if c["added_trials"] else ""
+            line += f"; removed {', '.join(c['removed_trials'])}" if c.get("removed_trials") else ""
+            typer.echo(line + (f"; CROSSED: {'; '.join(c['crossed'])}" if c["crossed"] else ""))
+    if res["crossed_any"]:
+        raise typer.Exit(3)
 
 
 def main() -> None:  # pragma: no cover - thin wrapper

@@ -100,8 +100,9 @@ def test_templates_hold_no_literal_numbers(ev, table):
 
 def test_every_value_has_provenance(ev):
     df = ev.provenance_frame()
+    # issue 20 contract: the existing columns are kept, in order, and `conflict_with` is added
     assert list(df.columns) == ["study", "field", "value", "source", "location", "quote", "derived", "rule",
-                                "url", "source_type", "accessed"]
+                                "url", "source_type", "accessed", "conflict_with"]
     assert (df["quote"].str.len() > 0).all()
     assert df.loc[df["derived"], "rule"].notna().all()
     assert df.loc[~df["derived"], "rule"].isna().all()
@@ -239,8 +240,9 @@ def test_cli_provenance_covers_table_numbers(ev):
     res = runner.invoke(app, ["provenance", "--format", "csv"])
     assert res.exit_code == 0
     df = pd.read_csv(io.StringIO(res.output))
+    # issue 20 contract: the existing columns are kept, in order, and `conflict_with` is added
     assert list(df.columns) == ["study", "field", "value", "source", "location", "quote", "derived", "rule",
-                                "url", "source_type", "accessed"]
+                                "url", "source_type", "accessed", "conflict_with"]
     for sid in TABLE1_IDS:
         assert (df["study"] == sid).any()
     res = runner.invoke(app, ["provenance", "--format", "json"])

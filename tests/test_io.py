@@ -230,23 +230,30 @@ def test_cli_meta_subgroup_moderator_xlsx_rm5(tmp_path):
     _close(json.loads(r.stdout)["log_estimate"], _case("bcg_logRR", "REML", "z")["estimate"], 1e-7)
 
 
-def test_cli_meta_default_out_is_a_folder_not_the_cwd(tmp_path, monkeypatch):
+def test_cli_meta_without_out_writes_nothing(tmp_path, monkeypatch):
+    """Issue 21: files only under a path the user gave; without --out nothing is written."""
     monkeypatch.chdir(tmp_path)
     shutil.copy(EX / "bcg.csv", tmp_path / "bcg.csv")
     r = runner.invoke(app, ["meta", "--input", "bcg.csv"])
     assert r.exit_code == 0, r.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bcg.csv", "lnsynth-out"]
-    assert {"summary.md", "summary.csv", "summary.json", "forest.png"} <= {p.name for p in (tmp_path / "lnsynth-out").iterdir()}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bcg.csv"]
+    r = runner.invoke(app, ["meta", "--input", "bcg.csv", "--out", "res"])
+    assert r.exit_code == 0, r.output
+    assert {"summary.md", "summary.csv", "summary.json", "forest.png"} <= {p.name for p in (tmp_path / "res").iterdir()}
 
 
-def test_cli_evidence_meta_writes_into_out_not_cwd(tmp_path, monkeypatch):
+def test_cli_evidence_meta_writes_into_out_only(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     r = runner.invoke(app, ["meta", "--outcome", "complete remission", "--treatment", "CNI+MMF", "--control", "MMF",
                             "--format", "csv"])
     assert r.exit_code == 0, r.output
-    assert [p.name for p in tmp_path.iterdir()] == ["lnsynth-out"]
-    assert (tmp_path / "lnsynth-out" / "forest.png").exists()
+    assert list(tmp_path.iterdir()) == []
     assert "model_estimate" in r.stdout.splitlines()[0]
+    r = runner.invoke(app, ["meta", "--outcome", "complete remission", "--treatment", "CNI+MMF", "--control", "MMF",
+                            "--format", "csv", "--out", "out", "--fig-format", "png"])
+    assert r.exit_code == 0, r.output
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    assert (tmp_path / "out" / "forest.png").exists()
 
 
 def test_cli_nma_input(tmp_path):

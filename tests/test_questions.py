@@ -56,7 +56,9 @@ def test_relation_between(i, c, rel):
 
 def test_a_question_never_mixes_relations(ev, answers):
     add_on, subst = answers["cni-addon-mmf"], answers["tac-vs-mmf"]
-    assert set(add_on.included) == {"rovin2019", "rovin2021"}
+    # AURORA 2 keeps AURORA 1's randomised comparison (continuation): included for the long-term rows only
+    assert set(add_on.included) == {"rovin2019", "rovin2021", "saxena2024"}
+    assert {d.study: d for d in add_on.decisions}["saxena2024"].continuation_of == "rovin2021"
     reason = dict(add_on.excluded)["mok2016"]
     assert "TAC vs MMF is substitution" in reason and "tac-vs-mmf" in reason
     assert "mok2016" in subst.included and "rovin2019" not in subst.included
@@ -64,6 +66,8 @@ def test_a_question_never_mixes_relations(ev, answers):
     for a in answers.values():
         q = a.question
         for sid in a.included:
+            if {d.study: d for d in a.decisions}[sid].continuation_of:
+                continue  # a continuation's arms are mapped onto its parent's (test_harms.py)
             s = ev.study(sid)
             arms_i = [x for x in s.arms if x.regimen in q.intervention.regimens]
             arms_c = [x for x in s.arms if x.regimen in q.comparator.regimens]
@@ -76,10 +80,17 @@ def test_every_trial_is_listed_once_with_a_reason(ev, answers):
         listed = [d.study for d in a.decisions]
         assert sorted(listed) == ids
         assert all(d.reason for d in a.decisions)
-        # non-randomised trials are never pooled
+        # non-randomised trials are never pooled; a continuation of a randomised trial keeps its parent's
+        # comparison and enters only the long-term rows
         for d in a.decisions:
             if not ev.study(d.study).randomised:
-                assert not d.included and d.reason.startswith("not randomised")
+                assert not d.included or d.continuation_of, (a.id, d.study)
+                assert d.included or d.reason.startswith("not randomised") or any(
+                    w in d.reason for w in ("continuation of", "maintenance phase of", "extension of", "follow up of")), (a.id, d.study)
+            if d.continuation_of:
+                for o in a.outcomes:
+                    if o.spec.timing != "long term":
+                        assert d.study not in [t.study for t in o.trials], (a.id, o.spec.id, d.study)
 
 
 def test_class_v_is_its_own_question(ev, answers):
@@ -91,7 +102,10 @@ def test_class_v_is_its_own_question(ev, answers):
 
 def test_multitarget_rests_on_bao_and_liu(answers):
     o = answers["multitarget-vs-ivcyc"].outcome("complete_remission").to_dict()
-    assert o["studies"] == ["bao2008", "liu2015"] and o["patients"] == 402
+    assert {"bao2008", "liu2015"} <= set(o["studies"])
+    rows = {t["study"]: t for t in o["trials"]}
+    # end of induction: Liu 2015's stated 6-month induction (24 weeks printed)
+    assert rows["liu2015"]["timepoint_weeks"] == 24.0 and rows["liu2015"]["n_int"] + rows["liu2015"]["n_ctrl"] == 362
     # Liu 2015 IV cyclophosphamide 25.6% of 181 is reproduced by no count: approximated and said so
     assert any("liu2015: approximate count" in n for n in o["notes"])
 

@@ -392,8 +392,12 @@ def test_pending_trial_and_adverse_event(client):
                      headers=heads["bob"])
     assert upd.status_code == 200 and upd.json()["status"] == "pending"
     assert aes() == [("Pneumonia", 2)]  # the verified value stays until the change is verified
+    # deleting a value the analyses use is a proposal until a second person confirms it (issue 26)
     assert client.delete(f"/api/trials/smith2024/adverse-events/{rec['id']}?version=2",
-                         headers=heads["alice"]).status_code == 200
+                         headers=heads["alice"]).status_code == 202
+    assert aes() == [("Pneumonia", 2)]
+    assert client.delete(f"/api/trials/smith2024/adverse-events/{rec['id']}?version=3",
+                         headers=heads["carol"]).status_code == 200
     assert aes() == []
 
 
@@ -433,7 +437,8 @@ def test_curation_forms_need_session_csrf_and_name_fields(client):
     r = client.post(f"/trials/{TRIAL}/outcomes/{rec['id']}/delete", data={"version": "1", "csrf_token": tok},
                     follow_redirects=False)
     assert r.status_code == 303
-    assert rec["id"] not in [o["id"] for o in client.get(f"/api/trials/{TRIAL}/outcomes").json()]
+    # a repository value: the deletion is proposed, a second person confirms it (issue 26)
+    assert client.get(f"/api/trials/{TRIAL}/outcomes/{rec['id']}").json()["deletion"]["by"] == "alice"
 
 
 def test_authenticated_pages_are_not_cached(client):

@@ -22,8 +22,14 @@ Steps
    (default on: ``round(pct/100*n)`` where no integer count reproduces a printed percentage) is
    applied and shown per trial. Trials with no events in either arm are not estimable on a
    ratio scale and are listed as such (Cochrane Handbook 10.4.4.2).
-3. **Model**: the plan's measure and estimator (default RR, random effects, REML, z test) via
-   :func:`lnsynth.pairwise.meta_analysis`; a single trial is its own estimate (no pooling).
+   Each row's timepoint rule (:mod:`lnsynth.analyses.outcome_rules`: end of induction for induction
+   rows, long-term rows fed by continuation / follow-up reports that keep their parent trial's
+   randomised comparison) is shown as ``timepoint_rule``; percentages that are no count (cumulative
+   incidences, sub-types) and continuous arm summaries are shown side by side (``reported``).
+3. **Model**: the declared sparse-data rule (:func:`lnsynth.analyses.outcome_rules.choose_method`,
+   Cochrane Handbook 10.4.4) picks ``method``: the plan's random-effects estimator (REML) when the
+   data are not sparse, else Mantel-Haenszel or Peto, or no pooling (trials side by side); a single
+   trial is its own estimate (``method: none``). Via :func:`lnsynth.pairwise.meta_analysis`.
 4. **Certainty** (:mod:`lnsynth.analyses.grade`) and absolute effects per 1000 from the assumed
    control risk (median control-arm risk of the included trials unless the question declares one).
 
@@ -48,11 +54,14 @@ import pandas as pd
 
 from lnsynth.evidence.load import EvidenceBase, currency
 from lnsynth.evidence.schema import RiskOfBias, Study
-from lnsynth.analyses.selection import SelectionWarning, adverse_event_data, pairwise_data
+from lnsynth.analyses.selection import COUNT_POLICY, SelectionWarning, adverse_event_data, pairwise_data
 
-from .grade import Certainty, TrialFacts, intervention_risk, rate_outcome
+from .baselines import absolute_rows, baseline_rows
+from .grade import Certainty, grade_outcome, intervention_risk
+from .outcome_rules import SPARSE_RULE, choose_method, continuous_rows, efficacy_calls, map_arms, parent_link, reported_row
 from .questions import COMPONENTS, CNI_DRUGS, OutcomeSpec, Question, get_question, load_questions, relation_between
 
+_DRUG_NAMES = {"VCS": "voclosporin", "TAC": "tacrolimus", "CSA": "cyclosporin"}
 _CLASS_V_ONLY = re.compile(r"(pure\s+class\s+(5|v)\b|^class\s+(5|v)\b|membranous)", re.I)
 _PROLIF = re.compile(r"\b(iii|iv|3|4)\b|proliferative", re.I)
 
@@ -77,10 +86,15 @@ class StudyDecision:
     reason: str
     intervention_arms: tuple[str, ...] = ()
     comparator_arms: tuple[str, ...] = ()
+    #: a continuation / follow-up report: the parent trial whose randomised comparison it keeps
+    continuation_of: str = ""
+    #: (arm id, parent arm regimen) for a continuation's arms
+    regimen_map: tuple[tuple[str, str], ...] = ()
 
     def to_dict(self) -> dict:
         return {"study": self.study, "label": self.label, "included": self.included, "reason": self.reason,
-                "intervention_arms": list(self.intervention_arms), "comparator_arms": list(self.comparator_arms)}
+                "intervention_arms": list(self.intervention_arms), "comparator_arms": list(self.comparator_arms),
+                "continuation_of": self.continuation_of or None}
 
 
 @dataclass(frozen=True)
@@ -110,6 +124,9 @@ class TrialRow:
     weight: Optional[float] = None
     in_model: bool = True
     note: str = ""
+    period: Optional[str] = None  # adverse events: the period the record covers (induction, maintenance, overall)
+    count_type: Optional[str] = None  # adverse events: patients (with >= 1 event) or events
+    continuation_of: str = ""  # a continuation report: its parent trial
 
     def to_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
@@ -127,6 +144,11 @@ class OutcomeAnswer:
     control_risk: Optional[float] = None
     control_risk_source: str = ""
     not_estimable: Optional[str] = None
+    method: str = "none"  # REML, MH, Peto, GLMM or none (outcome_rules.choose_method)
+    method_reason: str = ""
+    reported: tuple = ()  # trials reporting percentages only (shown side by side, never pooled)
+    timepoint_notes: tuple = ()
+    baselines: tuple = ()  # declared baseline risks ({label, risk, source, rule}), lnsynth.analyses.baselines
 
     @property
     def analysed(self) -> tuple[TrialRow, ...]:
@@ -171,6 +193,14 @@ class OutcomeAnswer:
             "kind": self.spec.kind,
             "accepted": list(self.spec.endpoints or self.spec.categories),
             "window": self.spec.window.text() if self.spec.kind == "efficacy" else "as reported",
+            "timepoint_rule": self.spec.timepoint_rule(),
+            "counted": self.spec.counted,
+            "harm": self.spec.harm,
+            "long_term": self.spec.timing == "long term",
+            "method": self.method,
+            "method_reason": self.method_reason,
+            "sparse_rule": SPARSE_RULE,
+            "count_policy": COUNT_POLICY,
             "k": self.k,
             "studies": [t.study for t in a],
             "patients": sum(t.n_int + t.n_ctrl for t in a),
@@ -191,8 +221,12 @@ class OutcomeAnswer:
             "per1000_high": p1000_hi,
             "certainty": self.certainty.rating if self.certainty else None,
             "reasons": (self.certainty.reasons() if self.certainty else []) + ([self.not_estimable] if self.not_estimable else []),
+            "domains": self.certainty.domain_list() if self.certainty else [],
+            "baseline_risks": absolute_rows(self.measure, est, lo, hi, self.baselines),
             "not_estimable": self.not_estimable,
             "trials": [t.to_dict() for t in self.trials],
+            "reported": [dict(x) for x in self.reported],
+            "timepoint_notes": list(self.timepoint_notes),
             "excluded": [{"study": s, "reason": w} for s, w in self.excluded],
             "notes": list(self.notes),
         }
@@ -220,6 +254,7 @@ class Answer:
     decisions: tuple[StudyDecision, ...]
     outcomes: tuple[OutcomeAnswer, ...]
     evidence: dict = field(default_factory=dict)
+    _arm_regimens: dict = field(default_factory=dict, repr=False, compare=False)  # (study, arm id) -> (regimen,)
 
     @property
     def id(self) -> str:
@@ -243,6 +278,29 @@ class Answer:
                 return o
         raise KeyError(f"question {self.id}: no outcome {outcome_id!r}")
 
+    def intervention_drugs(self) -> tuple[str, ...]:
+        """The calcineurin inhibitors of the intervention arms of the included trials (not of the question's label)."""
+        ev_arms = {}
+        for d in self.decisions:
+            if d.included and not d.continuation_of:
+                ev_arms.update({(d.study, a): None for a in d.intervention_arms})
+        regs = {r for (sid, aid) in ev_arms for r in self._arm_regimens.get((sid, aid), ())}
+        found = set().union(*(COMPONENTS.get(r, frozenset()) & CNI_DRUGS for r in regs)) if regs else set()
+        return tuple(_DRUG_NAMES[x] for x in sorted(found))
+
+    def intervention_label(self) -> str:
+        """The question's intervention label; for an any-CNI question, with the drugs its included trials contain."""
+        q = self.question
+        if not q.any_cni:
+            return q.intervention.label
+        drugs = self.intervention_drugs()
+        asked = sorted({_DRUG_NAMES[x] for r in q.intervention.regimens for x in COMPONENTS.get(r, frozenset()) & CNI_DRUGS})
+        if not drugs:
+            return f"{q.intervention.label} (no included trial)"
+        missing = [x for x in asked if x not in drugs]
+        return (f"{q.intervention.label}: {' and '.join(drugs)} only (the included trials' drugs"
+                + (f"; no trial of {', '.join(missing)}: indirect for the class)" if missing else ")"))
+
     def to_dict(self) -> dict:
         """The contract of ``lnsynth answer ID --format json`` and ``GET /api/questions/{id}``."""
         q = self.question
@@ -252,8 +310,9 @@ class Answer:
             "question": q.question,
             "population": q.population.description,
             "relation": q.relation,
-            "intervention": q.intervention.label,
+            "intervention": self.intervention_label(),
             "intervention_regimens": list(q.intervention.regimens),
+            "intervention_drugs": list(self.intervention_drugs()),
             "comparator": q.comparator.label,
             "comparator_regimens": list(q.comparator.regimens),
             "plan": q.summary_dict()["plan"],
@@ -314,7 +373,12 @@ def select_studies(ev: EvidenceBase, q: Question) -> tuple[StudyDecision, ...]:
     """The inclusion table of question ``q``: every stored trial, included or excluded and why."""
     qs = load_questions()
     out = []
+    later = []  # continuation / follow-up reports: decided once their parent trial is
     for s in ev.studies:
+        if parent_link(s) is not None:
+            later.append(s)
+            out.append(None)
+            continue
         arms = ", ".join(f"{a.regimen} ({a.phase})" for a in s.arms)
         ia = _arm_list(s, q.intervention.regimens, q.population.phase)
         ca = _arm_list(s, q.comparator.regimens, q.population.phase)
@@ -360,7 +424,43 @@ def select_studies(ev: EvidenceBase, q: Question) -> tuple[StudyDecision, ...]:
         if len(ia) > 1:
             reason += f"; {len(ia)} intervention arms combined"
         out.append(StudyDecision(s.id, s.label, True, reason, tuple(a.id for a in ia), tuple(a.id for a in ca)))
-    return tuple(out)
+    done = {d.study: d for d in out if d is not None}
+    by_id = {s.id: _continuation_decision(ev, s, done, q, qs) for s in later}
+    it = iter(later)
+    return tuple(d if d is not None else by_id[next(it).id] for d in out)
+
+
+def _continuation_decision(ev: EvidenceBase, s: Study, done: dict, q: Question, qs) -> StudyDecision:
+    """A continuation / maintenance-phase / extension / follow-up report keeps the randomised comparison
+    it came from: included (mapped onto its parent's arms, long-term rows only) where the parent trial
+    is included, otherwise excluded with the question that answers the parent."""
+    link = parent_link(s)
+    kind = link.type.replace("_", " ")
+    parent_d = done.get(link.trial)
+    try:
+        parent = ev.study(link.trial)
+    except (KeyError, ValueError):
+        return StudyDecision(s.id, s.label, False, f"{kind} {link.trial}, which is not in the evidence base")
+    if parent_d is None or not parent_d.included:
+        fits = [x for x in _question_for(parent, qs) if x != q.id]
+        why = (f"{kind} {parent.label}: keeps that trial's randomised comparison "
+               f"({' vs '.join(sorted({a.regimen for a in parent.arms}))}); its arms were not randomised to "
+               f"{' vs '.join(a.regimen for a in s.arms)}")
+        if fits:
+            why += f"; answered as long-term rows of question {', '.join(fits)}"
+        return StudyDecision(s.id, s.label, False, why)
+    p_arms = [a for a in parent.arms if a.id in parent_d.intervention_arms + parent_d.comparator_arms]
+    m = map_arms(list(s.arms), p_arms)
+    ia = tuple(a for a, pa in m.items() if pa.id in parent_d.intervention_arms)
+    ca = tuple(a for a, pa in m.items() if pa.id in parent_d.comparator_arms)
+    if not ia or not ca:
+        return StudyDecision(s.id, s.label, False, f"{kind} {parent.label}: its arms do not map onto the parent's "
+                                                    f"intervention and comparator arms")
+    reason = (f"{kind} {parent.label} (randomised comparison kept: "
+              f"{', '.join(a.label for a in s.arms if a.id in ia)} vs {', '.join(a.label for a in s.arms if a.id in ca)}); "
+              f"long-term rows only; induction-confounded continuation of the patients who continued (indirectness stated)")
+    return StudyDecision(s.id, s.label, True, reason, ia, ca, continuation_of=parent.id,
+                         regimen_map=tuple((a, pa.regimen) for a, pa in m.items() if a in ia + ca))
 
 
 def _subset(ev: EvidenceBase, decisions: tuple[StudyDecision, ...]) -> EvidenceBase:
@@ -371,8 +471,9 @@ def _subset(ev: EvidenceBase, decisions: tuple[StudyDecision, ...]) -> EvidenceB
             continue
         s = ev.study(d.study)
         keep = set(d.intervention_arms) | set(d.comparator_arms)
+        remap = dict(d.regimen_map)
         studies.append(s.model_copy(update={
-            "arms": [a for a in s.arms if a.id in keep],
+            "arms": [a.model_copy(update={"regimen": remap[a.id]}) if a.id in remap else a for a in s.arms if a.id in keep],
             "outcomes": [o for o in s.outcomes if o.arm in keep],
             "adverse_events": [a for a in s.adverse_events if a.arm in keep],
         }))
@@ -390,50 +491,97 @@ def _secondary(types: tuple[str, ...]) -> bool:
     return bool(types) and all(t in ("news", "secondary summary") for t in types)
 
 
+def _one(sub: EvidenceBase, st: Study) -> EvidenceBase:
+    return EvidenceBase(sub.sources, (st,), sub.syntheses, sub.root)
+
+
+def _collect(ev: EvidenceBase, sub: EvidenceBase, q: Question, spec: OutcomeSpec, decisions):
+    """Per trial: the row's record (endpoint or category, in order of preference) at the timepoint its
+    rule picks; what was left out and why; percentage-only reports; timepoint notes."""
+    plan = q.plan
+    tspec, cspec = ",".join(q.intervention.regimens), ",".join(q.comparator.regimens)
+    dec = {d.study: d for d in decisions}
+    long_term = spec.timing == "long term"
+    rows: dict[str, TrialRow] = {}
+    excluded: dict[str, str] = {}
+    notes: list[str] = []
+    tnotes: list[str] = []
+    reported: list[dict] = []
+    accepted = spec.endpoints if spec.kind == "efficacy" else spec.categories
+    for st in sub.studies:
+        cont = dec[st.id].continuation_of if st.id in dec else ""
+        if cont and not long_term:
+            excluded[st.id] = f"continuation report ({dec[st.id].reason.split(' (')[0]}): answers the long-term rows only"
+            continue
+        one = _one(sub, st)
+        frame = one.outcomes_frame() if spec.kind == "efficacy" else one.adverse_events_frame()
+        present = set(frame["endpoint" if spec.kind == "efficacy" else "category"]) if len(frame) else set()
+        calls, tnote = efficacy_calls(spec, ev.study(st.id), bool(cont)) if spec.kind == "efficacy" else ([{}], "")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SelectionWarning)
+            for what in accepted:
+                if what not in present or st.id in rows:
+                    continue
+                found = []
+                whys = []
+                if spec.kind == "efficacy":
+                    for kw in calls:
+                        d = pairwise_data(one, what, tspec, cspec, timepoint=spec.prefer, warn=False,
+                                          approximate=plan.approximate, allow_nonrandomised=bool(cont), **kw)
+                        found += [(d, r) for r in d.frame.itertuples()]
+                        whys += [w for _, w in d.excluded]
+                else:
+                    periods = None if (cont and long_term) else (tuple(spec.periods) if spec.periods is not None else None)
+                    d = adverse_event_data(one, what, tspec, cspec, warn=False, approximate=plan.approximate,
+                                           allow_nonrandomised=bool(cont), periods=periods)
+                    found += [(d, r) for r in d.frame.itertuples()]
+                    whys += [w for _, w in d.excluded]
+                if not found:
+                    if whys:
+                        excluded.setdefault(st.id, f"{what}: {whys[0]}")
+                    if spec.kind == "efficacy" and not any(x["study"] == st.id for x in reported):
+                        rep = reported_row(one, what, tspec, cspec, calls)
+                        if rep is not None:
+                            reported.append(rep)
+                    continue
+                d, r = max(found, key=lambda x: -1.0 if pd.isna(getattr(x[1], "timepoint_weeks", None)) else float(x[1].timepoint_weeks))
+                notes += [f"{st.id}: {why}" for _, why in d.set_aside]
+                tp = None if pd.isna(getattr(r, "timepoint_weeks", None)) else float(r.timepoint_weeks)
+                rows[st.id] = TrialRow(
+                    r.study, r.label, what, tp, int(r.events_treat), int(r.n_treat), int(r.events_ctrl), int(r.n_ctrl),
+                    r.treatment_arms, r.control_arms, bool(r.derived), bool(r.approximate), int(r.combined_arms),
+                    tuple(r.sources), tuple(r.source_types), tuple(r.records), _rob(ev.study(st.id)),
+                    period=getattr(r, "period", None) if spec.kind != "efficacy" else None,
+                    count_type=getattr(r, "count_type", None) if spec.kind != "efficacy" else None,
+                    continuation_of=cont)
+                excluded.pop(st.id, None)
+                if tnote:
+                    tnotes.append(f"{st.id}: {tnote}; {tp:g} weeks used" if tp is not None else f"{st.id}: {tnote}")
+        if st.id not in rows and st.id not in excluded:
+            if any(x["study"] == st.id for x in reported):
+                excluded[st.id] = "percentages only: shown side by side (reported)"
+            else:
+                excluded[st.id] = "not reported in the stored sources" + (
+                    f" ({spec.timepoint_rule()})" if spec.kind == "efficacy" else "")
+    for dcs in decisions:
+        if dcs.included and dcs.study not in rows and dcs.study not in excluded:
+            excluded[dcs.study] = "not reported in the stored sources"
+    return rows, excluded, notes, tnotes, reported
+
+
 def _outcome(ev: EvidenceBase, sub: EvidenceBase, q: Question, spec: OutcomeSpec, decisions) -> OutcomeAnswer:
     from lnsynth.pairwise import effect_sizes, meta_analysis
 
     plan = q.plan
-    tspec, cspec = ",".join(q.intervention.regimens), ",".join(q.comparator.regimens)
-    rows: dict[str, TrialRow] = {}
-    excluded: dict[str, str] = {}
-    notes: list[str] = []
-    accepted = spec.endpoints if spec.kind == "efficacy" else spec.categories
-    present: set = set()  # endpoints / categories the selected trials report (computed once per outcome)
-    if sub.studies:
-        frame = sub.outcomes_frame() if spec.kind == "efficacy" else sub.adverse_events_frame()
-        present = set(frame["endpoint" if spec.kind == "efficacy" else "category"]) if len(frame) else set()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", SelectionWarning)
-        for what in accepted:
-            if what not in present:
-                continue
-            if spec.kind == "efficacy":
-                d = pairwise_data(sub, what, tspec, cspec, timepoint=spec.prefer, min_weeks=spec.window.min_weeks,
-                                  max_weeks=spec.window.max_weeks, warn=False, approximate=plan.approximate)
-            else:
-                d = adverse_event_data(sub, what, tspec, cspec, warn=False)
-            for sid, why in d.set_aside:
-                if sid not in rows:
-                    notes.append(f"{sid}: {why}")
-            for r in d.frame.itertuples():
-                if r.study in rows:
-                    continue
-                st = ev.study(r.study)
-                tp = None if pd.isna(getattr(r, "timepoint_weeks", None)) else float(r.timepoint_weeks)
-                rows[r.study] = TrialRow(
-                    r.study, r.label, what, tp, int(r.events_treat), int(r.n_treat), int(r.events_ctrl), int(r.n_ctrl),
-                    r.treatment_arms, r.control_arms, bool(r.derived), bool(r.approximate), int(r.combined_arms),
-                    tuple(r.sources), tuple(r.source_types), tuple(r.records), _rob(st),
-                )
-                excluded.pop(r.study, None)
-            for sid, why in d.excluded:
-                if sid not in rows:
-                    excluded[sid] = f"{what}: {why}"
-    for dcs in decisions:
-        if dcs.included and dcs.study not in rows and dcs.study not in excluded:
-            excluded[dcs.study] = "not reported in the stored sources" + (
-                f" ({spec.window.text()})" if spec.kind == "efficacy" and spec.window.text() != "any timepoint" else "")
+    if spec.kind == "continuous":
+        excluded, reported = continuous_rows(sub, spec, decisions)
+        why = ("reported side by side (not pooled): " + "; ".join(
+            f"{x['study']} {x['intervention']} vs {x['comparator']}" + (
+                f", MD {x['difference']['estimate']:.1f} ({x['difference']['ci_low']:.1f} to {x['difference']['ci_high']:.1f})"
+                if "difference" in x else "") for x in reported)) if reported else "no included trial reports it"
+        return OutcomeAnswer(spec, "MD", (), tuple(excluded.items()), (), not_estimable=why, method="none",
+                             method_reason=why, reported=tuple(reported))
+    rows, excluded, notes, tnotes, reported = _collect(ev, sub, q, spec, decisions)
     # double-zero trials are not estimable on a ratio scale
     trials = []
     for t in rows.values():
@@ -446,26 +594,37 @@ def _outcome(ev: EvidenceBase, sub: EvidenceBase, q: Question, spec: OutcomeSpec
     for t in trials:
         if t.approximate:
             notes.append(f"{t.study}: approximate count: a printed percentage no integer count reproduces, round(pct/100*n) used (plan: approximate)")
+        elif t.derived:
+            notes.append(f"{t.study}: count derived from a printed percentage on the arm size or printed denominator (count policy)")
         if t.combined_arms > 1:
             notes.append(f"{t.study}: {t.combined_arms} arms of one side combined (events and n summed; Cochrane Handbook 23.3.4)")
         if _secondary(t.source_types):
             notes.append(f"{t.study}: counts rest on {', '.join(t.source_types)} only ({', '.join(t.sources)})")
+        if t.continuation_of:
+            notes.append(f"{t.study}: continuation report of {t.continuation_of} (the randomised comparison kept; only the patients who continued)")
+    common = dict(timepoint_notes=tuple(tnotes), reported=tuple(reported))
     if not analysed:
         why = ("no included trial reports it with usable counts" if not trials
                else "only trials with no events in either arm")
-        other = {s: w for s, w in excluded.items() if not w.startswith("not reported")}
+        other = {s: w for s, w in excluded.items() if not w.startswith(("not reported", "continuation report"))}
         if other and not trials:
             why += " (" + "; ".join(f"{s}: {w}" for s, w in other.items()) + ")"
-        return OutcomeAnswer(spec, plan.measure, tuple(trials), tuple(excluded.items()), tuple(notes), not_estimable=why)
-    es = effect_sizes(plan.measure, labels=[t.study for t in analysed],
+        if reported:
+            why = "reported as percentages only, side by side: " + "; ".join(
+                f"{x['study']} {x['intervention']} vs {x['comparator']}" for x in reported)
+        return OutcomeAnswer(spec, plan.measure, tuple(trials), tuple(excluded.items()), tuple(notes), not_estimable=why,
+                             method="none", method_reason=why, **common)
+    method, method_reason = choose_method(analysed, plan.method)
+    measure = "OR" if method == "Peto" else plan.measure
+    es = effect_sizes(measure, labels=[t.study for t in analysed],
                       events_treat=[t.events_int for t in analysed], n_treat=[t.n_int for t in analysed],
                       events_ctrl=[t.events_ctrl for t in analysed], n_ctrl=[t.n_ctrl for t in analysed])
-    method = plan.method if len(analysed) > 1 else "FE"
+    fit = {"none": "FE", "MH": "MH", "Peto": "PETO"}.get(method, plan.method)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = meta_analysis(es, method=method, test=plan.test if len(analysed) > 1 else "z")
+        res = meta_analysis(es, method=fit, test=plan.test if method not in ("none", "MH", "Peto") else "z")
     yi, vi, w = list(res.yi), list(res.vi), list(res.weights)
-    back = (lambda x: math.exp(x)) if plan.measure in ("RR", "OR") else (lambda x: x)
+    back = (lambda x: math.exp(x)) if measure in ("RR", "OR") else (lambda x: x)
     j = 0
     done = []
     for t in trials:
@@ -474,10 +633,15 @@ def _outcome(ev: EvidenceBase, sub: EvidenceBase, q: Question, spec: OutcomeSpec
             continue
         y, v = float(yi[j]), float(vi[j])
         done.append(_replace(t, estimate=back(y), ci_low=back(y - 1.959963984540054 * math.sqrt(v)),
-                             ci_high=back(y + 1.959963984540054 * math.sqrt(v)), weight=float(w[j])))
+                             ci_high=back(y + 1.959963984540054 * math.sqrt(v)),
+                             weight=float(w[j]) if method != "none" or len(analysed) == 1 else None))
         j += 1
     trials = done
     analysed = [t for t in trials if t.in_model]
+    if method == "none" and len(analysed) > 1:
+        return OutcomeAnswer(spec, measure, tuple(trials), tuple(excluded.items()), tuple(notes),
+                             not_estimable=method_reason, method="none", method_reason=method_reason, **common)
+    common.update(method=method, method_reason=method_reason)
     if isinstance(plan.baseline_risk, float):
         cr, cr_src = float(plan.baseline_risk), "declared by the question"
     else:
@@ -492,14 +656,10 @@ def _outcome(ev: EvidenceBase, sub: EvidenceBase, q: Question, spec: OutcomeSpec
             egger_p = float(egger_test(res).pvalue)
         except ValueError:
             egger_p = None
-    facts = [TrialFacts(t.study, t.n_int + t.n_ctrl, t.events_int + t.events_ctrl,
-                        math.log(t.estimate) if plan.measure in ("RR", "OR") else t.estimate,
-                        t.timepoint_weeks, setting_text(ev.study(t.study)), t.rob, _secondary(t.source_types)) for t in analysed]
-    cert = rate_outcome(measure=plan.measure, k=len(analysed), estimate_ci=(res.ci_low, res.ci_high),
-                        pi=(res.pi_low, res.pi_high), i2=float(res.i2), trials=facts,
-                        endpoints=[t.endpoint for t in analysed] if spec.kind == "efficacy" else [],
-                        relation=q.relation, control_risk=cr, thresholds=plan.thresholds, egger_p=egger_p)
-    return OutcomeAnswer(spec, plan.measure, tuple(trials), tuple(excluded.items()), tuple(notes), res, cert, cr, cr_src)
+    cert = grade_outcome(ev, q, spec, analysed, decisions, res, cr, egger_p)
+    bl = baseline_rows(ev, q, spec, analysed, cr, cr_src)
+    return OutcomeAnswer(spec, measure, tuple(trials), tuple(excluded.items()), tuple(notes), res, cert, cr, cr_src,
+                         baselines=bl, **common)
 
 
 def setting_text(s: Study) -> str:
@@ -535,7 +695,8 @@ def answer(ev: EvidenceBase, question_id: str) -> Answer:
     decisions = select_studies(ev, q)
     sub = _subset(ev, decisions)
     outs = tuple(_outcome(ev, sub, q, spec, decisions) for spec in q.outcomes)
-    a = Answer(q, decisions, outs, currency(ev))
+    arm_regs = {(st.id, a_.id): (a_.regimen,) for st in ev.studies for a_ in st.arms}
+    a = Answer(q, decisions, outs, currency(ev), arm_regs)
     if len(_CACHE) > 64:
         _CACHE.clear()
     _CACHE[key] = (ev, a)

@@ -26,7 +26,7 @@ Examples
 --------
 >>> from lnsynth.analyses.questions import load_questions
 >>> [q.id for q in load_questions()][:2]
-['class-v-cni', 'cni-addon-mmf']
+['voclosporin-addon-mmf', 'voclosporin-high-dose-addon-mmf']
 """
 
 from __future__ import annotations
@@ -149,12 +149,25 @@ class OutcomeSpec(_Frozen):
 
     id: str
     label: str
-    kind: Literal["efficacy", "adverse event"]
+    kind: Literal["efficacy", "adverse event", "continuous"]
     endpoints: list[str] = Field(default_factory=list)
     categories: list[str] = Field(default_factory=list)
     window: Window = Window()
     prefer: Union[Literal["latest", "earliest"], float] = "latest"
     benefit: Literal["higher", "lower"] = "higher"
+    #: which timepoint answers the row: ``window`` (``prefer`` within ``window``), ``end of induction``
+    #: (the record the trial marks as end of induction, else its stated induction duration, else the
+    #: latest induction-phase record in ``window``) or ``long term`` (continuation and follow-up reports
+    #: keep their parent trial's randomised comparison; later than ``window.min_weeks``).
+    timing: Literal["window", "end of induction", "long term"] = "window"
+    #: what is counted (patients or events, over which period): shown with the row.
+    counted: Optional[str] = None
+    #: adverse events: the periods accepted (``None`` = period not stated); default all.
+    periods: Optional[list[Optional[Literal["induction", "maintenance", "overall"]]]] = None
+    #: harm (adverse event) or benefit row; shown in the report's headline.
+    harm: bool = False
+    #: continuous rows: how the stored arm-level facts' ``what`` begins (e.g. "eGFR slope"), in order of preference.
+    facts: list[str] = Field(default_factory=list)
 
     @field_validator("endpoints")
     @classmethod
@@ -167,7 +180,33 @@ class OutcomeSpec(_Frozen):
             raise ValueError("an efficacy outcome needs 'endpoints'")
         if self.kind == "adverse event" and not self.categories:
             raise ValueError("an adverse-event outcome needs 'categories'")
+        if self.kind == "continuous" and not self.facts:
+            raise ValueError("a continuous outcome needs 'facts' (how the stored facts' 'what' begins)")
         return self
+
+    def timepoint_rule(self, phase: str = "induction") -> str:
+        """The rule that picks each trial's timepoint for this row, as text (shown on every row)."""
+        w = self.window.text()
+        if self.kind == "continuous":
+            return ("as reported (the report's own period)" + ("; continuation and follow-up reports keep the parent "
+                    "trial's randomised comparison (induction-confounded)" if self.timing == "long term" else ""))
+        if self.kind == "adverse event":
+            per = ", ".join(p or "not stated" for p in self.periods) if self.periods else "any period"
+            base = f"as reported by each trial (periods accepted: {per})"
+            if self.timing == "long term":
+                base += ("; continuation and follow-up reports (the parent trial's randomised comparison kept: "
+                         "induction-confounded) and records covering the maintenance or whole-trial period")
+            return base
+        if self.timing == "end of induction":
+            return (f"end of induction: the result the trial marks as end of induction, else at its stated induction "
+                    f"duration, else the latest induction-phase result in the window ({w}); results after a different "
+                    f"maintenance are not used")
+        if self.timing == "long term":
+            return (f"long term: the latest result after induction (a maintenance-phase result, or {w}) of the trial or "
+                    f"of its continuation / follow-up report, which keeps the parent trial's randomised comparison "
+                    f"(induction-confounded: indirectness stated)")
+        pick = self.prefer if isinstance(self.prefer, str) else f"closest to {self.prefer:g} weeks"
+        return f"{pick} timepoint within {w}" if w != "any timepoint" else f"{pick} timepoint reported"
 
 
 class Arm(_Frozen):
@@ -214,6 +253,40 @@ class Plan(_Frozen):
         return "FE" if self.model == "fixed-effect" else self.tau2
 
 
+class BaselineRiskSpec(_Frozen):
+    """One declared baseline (assumed control) risk of a question (:mod:`lnsynth.analyses.baselines`)."""
+
+    label: str = Field(min_length=1)
+    rule: Literal["median", "lowest", "highest", "worst", "value"] = "median"
+    trials: Literal["included", "evidence"] = "evidence"
+    setting: Literal["any", "multinational", "asian", "other"] = "any"
+    risk: Optional[float] = None
+    source: Optional[str] = None
+    outcomes: Optional[list[str]] = None
+
+    @model_validator(mode="after")
+    def _value_has_source(self) -> "BaselineRiskSpec":
+        if self.rule == "value":
+            if self.risk is None or not 0 < self.risk < 1:
+                raise ValueError("rule 'value' needs 'risk' strictly between 0 and 1")
+            if not (self.source or "").strip():
+                raise ValueError("rule 'value' needs its 'source' (where the risk comes from)")
+        elif self.risk is not None:
+            raise ValueError(f"'risk' is computed by rule {self.rule!r}; give rule 'value' to declare one")
+        return self
+
+
+GRADE_DOMAINS = ("risk of bias", "inconsistency", "indirectness", "imprecision", "publication bias")
+
+
+class PanelOverride(_Frozen):
+    """A panel's override of one GRADE domain of one outcome, with its written reason (shown)."""
+
+    downgrade: int = Field(ge=0, le=2)
+    reason: str = Field(min_length=10)
+    judgement: Optional[str] = None
+
+
 class Question(_Frozen):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     title: str
@@ -224,6 +297,30 @@ class Question(_Frozen):
     relation: Literal[RELATIONS]  # type: ignore[valid-type]
     outcomes: list[OutcomeSpec]
     plan: Plan = Plan()
+    #: clinical order of the catalogue (add-on first); ties by id.
+    order: int = 100
+    #: for a question whose intervention spans several drugs: its label lists the drugs of the trials
+    #: actually included (computed by the answer), and drug indirectness is flagged.
+    any_cni: bool = False
+    #: assumed control risks shown beside the answer's own (default: baselines.DEFAULT_RULES).
+    baseline_risks: list[BaselineRiskSpec] = Field(default_factory=list)
+    #: a panel's GRADE overrides: ``{outcome_id: {domain: {downgrade, reason}}}`` (shown with the rule's judgement).
+    overrides: dict[str, dict[str, PanelOverride]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _overrides_known(self) -> "Question":
+        ids = {o.id for o in self.outcomes}
+        for oid, doms in self.overrides.items():
+            if oid not in ids:
+                raise ValueError(f"overrides: no outcome {oid!r} in this question; outcomes: {sorted(ids)}")
+            bad = [d for d in doms if d.strip().lower().replace("_", " ") not in GRADE_DOMAINS]
+            if bad:
+                raise ValueError(f"overrides.{oid}: unknown GRADE domain(s) {bad}; known: {list(GRADE_DOMAINS)}")
+        for b in self.baseline_risks:
+            bad = [x for x in (b.outcomes or []) if x not in ids]
+            if bad:
+                raise ValueError(f"baseline_risks {b.label!r}: no outcome(s) {bad} in this question")
+        return self
 
     @model_validator(mode="after")
     def _disjoint(self) -> "Question":
@@ -250,6 +347,7 @@ class Question(_Frozen):
             "comparator": self.comparator.label,
             "comparator_regimens": list(self.comparator.regimens),
             "relation": self.relation,
+            "order": self.order,
             "outcomes": [o.label for o in self.outcomes],
             "plan": {"measure": self.plan.measure, "model": self.plan.model, "tau2": self.plan.tau2,
                      "test": self.plan.test, "approximate": self.plan.approximate,
@@ -273,7 +371,7 @@ def _read(path: Path):
 
 
 def load_questions(path: Union[str, Path, None] = None) -> tuple[Question, ...]:
-    """Load and validate every question of the catalogue (sorted by id).
+    """Load and validate every question of the catalogue (in clinical order: ``order``, then id).
 
     Raises
     ------
@@ -316,7 +414,7 @@ def _load(root_s: str) -> tuple[Question, ...]:
         if q.id != p.stem:
             raise QuestionError(f"{p.name}: id {q.id!r} differs from the file name")
         out.append(q)
-    return tuple(out)
+    return tuple(sorted(out, key=lambda q: (q.order, q.id)))
 
 
 def get_question(qid: str, path: Union[str, Path, None] = None) -> Question:

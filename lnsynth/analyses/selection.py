@@ -117,23 +117,80 @@ def choose_timepoint(tps: list[float], timepoint: Union[str, float]) -> float:
     return min(tps, key=lambda w: abs(w - float(timepoint)))
 
 
-def approximate_counts(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
-    """Fill counts for rows whose printed percentage no integer count reproduces, with
-    ``round(pct/100*n)``; returns the filled copy and the mask of filled rows."""
-    from lnsynth.evidence.derive import nearest_count
+#: What the one count policy says (shown on every answer; benefits and harms alike).
+COUNT_POLICY = ("one count policy for benefits and harms: a record that prints a percentage but no count gets "
+                "round(pct/100*n) on its own denominator (else the arm size); flagged derived when that count "
+                "reproduces the printed percentage, approximate when no integer count does; a cumulative incidence "
+                "(time-to-event estimate) and several percentage-only sub-types of one endpoint in one arm are never "
+                "converted")
 
-    from lnsynth.evidence.derive import count_candidates
+_TIME_TO_EVENT = ("cumulative incidence", "kaplan", "probability of", "time-to-event")
+
+
+def _time_to_event(text) -> bool:
+    t = str(text or "").lower()
+    return any(w in t for w in _TIME_TO_EVENT)
+
+
+def approximate_counts(df: pd.DataFrame, n_col: str = "n", text_col: str = "label") -> tuple[pd.DataFrame, pd.Series]:
+    """The one count policy (:data:`COUNT_POLICY`), for outcome and adverse-event rows alike.
+
+    A row with a printed percentage, no count and a denominator (``n_col``) gets
+    ``round(pct/100*n)``: ``events_derived`` is set; the returned mask marks the rows where no
+    integer count reproduces the printed percentage (``approximate``). Rows whose wording
+    (``text_col``) says the percentage is a time-to-event estimate (cumulative incidence,
+    Kaplan-Meier) are left without a count. Returns the filled copy and the approximate mask.
+    """
+    from lnsynth.evidence.derive import count_candidates, nearest_count
 
     df = df.copy()
-    m = df["events"].isna() & df["n"].notna() & df["percent"].notna()
-    # only where no integer count reproduces the printed percentage: a percentage that some count
-    # reproduces but was stored without one means the curator did not know its denominator
-    m &= pd.Series([bool(mm) and not count_candidates(p, int(n)) for mm, p, n in zip(m, df["percent"], df["n"].fillna(1))],
-                   index=df.index)
+    n = df[n_col] if n_col in df else pd.Series(float("nan"), index=df.index)
+    text = df[text_col] if text_col in df else pd.Series("", index=df.index)
+    m = df["events"].isna() & n.notna() & df["percent"].notna()
+    m &= pd.Series([not _time_to_event(t) for t in text], index=df.index)
+    approx = pd.Series(False, index=df.index)
     if m.any():
-        df.loc[m, "events"] = [nearest_count(p, int(n)) for p, n in zip(df.loc[m, "percent"], df.loc[m, "n"])]
+        vals, flags = [], []
+        for p, nn in zip(df.loc[m, "percent"], n[m]):
+            c = nearest_count(p, int(nn))
+            vals.append(c)
+            flags.append(c not in count_candidates(p, int(nn)))
+        df.loc[m, "events"] = vals
         df.loc[m, "events_derived"] = True
-    return df, m
+        if n_col != "n" and "n" in df:
+            df.loc[m & df["n"].isna(), "n"] = n[m & df["n"].isna()]
+        approx.loc[m] = flags
+    return df, approx
+
+
+def _subtypes(df: pd.DataFrame, text_col: str = "label") -> pd.Series:
+    """Percentage-only rows that share an arm (and timepoint) with another percentage-only row of a
+    different wording and a different percentage: sub-types of one endpoint (proteinuric and nephritic
+    flares) that no count policy may turn into the endpoint (a patient can be in both). The same
+    percentage under two wordings is one result stored from two documents, not sub-types."""
+    key = ["arm"] + (["timepoint_weeks"] if "timepoint_weeks" in df else [])
+    po = df["events"].isna() & df["percent"].notna()
+    out = pd.Series(False, index=df.index)
+    if not po.any():
+        return out
+    d = df[po].assign(_tp=df.loc[po, key[-1]].fillna(-1.0) if len(key) > 1 else 0)
+    for _, g in d.groupby(["arm", "_tp"]):
+        if g[text_col].fillna("").nunique() > 1 and g["percent"].nunique() > 1:
+            out.loc[g.index] = True
+    return out
+
+
+def _policy(df: pd.DataFrame, n_col: str = "n", text_col: str = "label") -> tuple[pd.DataFrame, pd.Series]:
+    """:func:`approximate_counts` on the rows that are not sub-types (see :func:`_subtypes`)."""
+    keep = ~df["subtype"].fillna(False).astype(bool) if "subtype" in df else pd.Series(True, index=df.index)
+    if keep.all():
+        return approximate_counts(df, n_col, text_col)
+    filled, m = approximate_counts(df[keep], n_col, text_col)
+    out = df.copy()
+    out.loc[filled.index, filled.columns] = filled
+    mask = pd.Series(False, index=df.index)
+    mask.loc[m.index] = m
+    return out, mask
 
 
 def missing_counts_reason(df: pd.DataFrame) -> Optional[str]:
@@ -148,6 +205,10 @@ def missing_counts_reason(df: pd.DataFrame) -> Optional[str]:
             return "arm size not reported"
         if pd.isna(r.percent):
             return "no count or percentage"
+        if bool(getattr(r, "subtype", False)):
+            return f"{r.percent}% is one of several sub-types of the endpoint reported for this arm (no count of the endpoint itself)"
+        if _time_to_event(getattr(r, "label", "")):
+            return f"{r.percent}% is a cumulative incidence (time-to-event estimate), not a count of {int(r.n)}"
         if count_candidates(r.percent, int(r.n)):
             return f"{r.percent}% stored without a count (its denominator is not stated in the source)"
         return f"{r.percent}% of {int(r.n)} is reproduced by no count"
@@ -206,28 +267,37 @@ def adverse_event_data(
     treatment: Union[str, list[str]],
     control: Union[str, list[str]],
     warn: bool = True,
+    approximate: bool = False,
+    allow_nonrandomised: bool = False,
+    periods: Optional[tuple[Optional[str], ...]] = None,
 ) -> PairwiseData:
     """Two-group adverse-event counts for one event ``category`` (e.g. ``"death"``).
 
     Within a study, the event wording reported for *both* sides is used (the review often
     gives an event for the CNI arm only, in Table 2, and for both arms in the text); the
     denominator is the record's own when printed, else the arm size. Studies reporting
-    the category for one side only are not comparisons and are skipped silently; studies
-    whose counts are incomplete are left out with a warning.
+    the category for one side only are not comparisons and are left out with that reason;
+    studies whose counts are incomplete are left out with a warning.
+
+    ``approximate`` applies the same count policy as efficacy (:data:`COUNT_POLICY`): a
+    percentage without a count becomes ``round(pct/100*n)`` on the record's denominator (else
+    the arm size), flagged. ``periods`` keeps only records of these periods (``None`` = not stated).
     """
     tspec, cspec = _spec(treatment), _spec(control)
     _check_overlap(tspec, cspec)
     af = ev.adverse_events_frame()
+    if af.empty or category not in set(af["category"]):
+        raise ValueError(f"no adverse-event category {category!r}; available: {sorted(set(af['category'])) if len(af) else []}")
     af = af[af["category"] == category]
-    if af.empty:
-        raise ValueError(f"no adverse-event category {category!r}; available: {sorted(set(ev.adverse_events_frame()['category']))}")
+    if periods is not None:
+        af = af[af["period"].isin([x for x in periods if x]) | (af["period"].isna() & (None in periods))]
     af = af.assign(regimen_class=af["regimen"].map(REGIMEN_CLASS), wording=af["event"].str.lower().str.strip())
     rows, excluded, set_aside = [], [], []
     randomised = {s.id: s.randomised for s in ev.studies}
     for sid, g in af.groupby("study", sort=False):
         t = g[g.apply(lambda r: _matches(r, tspec), axis=1)]
         c = g[g.apply(lambda r: _matches(r, cspec), axis=1)]
-        if not t.empty and not c.empty and not randomised.get(sid, True):
+        if not t.empty and not c.empty and not randomised.get(sid, True) and not allow_nonrandomised:
             excluded.append((sid, "not randomised (arms are not randomised groups)"))
             continue
         common = sorted(set(t["wording"]) & set(c["wording"]))
@@ -237,23 +307,48 @@ def adverse_event_data(
             side_ = "treatment" if c.empty else "control"
             excluded.append((sid, f"{category} reported for the {side_} arm(s) only ({', '.join(sorted(set((t if c.empty else c)['arm_label'])))}): not a comparison"))
             continue
+        if not common and len(set(t["wording"])) == 1 and len(set(c["wording"])) == 1:
+            # one wording per side, one the other's prefix ("deaths" / "deaths (pulmonary embolism 1)"):
+            # the same event with an annotation, not a different definition
+            wt, wc = t["wording"].iloc[0], c["wording"].iloc[0]
+            if wt.startswith(wc) or wc.startswith(wt):
+                common = [min(wt, wc, key=len)]
+                t, c = t.assign(wording=common[0]), c.assign(wording=common[0])
         if not common:
             excluded.append((sid, f"{category} worded differently in the two arms ({sorted(set(t['wording']))} vs {sorted(set(c['wording']))}): not combined"))
             continue
+        # prefer a wording both arms report with usable counts (after the count policy)
         w = common[0]
-        t, c = t[t["wording"] == w], c[c["wording"] == w]
+        t0, c0 = t, c
+        for cand in common:
+            tt, cc = t0[t0["wording"] == cand], c0[c0["wording"] == cand]
+            if tt["events"].notna().all() and cc["events"].notna().all():
+                w = cand
+                break
+        t, c = t0[t0["wording"] == w], c0[c0["wording"] == w]
         (t, nt), (c, nc) = one_record_per_arm(t, ("arm",)), one_record_per_arm(c, ("arm",))
         set_aside += [(sid, x) for x in nt + nc]
+        t = t.assign(n_used=t["n"].where(t["n"].notna(), t["arm_n"]), label=t["event"])
+        c = c.assign(n_used=c["n"].where(c["n"].notna(), c["arm_n"]), label=c["event"])
+        mt = pd.Series(False, index=t.index)
+        mc = pd.Series(False, index=c.index)
+        if approximate:
+            (t, mt), (c, mc) = approximate_counts(t, "n_used", "label"), approximate_counts(c, "n_used", "label")
         side = []
         for df in (t, c):
-            n = df["n"].where(df["n"].notna(), df["arm_n"])
+            n = df["n_used"]
             if df["events"].isna().any() or n.isna().any():
                 side = None
                 break
             side.append((int(df["events"].sum()), int(n.sum()), bool(df["events_derived"].fillna(False).any() or df["n_derived"].fillna(False).any())))
         if side is None:
-            excluded.append((sid, f"incomplete counts for {w!r}"))
+            both = pd.concat([t, c]).assign(n=lambda d: d["n_used"])
+            why = missing_counts_reason(both) or "incomplete counts"
+            excluded.append((sid, f"incomplete counts for {w!r}: {why}"))
             continue
+        both = pd.concat([t, c])
+        periods_ = sorted({str(p) for p in both["period"].dropna()})
+        kinds = sorted({str(p) for p in both["count_type"].dropna()})
         rows.append(
             {
                 "study": sid,
@@ -274,13 +369,15 @@ def adverse_event_data(
                 "ambiguous": False,
                 "candidates": [],
                 "combined_arms": max(len(t), len(c)),
-                "approximate": False,
+                "approximate": bool(mt.any() or mc.any()),
                 "event": w,
+                "period": ", ".join(periods_) if periods_ else None,
+                "count_type": ", ".join(kinds) if kinds else None,
                 "population": None,
                 "setting": ev.study(sid).setting.value if ev.study(sid).setting else None,
-                "records": tuple(pd.concat([t, c])["ae_id"]),
-                "sources": tuple(sorted(set(pd.concat([t, c])["source"].dropna()))),
-                "source_types": tuple(sorted(set(pd.concat([t, c])["source_type"].dropna()))),
+                "records": tuple(both["ae_id"]),
+                "sources": tuple(sorted(set(both["source"].dropna()))),
+                "source_types": tuple(sorted(set(both["source_type"].dropna()))),
             }
         )
     if warn:
@@ -303,6 +400,8 @@ def pairwise_data(
     warn: bool = True,
     approximate: bool = False,
     min_weeks: Optional[float] = None,
+    allow_nonrandomised: bool = False,
+    phases: Optional[tuple[str, ...]] = None,
 ) -> PairwiseData:
     """Build the two-group data set for ``outcome`` comparing ``treatment`` with ``control``.
 
@@ -315,10 +414,12 @@ def pairwise_data(
         available timepoint is used) when a study reports the endpoint more than once.
     max_weeks : ignore results later than this many weeks (e.g. 26 for 6-month remission).
     min_weeks : ignore results earlier than this many weeks.
-    approximate : where a printed percentage is reproduced by no integer count of the arm
-        (so the evidence base stores no count), use ``round(pct/100*n)`` anyway and flag
-        the study as ``approximate``. Off by default: such studies are left out with a
-        warning.
+    approximate : apply the count policy (:data:`COUNT_POLICY`): a percentage stored without a
+        count becomes ``round(pct/100*n)``, flagged ``approximate`` where no integer count
+        reproduces it. Off by default: such studies are left out with a warning.
+    allow_nonrandomised : keep a study whose arms are not randomised groups (a continuation that
+        keeps its parent trial's randomised assignment; the caller states the indirectness).
+    phases : keep only records whose phase (the record's, else its arm's) is one of these.
 
     Several arms of one study matching the same side (e.g. two voclosporin doses) are
     combined by summing events and n (Cochrane Handbook 23.3.4), and flagged.
@@ -329,6 +430,8 @@ def pairwise_data(
     if outcome not in set(of["endpoint"]):
         raise ValueError(f"no outcome {outcome!r} in the evidence base; available: {sorted(set(of['endpoint']))}")
     of = of[of["endpoint"] == outcome]
+    if phases is not None:
+        of = of[of["phase"].isin(phases)]
     if max_weeks is not None:
         of = of[of["timepoint_weeks"].isna() | (of["timepoint_weeks"] <= max_weeks)]
     if min_weeks is not None:
@@ -340,15 +443,17 @@ def pairwise_data(
         c = g[g.apply(lambda r: _matches(r, cspec), axis=1)]
         if t.empty or c.empty:
             continue  # not a study of this comparison: nothing to warn about
-        if not randomised.get(sid, True):
+        if not randomised.get(sid, True) and not allow_nonrandomised:
             excluded.append((sid, "not randomised (arms are not randomised groups)"))
             continue
+        sub = _subtypes(pd.concat([t, c]))
+        t, c = t.assign(subtype=sub[t.index]), c.assign(subtype=sub[c.index])
         (t, nt), (c, nc) = one_record_per_arm(t), one_record_per_arm(c)
         set_aside += [(sid, x) for x in nt + nc]
         mt = pd.Series(False, index=t.index)
         mc = pd.Series(False, index=c.index)
         if approximate:
-            (t, mt), (c, mc) = approximate_counts(t), approximate_counts(c)
+            (t, mt), (c, mc) = _policy(t), _policy(c)
         tps = sorted(set(t["timepoint_weeks"].dropna()) & set(c["timepoint_weeks"].dropna()))
 
         def _usable(d):

@@ -303,7 +303,7 @@ def _variants(ev: EvidenceBase, a: Answer, o: OutcomeAnswer, method: str, test: 
                               [x for x in tr if x is not t], method, test))
     # timepoint (remission outcomes)
     spec = o.spec
-    if spec.kind == "efficacy" and set(spec.endpoints) & REMISSION_ENDPOINTS:
+    if spec.kind == "efficacy" and set(spec.endpoints) & REMISSION_ENDPOINTS and getattr(spec, "timing", "") != "long term":
         tps = "; ".join(f"{t.study} {_tp(t)}" for t in tr)
         early = [t for t in tr if t.timepoint_weeks is not None and t.timepoint_weeks <= EARLY_WEEKS]
         late = [t for t in tr if t.timepoint_weeks is not None and t.timepoint_weeks > EARLY_WEEKS]
@@ -439,7 +439,7 @@ def _outcome_rows(ev: EvidenceBase, a: Answer, o: OutcomeAnswer, method: Optiona
     main = SensitivityRow(
         **base, analysis="main", subgroup="answer", k=o.k, patients=d["patients"],
         description=f"the answer: {o.spec.window.text() if o.spec.kind == 'efficacy' else 'as reported'}, "
-                    f"{plan.model}, {plan.tau2}, test {plan.test}",
+                    f"{plan.model}, {plan.tau2}, test {plan.test}; method as answered: {o.method} ({o.method_reason})",
         model=d.get("model", "") or "", estimate=d["estimate"], ci_low=d["ci_low"], ci_high=d["ci_high"],
         pvalue=d.get("pvalue"), i2=d.get("i2") if o.k > 1 else None, tau2=d.get("tau2") if o.k > 1 else None,
         studies=tuple(t.study for t in o.analysed), not_estimable=o.not_estimable,
@@ -518,6 +518,12 @@ def run_sensitivity(ev: EvidenceBase, question_ids: Union[str, Sequence[str], No
         cur = a.evidence
         titles.append((qid, a.question.title))
         for o in a.outcomes:
+            if o.spec.kind == "continuous":
+                skipped.append((qid, o.spec.id, f"continuous arm-level summaries shown side by side: {o.not_estimable}"))
+                continue
+            if o.k >= 2 and o.result is None:
+                skipped.append((qid, o.spec.id, f"not pooled by the answer's sparse-data rule: {o.method_reason}"))
+                continue
             if o.spec.kind == "adverse event" and o.k < 2:
                 why = (f"adverse-event outcome with k = {o.k}: analysed only with at least 2 trials"
                        + (f" ({o.not_estimable})" if o.not_estimable else ""))

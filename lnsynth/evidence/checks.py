@@ -253,8 +253,31 @@ def check_sources(ev: EvidenceBase) -> list[Finding]:
     return out
 
 
+def check_conflicts(ev: EvidenceBase) -> list[Finding]:
+    """Every declared conflict between sources (``conflict_with``), once per pair: which record is
+    used (the better-ranked source, e.g. the trial's own abstract) and which is set aside (the review)."""
+    from .load import conflict_map
+
+    out: list[Finding] = []
+    by_id = {s.id: s for s in ev.sources}
+    for s in ev.studies:
+        recs = {r.id: r for r in list(s.outcomes) + list(s.adverse_events) + list(s.facts)}
+        cmap = conflict_map(s, by_id)
+        for rid, e in cmap.items():
+            for oid, osrc in e["with"]:
+                note = recs[rid].conflict_note or recs[oid].conflict_note or ""
+                if oid in e["superseded_by"]:
+                    msg = f"disagrees with {oid} ({osrc}); both kept, analyses use {oid}"
+                elif rid < oid and rid not in cmap[oid]["superseded_by"]:
+                    msg = f"disagrees with {oid} ({osrc}), a source of equal rank; both kept"
+                else:
+                    continue
+                out.append(Finding("warning", "conflict", s.id, rid, msg + (f": {note}" if note else "")))
+    return out
+
+
 def run_checks(ev: EvidenceBase, quotes: bool = True) -> list[Finding]:
-    out = check_consistency(ev) + check_restatements(ev) + check_syntheses(ev) + check_sources(ev)
+    out = check_consistency(ev) + check_restatements(ev) + check_syntheses(ev) + check_sources(ev) + check_conflicts(ev)
     if quotes:
         out.extend(check_quotes(ev))
     return out

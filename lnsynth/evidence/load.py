@@ -40,6 +40,7 @@ from .schema import (
     Outcome,
     Provenance,
     Quantity,
+    RiskOfBias,
     Source,
     Study,
     Synthesis,
@@ -163,10 +164,47 @@ class ProvenanceRow:
     url: Optional[str] = None
     source_type: Optional[str] = None
     accessed: Optional[str] = None
+    conflict_with: Optional[str] = None  # "record (source); ..." of records from other sources that disagree
 
 
 PROVENANCE_COLUMNS = ["study", "field", "value", "source", "location", "quote", "derived", "rule",
-                      "url", "source_type", "accessed"]
+                      "url", "source_type", "accessed", "conflict_with"]
+
+_RECORD_PATH = re.compile(r"^(outcomes|adverse_events|facts)\[([a-z0-9_]+)\]")
+
+
+def _record_source(rec) -> Optional[str]:
+    """Source of a record's main number (a fact's quantity; else events, percent, rate, mean, median)."""
+    if isinstance(rec, Fact):
+        return rec.quantity.provenance.source
+    q = next((getattr(rec, f) for f in ("events", "percent", "rate", "mean", "median") if getattr(rec, f, None) is not None), None)
+    return q.provenance.source if q is not None else None
+
+
+def conflict_map(study: Study, sources: dict) -> dict[str, dict]:
+    """Records of ``study`` in a declared conflict (``conflict_with``, read in both directions).
+
+    Returns ``{record id: {"with": [(other id, other source), ...], "superseded_by": [other ids]}}``;
+    a record is superseded by a conflicting record whose source ranks better (:data:`SOURCE_RANK`:
+    the trial's own article, registry or abstract before the review), so the primary wins in selection."""
+    recs = {r.id: r for r in list(study.outcomes) + list(study.adverse_events) + list(study.facts)}
+    pairs: set[tuple[str, str]] = set()
+    for r in recs.values():
+        for o in r.conflict_with or []:
+            if o in recs:
+                pairs |= {(r.id, o), (o, r.id)}
+
+    def rank(rid: str) -> int:
+        src = sources.get(_record_source(recs[rid]))
+        return SOURCE_RANK.get(src.type if src else None, len(SOURCE_RANK))
+
+    out: dict[str, dict] = {}
+    for a, b in sorted(pairs):
+        e = out.setdefault(a, {"with": [], "superseded_by": []})
+        e["with"].append((b, _record_source(recs[b])))
+        if rank(b) < rank(a):
+            e["superseded_by"].append(b)
+    return out
 
 
 def _walk_quantities(obj: Any, prefix: str) -> Iterable[tuple[str, Any, Provenance]]:
@@ -240,8 +278,13 @@ class EvidenceBase:
         return pd.DataFrame(rows)
 
     def trial_records(self, since: Optional[int] = None) -> list[dict]:
-        """One JSON-ready object per trial: ``id``, ``publications: [{source, year, role, ...}]``,
+        """One JSON-ready object per trial: ``id``, ``publications: [{source, year, role, source_type, ...}]``,
         ``links: [{type, trial}]``, design, size, arms and risk of bias (``lnsynth trials --format json``).
+
+        ``rob`` is ``{randomisation, deviations, missing, measurement, selection, overall}``, each
+        ``{judgement, basis}`` (:meth:`RiskOfBias.as_contract`; a domain adds ``counts_as``, the
+        judgement "no information" maps to); ``rob_overall`` repeats the overall judgement
+        (``"not assessed"`` for a trial without a RoB 2 block).
 
         ``since``: only trials with a publication (other than the review) from that year on."""
         by_id = {x.id: x for x in self.sources}
@@ -251,7 +294,8 @@ class EvidenceBase:
             for p in s.publications:
                 src = by_id.get(p.source)
                 pubs.append({"source": p.source, "year": p.year, "role": p.role, "label": p.label,
-                             "type": src.type if src else None, "citation": src.citation if src else None,
+                             "type": src.type if src else None, "source_type": src.type if src else None,
+                             "citation": src.citation if src else None,
                              "url": src.url if src else None,
                              "accessed": src.accessed.isoformat() if src is not None and src.accessed else None})
             years = [p.year for p in s.publications if p.role != "review"] or [s.year]
@@ -267,7 +311,8 @@ class EvidenceBase:
                           "n": a.n.value if a.n else None} for a in s.arms],
                 "publications": pubs,
                 "links": [{"type": ln.type, "trial": ln.trial} for ln in s.links],
-                "rob_overall": s.rob.overall() if s.rob else "unclear",
+                "rob_overall": (s.rob or RiskOfBias()).overall(),
+                "rob": (s.rob or RiskOfBias()).as_contract(),
                 "values": sum(1 for _ in _walk_quantities(s, "")),
             })
         return out
@@ -290,6 +335,9 @@ class EvidenceBase:
                 )
         return pd.DataFrame(rows)
 
+    def _sources_dict(self) -> dict:
+        return {x.id: x for x in self.sources}
+
     def _source_info(self, rec) -> dict:
         """Source of a record's main number (events, else percent, rate, mean, median) and its rank."""
         by_id = getattr(self, "_sources_by_id", None)
@@ -302,15 +350,22 @@ class EvidenceBase:
         stype = src.type if src else None
         return {"source": sid, "source_type": stype, "source_rank": SOURCE_RANK.get(stype, len(SOURCE_RANK))}
 
-    def outcomes_frame(self) -> pd.DataFrame:
+    def outcomes_frame(self, superseded: bool = False) -> pd.DataFrame:
         """One row per arm-level outcome with events/n (derived flags), percent, rate, mean/SD.
 
         ``source``, ``source_type`` and ``source_rank`` name the document the record's number comes
         from (rank 0 = primary article ... see :data:`SOURCE_RANK`), so a selection can prefer the
-        primary report when a trial's result is stored from several publications."""
+        primary report when a trial's result is stored from several publications.
+        ``conflict_with`` lists the records of other sources that disagree with the row (see
+        :func:`conflict_map`); ``superseded_by`` those among them from a better-ranked source. A
+        superseded row (the review where the trial's own report disagrees) is left out unless
+        ``superseded=True``, so every analysis uses the primary."""
         rows = []
         for s in self.studies:
+            cmap = conflict_map(s, self._sources_dict())
             for o in s.outcomes:
+                if cmap.get(o.id, {}).get("superseded_by") and not superseded:
+                    continue
                 a = s.arm(o.arm)
                 n = o.n if o.n is not None else a.n
                 rows.append(
@@ -345,14 +400,20 @@ class EvidenceBase:
                         "analysis_set": o.analysis_set,
                         "primary": o.primary,
                         **self._source_info(o),
+                        **_conflict_cols(cmap, o.id),
                     }
                 )
         return _keep_printed(pd.DataFrame(rows), rows, ["percent", "rate", "mean", "sd"])
 
-    def adverse_events_frame(self) -> pd.DataFrame:
+    def adverse_events_frame(self, superseded: bool = False) -> pd.DataFrame:
+        """One row per arm-level adverse event; ``conflict_with`` / ``superseded_by`` and the
+        ``superseded`` switch as in :meth:`outcomes_frame`."""
         rows = []
         for s in self.studies:
+            cmap = conflict_map(s, self._sources_dict())
             for ae in s.adverse_events:
+                if cmap.get(ae.id, {}).get("superseded_by") and not superseded:
+                    continue
                 a = s.arm(ae.arm)
                 rows.append(
                     {
@@ -373,6 +434,7 @@ class EvidenceBase:
                         "period": ae.period,
                         "count_type": ae.count_type,
                         **self._source_info(ae),
+                        **_conflict_cols(cmap, ae.id),
                     }
                 )
         return _keep_printed(pd.DataFrame(rows), rows, ["percent"])
@@ -393,12 +455,19 @@ class EvidenceBase:
             )
 
         for s in list(self.studies) + list(self.syntheses):
+            cmap = conflict_map(s, by_id) if isinstance(s, Study) else {}
             for path, value, prov in _walk_quantities(s, ""):
-                rows.append(row(s.id, path, value, prov))
+                r = row(s.id, path, value, prov)
+                m = _RECORD_PATH.match(path)
+                if m and m.group(2) in cmap:
+                    r = dataclasses.replace(r, conflict_with="; ".join(
+                        f"{oid} ({osrc})" for oid, osrc in cmap[m.group(2)]["with"]))
+                rows.append(r)
         return rows
 
     def provenance_frame(self, numbers_only: bool = False) -> pd.DataFrame:
-        """Columns ``study, field, value, source, location, quote, derived, rule, url, source_type, accessed``."""
+        """Columns ``study, field, value, source, location, quote, derived, rule, url, source_type, accessed,
+        conflict_with`` (the last empty unless the value's record disagrees with another source's record)."""
         rows = [dataclasses.asdict(r) for r in self.provenance_rows()]
         df = pd.DataFrame(rows, columns=PROVENANCE_COLUMNS)
         if numbers_only:
@@ -429,6 +498,14 @@ def currency(ev: "EvidenceBase") -> dict:
                       f"{len(ev.studies)} trials, {sum(1 for y in years.values() if y >= 2021)} with publications from 2021 on."
                       if searched else "Evidence search date not recorded."),
     }
+
+
+def _conflict_cols(cmap: dict, rid: str) -> dict:
+    e = cmap.get(rid)
+    if not e:
+        return {"conflict_with": None, "superseded_by": None}
+    return {"conflict_with": "; ".join(f"{o} ({src})" for o, src in e["with"]),
+            "superseded_by": "; ".join(e["superseded_by"]) or None}
 
 
 def _keep_printed(df: pd.DataFrame, rows: list[dict], cols: list[str]) -> pd.DataFrame:

@@ -167,12 +167,14 @@ def section_evidence_figures(ev, ctx) -> Section:
 
 from .questions import section_questions  # noqa: E402
 from .sections import section_network, section_sensitivity, section_simulator  # noqa: E402
+from .prisma import section_prisma  # noqa: E402
 
 SECTION_BUILDERS: list[tuple[str, Callable]] = [
     ("Overview", section_overview),
     ("Clinical questions", section_questions),
     ("Tables 1 and 2", section_tables),
     ("Evidence figures", section_evidence_figures),
+    ("Systematic search", section_prisma),
     ("Network", section_network),
     ("Sensitivity", section_sensitivity),
     ("Simulator", section_simulator),

@@ -13,24 +13,45 @@ import json
 
 
 def answers(ev, ctx) -> list:
+    """Every question answered once per report, in clinical order (the catalogue's ``order``: add-on first)."""
     if "answers" not in ctx:
         from lnsynth.analyses.answer import answer_all
 
-        ctx["answers"] = list(answer_all(ev))
+        ctx["answers"] = sorted(answer_all(ev), key=lambda a: (getattr(a.question, "order", 100), a.id))
     return ctx["answers"]
 
 
+def _is_harm(o: dict) -> bool:
+    return bool(o.get("harm", o.get("kind") == "adverse event"))
+
+
+def _one(o: dict, what: str) -> str:
+    e = html.escape
+    k = o["k"]
+    absolute = ""
+    if o.get("per1000") is not None and o.get("control_risk") is not None:
+        def sgn(v: float) -> str:
+            return f"{abs(v):.0f} {'more' if v >= 0 else 'fewer'}"
+        absolute = f", {sgn(o['per1000'])} per 1000 from {1000 * o['control_risk']:.0f}"
+    return (f"<span class='{what}'>{what}: {e(o['outcome'].split(' (')[0])}, {o['measure']} {o['estimate']:.2f} "
+            f"(95% CI {o['ci_low']:.2f} to {o['ci_high']:.2f}{absolute}; {k} trial{'s' if k != 1 else ''}, "
+            f"{o['patients']} patients; certainty {e(o['certainty'] or 'not rated')})</span>")
+
+
 def headline(a) -> str:
-    """One line per question: its first estimable outcome (or why none is)."""
+    """One line per question: its first estimable benefit outcome and its first estimable harm
+    (or why none is), each with its certainty."""
     d = a.to_dict()
+    e = html.escape
     est = [o for o in d["outcomes"] if o["estimate"] is not None]
+    ben = next((o for o in est if not _is_harm(o)), None)
+    harm = next((o for o in est if _is_harm(o)), None)
+    head = f"<a href='#q-{e(d['id'])}'>{e(d['title'])}</a> [{e(d['relation'])}]: "
     if not est:
-        return f"{html.escape(d['title'])}: no outcome estimable from the stored trials"
-    o = est[0]
-    return (f"<a href='#q-{html.escape(d['id'])}'>{html.escape(d['title'])}</a> [{html.escape(d['relation'])}]: "
-            f"{html.escape(o['outcome'].split(' (')[0])}, {o['measure']} {o['estimate']:.2f} "
-            f"(95% CI {o['ci_low']:.2f} to {o['ci_high']:.2f}; {o['k']} trial{'s' if o['k'] != 1 else ''}, "
-            f"{o['patients']} patients; certainty {html.escape(o['certainty'] or 'not rated')})")
+        return head + "no outcome estimable from the stored trials"
+    parts = [_one(ben, "benefit") if ben else "<span class='benefit'>benefit: no benefit outcome estimable</span>",
+             _one(harm, "harm") if harm else "<span class='harm'>harm: no harm outcome estimable from the stored trials</span>"]
+    return head + "; ".join(parts)
 
 
 def section_questions(ev, ctx):
@@ -45,8 +66,13 @@ def section_questions(ev, ctx):
         "certainty from five domains. A question never mixes relations: a calcineurin inhibitor <em>added to</em> MMF "
         "(add-on) is a different question from one <em>instead of</em> MMF (substitution). The command line "
         "(<code>lnsynth answer ID</code>) and the web app (<code>/questions/ID</code>) show these same numbers.</p>",
-        "<p class='meta'>Absolute effects use the median control-arm risk of the included trials. Counts that no integer "
-        "reproduces from a printed percentage are approximated as <code>round(pct/100*n)</code> and flagged in the notes.</p>",
+        "<p class='meta'>Absolute effects use the median control-arm risk of the included trials and, in further columns, "
+        "each baseline risk the question declares (e.g. the median of multinational or of Asian trials' control arms, the "
+        "poorest-prognosis control arm), each with its source; <code>lnsynth answer ID --baseline-risk R</code> and the web "
+        "page add a panel's own value. Every row states its timepoint rule and each trial's timepoint. Each certainty has "
+        "one footnote per GRADE domain giving the judgement and the numbers behind it; a panel's override is shown with its "
+        "written reason and the rule's own judgement. Counts that no integer reproduces from a printed percentage are "
+        "approximated as <code>round(pct/100*n)</code> and flagged in the notes.</p>",
     ]
     figs = []
     payload = []

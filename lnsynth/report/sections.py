@@ -52,6 +52,7 @@ def section_network(ev, ctx):
     )
     if d.notes or d.excluded:
         parts.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in list(d.notes) + [f"{a}: excluded ({b})" for a, b in d.excluded]) + "</ul>")
+    parts.append(_transitivity(ev, d.frame))
     fh = figure_html(network_graph(fit), f"Network graph of {len(fit.treatments)} induction regimens; edges are direct comparisons, width proportional to the number of trials.",
                      "Network of induction regimens (complete remission). Edge width: number of trials; node size: patients.")
     figs.append(fh)
@@ -93,6 +94,38 @@ def section_network(ev, ctx):
     })
     parts.append("<h3>The review's syntheses re-derived from the stored trials</h3>" + _table(tab, table_id="rederive-table"))
     return Section("network", "Network meta-analysis and the review's syntheses re-derived", "".join(parts), figures=figs)
+
+
+def transitivity_frame(ev, frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per network node: its trials (patients), the timepoints used, the steroid regimen and
+    the population of each trial as stored (the effect modifiers to judge transitivity on before
+    reading any ranking)."""
+    from lnsynth.analyses.network_data import INDUCTION_NODES
+
+    rows = []
+    for node, g in frame.groupby("treatment", sort=True):
+        ster, pops, tps = [], [], []
+        for r in g.itertuples():
+            st = ev.study(r.study)
+            bgs = sorted({a.background.value for a in st.arms
+                          if INDUCTION_NODES.get(a.regimen) == node and a.background is not None})
+            ster.append(f"{r.study}: {' / '.join(bgs) if bgs else 'not stated'}")
+            pops.append(f"{r.study}: {st.population.value if st.population else 'not stated'}")
+            tps.append(f"{r.study} {r.timepoint_weeks:g}" if pd.notna(r.timepoint_weeks) else f"{r.study} not stated")
+        rows.append({"Node": node, "Trials (patients)": f"{g['study'].nunique()} ({int(g['n'].sum())})",
+                     "Timepoint (weeks)": "; ".join(tps), "Steroid regimen (arm background as stored)": "; ".join(ster),
+                     "Population (as stored)": "; ".join(pops)})
+    return pd.DataFrame(rows)
+
+
+def _transitivity(ev, frame: pd.DataFrame) -> str:
+    tab = transitivity_frame(ev, frame)
+    return ("<h3>Transitivity: what differs between the nodes (read before any ranking)</h3>"
+            "<p>Indirect comparisons are valid only if the trials of each node are alike in what modifies the effect. "
+            "The table lists, per node, each trial's timepoint, steroid regimen and population as stored; where they differ "
+            "(for example rapidly tapered low-dose versus standard steroid regimens, 24-week versus 48-52-week timepoints, "
+            "single-country versus multinational populations), the league table and rankings below compare unlike "
+            "trials.</p>" + _table(tab, table_id="transitivity-table"))
 
 
 # ----------------------------------------------------------------------------- sensitivity

@@ -95,7 +95,7 @@ def _rows(ev, which: str) -> list[Target]:
     vp = validation_protocol()
     fam = vp["families"]
     nho = vp.get("not_held_out", {})
-    df = ev.outcomes_frame()
+    df = ev.outcomes_frame(superseded=True)  # the frozen protocol names review rows too
     prots = trial_protocols()
     out: list[Target] = []
     for study, ids in vp[which].items():
@@ -171,7 +171,7 @@ def unclassified_outcomes(ev=None) -> list[str]:
             known.setdefault(st, set()).update(ids)
     for st, ids in vp.get("excluded", {}).items():
         known.setdefault(st, set()).update(ids)
-    df = ev.outcomes_frame()
+    df = ev.outcomes_frame(superseded=True)
     studies = {p.study for p in trial_protocols().values()}
     d = df[df["study"].isin(studies)]
     return [f"{r.study}/{r.outcome_id}" for r in d.itertuples() if r.outcome_id not in known.get(r.study, set())]

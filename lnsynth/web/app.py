@@ -38,7 +38,7 @@ from lnsynth.evidence.schema import ENDPOINTS, REGIMEN_CLASS, REGIMENS
 from . import analysis as an
 from .auth import Auth, AuthError, Principal
 from .curation import counts_sentence, status_label
-from .store import Conflict, NotFound, Store
+from .store import Conflict, Forbidden, NotFound, Store
 from .security import CSP, GuardConfig, protect  # noqa: F401  (CSP re-exported)
 from .validation import ascii_int, ascii_number, json_errors, json_int
 from .validation import FIELDS, err, form_to_typed, update_values, validate_outcome, version_of
@@ -310,6 +310,28 @@ def create_app(db_path: Path | str, token: Optional[str] = None, *, allowed_host
         """Evidence currency: search date, sources searched, trials included, what is new since the review."""
         return currency(store.evidence())
 
+    def prisma_flow() -> dict:
+        """PRISMA 2020 flow of the systematic search (data/search), or an error note if the files are bad."""
+        from lnsynth.evidence.search import SearchDataError, load_search, prisma
+
+        try:
+            data = load_search()
+            flow = prisma(data)
+        except SearchDataError as exc:
+            return {"error": str(exc)}
+        return {**flow.contract(), "identified_total": flow.identified_total,
+                "excluded_screening_reasons": flow.excluded_screening_reasons,
+                "identified_other": flow.identified_other, "date_searched": str(data.protocol.date_searched),
+                "trials": flow.trials}
+
+    @app.get("/api/prisma")
+    def api_prisma():
+        """PRISMA 2020 flow of the systematic search: the `lnsynth prisma --format json` keys, plus reasons and trials."""
+        out = prisma_flow()
+        if "error" in out:
+            raise ApiError(500, f"search data: {out['error']}")
+        return out
+
     @app.get("/api/trials")
     def api_trials(request: Request):
         trials = summaries()
@@ -408,10 +430,14 @@ def create_app(db_path: Path | str, token: Optional[str] = None, *, allowed_host
                                              request.state.principal.name)
         except NotFound as e:
             raise ApiError(404, str(e)) from None
+        except Forbidden as e:  # the two-person rule: the proposer of a deletion cannot confirm it
+            raise ApiError(403, str(e)) from None
         except Conflict as c:
             raise ApiError(409, f"version conflict: you sent version {version}, the record is at version "
                            f"{c.current['version']}; re-read it and retry", extra={"current": c.current}) from None
-        return {"deleted": before["id"], "version": before["version"], "record": before}
+        from .routers.curation import delete_answer
+
+        return delete_answer(before)  # 200 deleted, or 202 pending deletion (a verified value needs a second person)
 
     @app.get("/api/audit")
     def api_audit(request: Request):
@@ -441,7 +467,8 @@ def create_app(db_path: Path | str, token: Optional[str] = None, *, allowed_host
         tps = sorted({w for t in trials for w in t["timepoints_weeks"]})
         return page(request, "trials.html", {"trials": shown, "total": len(trials), "q": q, "problems": problems,
                                              "choices": choices, "endpoints": eps, "timepoints": tps,
-                                             "currency": currency(store.evidence()), "title": "Trials"})
+                                             "currency": currency(store.evidence()), "title": "Trials",
+                                             "prisma": prisma_flow()})
 
     def trial_context(trial_id: str) -> dict:
         try:

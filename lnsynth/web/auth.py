@@ -11,14 +11,28 @@ Model
   SHA-256 digests; ``Authorization: Bearer <token>`` acts as the token's user.
 * **Bootstrap**: the server's shared token (``LNSYNTH_TOKEN`` or ``--token-file``) acts as the
   user ``bootstrap`` with role ``admin``, so the first real accounts can be made from the API
-  (or with ``lnsynth users add``).  It is never written to the database.
+  (or with ``lnsynth users add``).  It is never written to the database.  It is for
+  administration, not curation: it never verifies a value, a trial or a deletion, and an account
+  it (or any author) created cannot verify that author's values (:func:`lnsynth.web.store.check_verifier`).
+* **API tokens** of a user are listed (id = first 16 hex digits of the stored digest, label, dates)
+  and revoked one by one (``GET``/``DELETE /api/users/{name}/tokens[/{id}]``, the user or an admin).
 * **Sessions** live in SQLite: the cookie holds only a random session id (32 bytes); the
   database keeps its SHA-256, the user, the CSRF token bound to that session and the expiry.
   Logout deletes the row, so a cookie (and CSRF token) captured before logout is refused.
   Before login, forms carry a CSRF token derived (HMAC) from a random pre-session cookie.
-* **Throttling**: failed logins are counted per username and per client address; past a few
-  free failures each further one locks that key for an exponentially growing time (capped),
-  answered with 429 and ``Retry-After`` before any password is checked.
+* **Throttling** (it slows guessing but cannot be turned against a curator): failed logins are
+  counted per account, per address+account pair and per address (the connection's address; a
+  forwarded header only from ``--forwarded-allow-ips``).  Past a few free failures each further one
+  locks that key for an exponentially growing time (capped), answered with 429 and ``Retry-After``:
+  an account or pair lock refuses even the right password; an *address* lock refuses only accounts
+  that already failed from that address, so one name sprayed 20 times locks out no other curator
+  there (each other account gets one try per lock, a failure answered 429).  A correct API-token
+  login is never throttled (256-bit tokens cannot be guessed) and lifts the account's locks: a
+  curator locked out of her password by someone else's guesses logs in with her token.
+* **Idle timeout**: a session unused for ``SESSION_IDLE_S`` (30 min, sliding) ends, besides the
+  8-hour limit.
+* **Own password**: :meth:`Auth.change_password` needs the current password (throttled like a
+  login) and ends the user's other sessions and every API token but the one in use.
 * **Token strength**: :func:`check_token` refuses a shared token shorter than 16 characters
   (or with surrounding whitespace) unless explicitly allowed for development.
 """
@@ -40,6 +54,8 @@ from .store import ROLES, Store
 SESSION_COOKIE = "lnsynth_session"
 PRE_COOKIE = "lnsynth_pre"
 SESSION_TTL_S = 8 * 3600
+SESSION_IDLE_S = 30 * 60
+TOUCH_EVERY_S = 60.0  # a session's last use is written at most once a minute
 MIN_TOKEN_LEN = 16
 MIN_PASSWORD_LEN = 10
 BOOTSTRAP_USER = "bootstrap"
@@ -194,9 +210,11 @@ def username_problem(name: Any) -> Optional[str]:
 class Auth:
     """Sessions, bearer tokens, CSRF and throttled login on ``store``."""
 
-    def __init__(self, store: Store, bootstrap_token: Optional[str] = None, session_ttl_s: float = SESSION_TTL_S):
+    def __init__(self, store: Store, bootstrap_token: Optional[str] = None, session_ttl_s: float = SESSION_TTL_S,
+                 idle_s: float = SESSION_IDLE_S):
         self.store = store
         self.ttl = float(session_ttl_s)
+        self.idle = float(idle_s)
         self._boot = hashlib.sha256(bootstrap_token.encode("utf-8")).digest() if bootstrap_token else None
         self._secret = (store.meta("secret") or secrets.token_hex(32)).encode()
         if bootstrap_token:
@@ -241,9 +259,12 @@ class Auth:
         sid = request.cookies.get(SESSION_COOKIE)
         p, csrf = None, None
         if sid and len(sid) <= 100:
-            row = self.store.session(digest(sid))
+            row = self.store.session(digest(sid), self.idle)
             if row is not None:
                 p, csrf = Principal(row["user"], row["role"], "session"), row["csrf"]
+                t = time.time()
+                if t - row["last_seen"] >= TOUCH_EVERY_S:
+                    self.store.touch_session(digest(sid), t)
         st._auth_done, st._auth_user, st._auth_csrf = True, p, csrf
         return p
 
@@ -289,37 +310,74 @@ class Auth:
 
     # ---------------------------------------------------------- login
     def login(self, ip: str, username: str = "", password: str = "", token: str = "") -> Principal:
-        """Check a login (username + password, or an API token); throttled per username and address.
+        """Check a login (username + password, or an API token); throttled per account, pair and address.
 
-        Raises :class:`AuthError` (403 wrong credentials, 429 locked with ``Retry-After``).
+        Raises :class:`AuthError` (403 wrong credentials, 429 locked with ``Retry-After``).  See the
+        module docstring for the rules; API-token logins are never locked and lift the account's locks.
         """
         t = time.time()
-        by_token = bool(token.strip())
-        username = "" if by_token else username.strip().lower()
-        junk = bool(username) and not USERNAME.fullmatch(username)
-        if junk:  # never a user name: counted against the address only (no junk keys are stored)
+        if token.strip():
+            p = self.from_token(token.strip(), "session")
+            if p is None:
+                self.store.login_failed("ip", ip, t, *IP_POLICY)
+                self.store.audit_event("(token)", "login failed", {"address": ip, "by": "token"})
+                raise AuthError(403, "invalid token")
+            self.store.login_clear_account(p.name)
+            self.store.audit_event(p.name, "login", {"address": ip, "by": "token"})
+            return p
+        username = username.strip().lower()
+        if username and not USERNAME.fullmatch(username):  # never a user name: counted against the address only
             username = ""
-        keys = [("ip", ip)] + ([("user", username)] if username else [])
-        wait = self.store.login_locked(keys, t)
+        pair = f"{username}|{ip}"
+        wait = self.store.login_locked([("user", username), ("pair", pair)] if username else [], t)
+        ip_wait = self.store.login_locked([("ip", ip)], t)
+        if ip_wait > 0 and (not username or self.store.login_failures("pair", pair, t, IP_POLICY[3]) > 0):
+            wait = max(wait, ip_wait)  # a locked address: no more tries for accounts that failed from it
         if wait > 0:
-            raise AuthError(429, f"too many failed logins: try again in {int(wait) + 1} s",
+            raise AuthError(429, f"too many failed logins: try again in {int(wait) + 1} s (or log in with "
+                                 "your API token, which lifts the lock on your account)",
                             {"Retry-After": str(int(wait) + 1)})
         p: Optional[Principal] = None
-        if by_token:
-            p = self.from_token(token.strip(), "session")
-        elif username:
+        if username:
             ok = verify_password(self.store.password_hash(username), password)
             u = self.store.user(username) if ok else None
             p = Principal(u["name"], u["role"], "session") if u else None
         if p is None:
             lock = self.store.login_failed("ip", ip, t, *IP_POLICY)
             if username:
-                lock = max(lock, self.store.login_failed("user", username, t, *USER_POLICY))
-            self.store.audit_event(username or "(token)", "login failed", {"address": ip, "by": "token" if by_token
-                                                                           else "password"})
-            raise AuthError(403, "invalid token" if by_token else "invalid username or password",
-                            {"Retry-After": str(int(lock) + 1)} if lock else None)
-        if username:
-            self.store.login_succeeded("user", username)
-        self.store.audit_event(p.name, "login", {"address": ip, "by": "token" if by_token else "password"})
+                lock = max(lock, self.store.login_failed("user", username, t, *USER_POLICY),
+                           self.store.login_failed("pair", pair, t, *USER_POLICY))
+            self.store.audit_event(username or "(none)", "login failed", {"address": ip, "by": "password"})
+            if ip_wait > 0:  # the one try this account had from a locked address
+                raise AuthError(429, "too many failed logins from this address: try again later",
+                                {"Retry-After": str(int(max(lock, ip_wait)) + 1)})
+            raise AuthError(403, "invalid username or password", {"Retry-After": str(int(lock) + 1)} if lock else None)
+        self.store.login_succeeded("user", username)
+        self.store.login_succeeded("pair", pair)
+        self.store.audit_event(p.name, "login", {"address": ip, "by": "password"})
         return p
+
+    def change_password(self, p: Principal, ip: str, current: str, new: str, keep_session: Optional[str] = None,
+                        keep_token: Optional[str] = None) -> None:
+        """``p`` changes her own password: the current one is checked (throttled like a login), the new one
+        must pass :func:`password_problem`; her other sessions and API tokens end (``keep_*``: digests of
+        the credential in use).  Raises :class:`AuthError` (403 wrong current password, 429 locked) or
+        ``ValueError`` (the new password is refused)."""
+        if p.name == BOOTSTRAP_USER:
+            raise AuthError(403, "the bootstrap account has no password (it is the server's token)")
+        problem = password_problem(new)
+        if problem:
+            raise ValueError(problem)
+        t = time.time()
+        wait = self.store.login_locked([("user", p.name), ("pair", f"{p.name}|{ip}")], t)
+        if wait > 0:
+            raise AuthError(429, f"too many failed attempts: try again in {int(wait) + 1} s",
+                            {"Retry-After": str(int(wait) + 1)})
+        if not verify_password(self.store.password_hash(p.name), current if isinstance(current, str) else ""):
+            self.store.login_failed("user", p.name, t, *USER_POLICY)
+            self.store.login_failed("pair", f"{p.name}|{ip}", t, *USER_POLICY)
+            self.store.audit_event(p.name, "change password failed", {"address": ip})
+            raise AuthError(403, "the current password is wrong")
+        self.store.update_user(p.name, p.name, password_hash=hash_password(new), keep_session=keep_session,
+                               keep_token=keep_token)
+        self.store.audit_event(p.name, "change password", {"address": ip, "other sessions and tokens": "ended"})

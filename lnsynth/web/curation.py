@@ -60,8 +60,13 @@ def superseded(ev: EvidenceBase) -> tuple[EvidenceBase, tuple[tuple[str, str], .
 # ---------------------------------------------------------------- the two-person rule
 # Systematic reviews extract data twice: a value typed into the app by one curator enters the
 # analyses only once a second, different curator has checked it against its quote (store.py keeps
-# the state; Store.evidence holds only approved values).  The package's own data are the repository's
-# curated values: they are labelled as such and never claimed to be double-checked.
+# the state; Store.evidence holds only approved values).  "Different" is by person and by change
+# (store.check_verifier): nobody who authored a change since the last verified state, not the
+# bootstrap account, not an account linked to an author by creation.  A disputed value is settled
+# by a reviewer; its entrant re-saving it keeps it disputed (the replaced entry stays in the queue as
+# an "earlier entry").  Deleting a value the analyses use is a proposal until a second person
+# confirms.  The package's own data are the repository's curated values: they are labelled as such
+# and never claimed to be double-checked.
 STATUS_LABELS = {
     "repository": "curated in repository",
     "pending": "pending second curator (not in analyses)",
@@ -73,6 +78,9 @@ STATUS_LABELS = {
 def status_label(rec: dict) -> str:
     """Words for a record's review status (a pending change of an approved value says what analyses use)."""
     st = rec.get("status") or "repository"
+    if rec.get("deletion"):
+        return (f"pending deletion (proposed by {rec['deletion'].get('by')}): a second person must confirm; "
+                "analyses keep the value until then")
     if st in ("pending", "disputed") and rec.get("approved"):
         was = STATUS_LABELS[rec["approved"]["status"]]
         return f"{st}: change awaits a second curator; analyses use the earlier value ({was})"

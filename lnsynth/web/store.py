@@ -19,10 +19,16 @@ Tables
 ``users``      named curators: role (viewer, curator, reviewer, admin) and an argon2 hash.
 ``api_tokens`` per-user API tokens, stored as SHA-256 digests only (the tokens are random).
 ``sessions``   server-side login sessions: SHA-256 of the random session id (the cookie holds
-               only the id), the user, the CSRF token bound to the session, expiry.  Logout
-               deletes the row, so a replayed cookie is refused.
-``login_failures`` failed logins per username and per client address (throttling).
+               only the id), the user, the CSRF token bound to the session, expiry and last use
+               (idle timeout).  Logout deletes the row, so a replayed cookie is refused.
+``login_failures`` failed logins per account (``user``), per ``pair`` (``user|address``) and per
+               client address (``ip``): throttling.
 ``reviews``    second-curator decisions (verify / dispute with the reviewer's own values).
+``screening_records`` records queued by ``lnsynth records import`` (file, format, record number, PMID,
+               DOI, NCT, URL, cited registration, title, year, abstract, posted-results flag, status
+               ``awaiting title/abstract screening``, imported_at): issue 22.
+``answer_snapshots`` every question's summary-of-findings rows per ``lnsynth update`` run (``run``,
+               evidence ``snapshot`` id, question, outcome, the row as JSON): issue 22.
 
 Two-person rule (see :mod:`lnsynth.web.curation`): every outcome, adverse event and trial row
 has a ``status``: ``repository`` (the package's curated data, not claimed to be double-checked),
@@ -30,6 +36,10 @@ has a ``status``: ``repository`` (the package's curated data, not claimed to be 
 quote by a second, different curator) or ``disputed``.  :meth:`Store.evidence` -- what every
 analysis reads -- holds only ``repository`` and ``verified`` values; a pending change of an
 approved value leaves the approved value (kept in ``approved``) in the analyses until verified.
+``authors`` lists everyone who changed a value since it was last verified; none of them, nor the
+bootstrap account, nor an account linked to one of them by creation may verify it
+(:func:`check_verifier`).  ``deletion`` marks a proposed deletion of a value the analyses use: it
+stays in them (from ``approved``) until a second person confirms (:meth:`Store.delete_record`).
 
 Writes use ``BEGIN IMMEDIATE`` with a busy timeout, so concurrent writers queue on the
 database lock instead of failing or losing updates; readers never block (WAL).
@@ -128,7 +138,8 @@ CREATE TABLE IF NOT EXISTS adverse_events (
     verified_by TEXT,
     verified_at TEXT,
     approved TEXT,
-    authors TEXT
+    authors TEXT,
+    deletion TEXT
 );
 CREATE INDEX IF NOT EXISTS ae_trial ON adverse_events(trial_id, deleted);
 CREATE UNIQUE INDEX IF NOT EXISTS ae_key ON adverse_events(trial_id, key);
@@ -175,14 +186,44 @@ CREATE TABLE IF NOT EXISTS reviews (
     at TEXT NOT NULL,
     open INTEGER NOT NULL DEFAULT 1
 );
+CREATE TABLE IF NOT EXISTS screening_records (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    source_file TEXT NOT NULL,
+    format TEXT NOT NULL,
+    record_number INTEGER NOT NULL,
+    pmid TEXT,
+    doi TEXT,
+    nct TEXT,
+    url TEXT,
+    registration TEXT,
+    title TEXT NOT NULL,
+    year INTEGER,
+    abstract TEXT,
+    has_results INTEGER,
+    kind TEXT,
+    status TEXT NOT NULL DEFAULT 'awaiting title/abstract screening',
+    imported_at TEXT NOT NULL,
+    imported_by TEXT
+);
+CREATE TABLE IF NOT EXISTS answer_snapshots (
+    run INTEGER NOT NULL,
+    snapshot TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    question TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    row TEXT NOT NULL,
+    PRIMARY KEY (run, question, outcome)
+);
 """
 
 # columns added to tables of stores created before the two-person rule (ALTER TABLE ... ADD COLUMN)
 _REVIEW_COLUMNS = (("status", "TEXT NOT NULL DEFAULT 'repository'"), ("entered_by", "TEXT"),
-                   ("verified_by", "TEXT"), ("verified_at", "TEXT"), ("approved", "TEXT"), ("authors", "TEXT"))
+                   ("verified_by", "TEXT"), ("verified_at", "TEXT"), ("approved", "TEXT"), ("authors", "TEXT"),
+                   ("deletion", "TEXT"))
 _MIGRATIONS = {
     "outcomes": _REVIEW_COLUMNS,
-    "adverse_events": (("authors", "TEXT"),),
+    "adverse_events": (("authors", "TEXT"), ("deletion", "TEXT")),
+    "sessions": (("last_seen", "REAL"),),
     "studies": (("status", "TEXT NOT NULL DEFAULT 'repository'"), ("entered_by", "TEXT"), ("verified_by", "TEXT"),
                 ("verified_at", "TEXT")),
     "audit": (("user", "TEXT"),),
@@ -359,7 +400,52 @@ def _authors(row) -> list[str]:
     raw = row["authors"] if "authors" in keys else None
     if raw:
         return list(json.loads(raw))
-    return [row["entered_by"]] if row["entered_by"] else []
+    return [row["entered_by"]] if "entered_by" in keys and row["entered_by"] else []
+
+
+BOOTSTRAP = "bootstrap"
+"""The account of the server's shared token: administration only, it never verifies a value."""
+
+
+def _creators(tx, name: str) -> list[str]:
+    """The accounts that created ``name``, directly or through accounts they created (nearest first)."""
+    out: list[str] = []
+    cur = name
+    for _ in range(64):  # a chain longer than this (or a cycle) stops here
+        r = tx.execute("SELECT created_by FROM users WHERE name = ?", (cur,)).fetchone()
+        if r is None or not r[0] or r[0] in out or r[0] == name:
+            break
+        out.append(r[0])
+        cur = r[0]
+    return out
+
+
+def check_verifier(tx, verifier: str, authors: list[str], what: str = "value") -> None:
+    """Raise :class:`Forbidden` unless ``verifier`` may be the second person for a change by ``authors``.
+
+    The rule (issue 26): the verifier authored none of the changes since the last verified state;
+    the verifier is not the bootstrap account (its token is for administration); and no author
+    created the verifier's account, nor the verifier an author's account, directly or through
+    accounts created in turn (``users.created_by``): an admin cannot verify her own entry through an
+    account she made, nor enter through a made account and verify with her own.  Accounts made at
+    the command line (``created_by = 'cli'``) or by the system have no creator among the users.
+    """
+    if verifier == BOOTSTRAP:
+        raise Forbidden("the bootstrap token is for administration, not curation: it cannot verify a "
+                        f"{what}; verify with a named account")
+    if verifier in authors:
+        raise Forbidden(f"the two-person rule: a {what} must be verified by someone who authored none of its "
+                        f"changes since it was last verified ({verifier} did)")
+    mine = _creators(tx, verifier)
+    for a in authors:
+        if a in mine or verifier in _creators(tx, a):
+            raise Forbidden(f"the two-person rule: {verifier!r} and {a!r} (an author of this {what}) are linked: "
+                            "one account was created by the other (directly or through accounts it created)")
+
+
+def _role(tx, name: str) -> Optional[str]:
+    r = tx.execute("SELECT role FROM users WHERE name = ? AND active = 1", (name,)).fetchone()
+    return r[0] if r else None
 
 
 _SEED_CACHE: dict[tuple, EvidenceBase] = {}
@@ -593,7 +679,8 @@ class Store:
         return {"status": r.get("status") or "repository", "entered_by": r.get("entered_by"),
                 "verified_by": r.get("verified_by"), "verified_at": r.get("verified_at"),
                 "in_analyses": (r.get("status") or "repository") in APPROVED or approved is not None,
-                "approved": approved}
+                "approved": approved, "authors": _authors(r) if (r.get("status") or "repository") not in APPROVED
+                else [], "deletion": json.loads(r["deletion"]) if r.get("deletion") else None}
 
     @staticmethod
     def ae_record(row: sqlite3.Row | dict) -> dict[str, Any]:
@@ -720,33 +807,122 @@ class Store:
             # every author of a change since the last verified state is kept: none of them may verify it
             authors = [] if row["status"] in APPROVED else _authors(row)
             authors = authors + [a for a in [user or actor] if a not in authors]
+            # a disputed value stays disputed when its entry is changed (only a reviewer resolves it): the
+            # readings stay open and the replaced entry joins them, side by side in the review queue
+            disputed = row["status"] == "disputed"
+            old = {f: row[f] for f in fields}
+            if disputed and self._db_values(kind, values) != [old[f] for f in fields]:
+                tx.execute("INSERT INTO reviews(kind, record_id, record_version, reviewer, decision, proposed, note,"
+                           " at, open) VALUES (?,?,?,?,'earlier entry',?,?,?,1)",
+                           (kind, rid, version, row["entered_by"] or "?", _dumps(Store._plain_values(kind, old)),
+                            f"entry replaced by {user or actor}", now()))
             sets = ", ".join(f"{f}=?" for f in fields)
             tx.execute(
-                f"UPDATE {table} SET {sets}, version = version + 1, updated_at=?, status='pending', entered_by=?,"
-                f" verified_by=NULL, verified_at=NULL, approved=?, authors=? WHERE id = ? AND version = ?",
-                (*self._db_values(kind, values), now(), user or actor, approved, _dumps(authors), rid, version),
+                f"UPDATE {table} SET {sets}, version = version + 1, updated_at=?, status=?, entered_by=?,"
+                f" verified_by=NULL, verified_at=NULL, approved=?, authors=?, deletion=NULL"
+                f" WHERE id = ? AND version = ?",
+                (*self._db_values(kind, values), now(), "disputed" if disputed else "pending", user or actor,
+                 approved, _dumps(authors), rid, version),
             )
-            tx.execute("UPDATE reviews SET open = 0 WHERE kind = ? AND record_id = ?", (kind, rid))
+            if not disputed:
+                tx.execute("UPDATE reviews SET open = 0 WHERE kind = ? AND record_id = ?", (kind, rid))
             after = self._rec(kind, tx.execute(f"SELECT * FROM {table} WHERE id = ?", (rid,)).fetchone())
             self._audit(tx, actor, "update" if kind == "outcome" else "update adverse event", trial_id, rid, before,
                         after, user)
             self._bump(tx)
         return after
 
+    @staticmethod
+    def _plain_values(kind: str, vals: dict) -> dict:
+        out = dict(vals)
+        if "serious" in out and out["serious"] is not None:
+            out["serious"] = bool(out["serious"])
+        return out
+
     def delete_record(self, kind: str, trial_id: str, rid: int, version: int, actor: str,
                       user: Optional[str] = None) -> dict:
+        """Delete a value under the two-person rule; returns the record with ``delete``: what happened.
+
+        * A value no analysis uses (a new entry never verified) is deleted at once (``delete`` =
+          ``"deleted"``; the record as it was).
+        * A value the analyses use (``repository``, ``verified``, or a pending change of one) is only
+          proposed for deletion (``"pending deletion"``; the record as it is now): it stays in the
+          analyses until a second person -- who authored none of its changes since it was last
+          verified, under :func:`check_verifier` -- confirms, by deleting it too or verifying it.
+        * Deleting a value proposed for deletion confirms the proposal (``"deleted"``); by one of its
+          authors it raises :class:`Forbidden`.
+        """
         table = KINDS[kind][0]
+        who = user or actor
         with self._tx() as tx:
-            before = self._rec(kind, self._live_row(tx, kind, trial_id, rid))
+            row = self._live_row(tx, kind, trial_id, rid)
+            before = self._rec(kind, row)
             if before["version"] != version:
                 raise Conflict(before)
+            if row["deletion"]:
+                check_verifier(tx, who, _authors(row), "deletion")
+                self._confirm_deletion(tx, kind, trial_id, row, who, actor)
+                return {**before, "delete": "deleted"}
+            if row["status"] == "disputed" and _role(tx, who) not in ("reviewer", "admin"):
+                # deleting and re-entering would make the dispute vanish from the review queue
+                raise Forbidden("a disputed value is resolved by a reviewer: ask a reviewer to settle or delete it")
+            if row["status"] in APPROVED or row["approved"]:
+                fields = KINDS[kind][1]
+                approved = row["approved"]
+                if row["status"] in APPROVED:
+                    approved = _dumps({"status": row["status"], "verified_by": row["verified_by"],
+                                       "values": {f: row[f] for f in fields}})
+                authors = [] if row["status"] in APPROVED else _authors(row)
+                authors = authors + [a for a in [who] if a not in authors]
+                tx.execute(f"UPDATE {table} SET version = version + 1, updated_at = ?, status = 'pending',"
+                           " verified_by = NULL, verified_at = NULL, approved = ?, authors = ?, deletion = ?"
+                           " WHERE id = ?", (now(), approved, _dumps(authors), _dumps({"by": who, "at": now()}), rid))
+                tx.execute("UPDATE reviews SET open = 0 WHERE kind = ? AND record_id = ?", (kind, rid))
+                after = self._rec(kind, tx.execute(f"SELECT * FROM {table} WHERE id = ?", (rid,)).fetchone())
+                self._audit(tx, actor, "propose deletion" if kind == "outcome" else "propose deletion of adverse event",
+                            trial_id, rid, before, after, user)
+                self._bump(tx)
+                return {**after, "delete": "pending deletion"}
             tx.execute(f"UPDATE {table} SET deleted = 1, version = version + 1, updated_at = ? WHERE id = ?",
                        (now(), rid))
             tx.execute("UPDATE reviews SET open = 0 WHERE kind = ? AND record_id = ?", (kind, rid))
             self._audit(tx, actor, "delete" if kind == "outcome" else "delete adverse event", trial_id, rid, before,
                         None, user)
             self._bump(tx)
-        return before
+        return {**before, "delete": "deleted"}
+
+    def _confirm_deletion(self, tx, kind: str, trial_id: str, row, who: str, actor: str) -> None:
+        table = KINDS[kind][0]
+        before = self._rec(kind, row)
+        tx.execute(f"UPDATE {table} SET deleted = 1, version = version + 1, updated_at = ?, verified_by = ?,"
+                   " verified_at = ? WHERE id = ?", (now(), who, now(), row["id"]))
+        tx.execute("UPDATE reviews SET open = 0 WHERE kind = ? AND record_id = ?", (kind, row["id"]))
+        self._audit(tx, actor, "delete" if kind == "outcome" else "delete adverse event", trial_id, row["id"], before,
+                    {"confirmed_by": who, "proposed_by": (json.loads(row["deletion"]) or {}).get("by")}, who)
+        self._bump(tx)
+
+    def keep_record(self, kind: str, trial_id: str, rid: int, version: int, user: str, actor: str) -> dict:
+        """Withdraw a proposed deletion: the value is restored as it was last approved (any curator may:
+        it brings back only what two people approved)."""
+        table, fields = KINDS[kind]
+        with self._tx() as tx:
+            row = self._live_row(tx, kind, trial_id, rid)
+            before = self._rec(kind, row)
+            if before["version"] != version:
+                raise Conflict(before)
+            if not row["deletion"] or not row["approved"]:
+                raise NotFound("no deletion of this value awaits confirmation")
+            snap = json.loads(row["approved"])
+            sets = ", ".join(f"{f}=?" for f in fields)
+            tx.execute(f"UPDATE {table} SET {sets}, version = version + 1, updated_at = ?, status = ?, verified_by = ?,"
+                       " approved = NULL, authors = NULL, deletion = NULL WHERE id = ?",
+                       (*self._db_values(kind, snap["values"]), now(), snap["status"], snap.get("verified_by"), rid))
+            tx.execute("UPDATE reviews SET open = 0 WHERE kind = ? AND record_id = ?", (kind, rid))
+            after = self._rec(kind, tx.execute(f"SELECT * FROM {table} WHERE id = ?", (rid,)).fetchone())
+            self._audit(tx, actor, "keep" if kind == "outcome" else "keep adverse event", trial_id, rid, before, after,
+                        user)
+            self._bump(tx)
+        return after
 
     def create_outcome(self, trial_id: str, values: dict[str, Any], actor: str, origin: str = "api",
                        user: Optional[str] = None) -> dict:
@@ -770,7 +946,12 @@ class Store:
         ``disputed`` and both readings go to the review queue.  No author of any change since the
         value was last verified (the entrant, and every curator who edited any field of it since)
         can verify it (:class:`Forbidden`): otherwise a second curator's edit of, say, the location
-        would let the entrant verify her own count.
+        would let the entrant verify her own count.  The full rule is :func:`check_verifier` (no
+        bootstrap account, no account linked to an author by creation).
+
+        A ``disputed`` value is settled only by a reviewer (role ``reviewer`` or ``admin``): a curator
+        may add her own differing reading, but her agreeing check does not end a dispute.  Verifying a
+        value proposed for deletion confirms the deletion (the record comes back with ``deleted``).
         """
         table, fields = KINDS[kind]
         with self._tx() as tx:
@@ -780,20 +961,28 @@ class Store:
                 raise Conflict(before)
             if row["status"] not in ("pending", "disputed"):
                 raise Forbidden(f"nothing to verify: the value is {row['status']}")
-            if reviewer in _authors(row):
-                raise Forbidden("the two-person rule: a value must be verified by someone who authored none of its "
-                                f"changes since it was last verified ({reviewer} did)")
+            check_verifier(tx, reviewer, _authors(row), "deletion" if row["deletion"] else "value")
+            if row["deletion"]:
+                self._confirm_deletion(tx, kind, trial_id, row, reviewer, actor)
+                return {**before, "status": "deleted", "deleted": True}
             agree = proposed is None or all(proposed.get(f) == row[f] if f != "serious" else
                                             (proposed.get(f) == (None if row[f] is None else bool(row[f])))
                                             for f in fields)
+            if agree and _role(tx, reviewer) not in ("reviewer", "admin"):
+                if row["status"] == "disputed":
+                    raise Forbidden("a disputed value is resolved by a reviewer: record your own reading if it "
+                                    "differs, or ask a reviewer to settle it")
+                if self._disputed_sibling(tx, kind, row):
+                    raise Forbidden("another entry of this value (same arm and measure) is disputed: a reviewer "
+                                    "settles it before a new entry is verified")
             decision = "verify" if agree else "dispute"
             tx.execute("INSERT INTO reviews(kind, record_id, record_version, reviewer, decision, proposed, note, at,"
                        " open) VALUES (?,?,?,?,?,?,?,?,?)",
                        (kind, rid, version, reviewer, decision, _dumps(proposed) if proposed is not None else None,
                         note, now(), 0 if agree else 1))
             if agree:
-                tx.execute(f"UPDATE {table} SET status='verified', verified_by=?, verified_at=?, approved=NULL"
-                           " WHERE id = ?", (reviewer, now(), rid))
+                tx.execute(f"UPDATE {table} SET status='verified', verified_by=?, verified_at=?, approved=NULL,"
+                           " authors=NULL WHERE id = ?", (reviewer, now(), rid))
                 tx.execute("UPDATE reviews SET open = 0 WHERE kind = ? AND record_id = ?", (kind, rid))
             else:
                 tx.execute(f"UPDATE {table} SET status='disputed' WHERE id = ?", (rid,))
@@ -802,6 +991,20 @@ class Store:
                         before, {**after, "proposed": proposed, "note": note}, reviewer)
             self._bump(tx)
         return after
+
+    @staticmethod
+    def _disputed_sibling(tx, kind: str, row) -> bool:
+        """Whether another live entry of the same value (trial, arm, endpoint and timepoint; for an adverse
+        event trial, arm and event) is disputed: a fresh entry must not route around an open dispute."""
+        if kind == "outcome":
+            q = ("SELECT 1 FROM outcomes WHERE trial_id = ? AND arm = ? AND outcome = ? AND timepoint_weeks IS ?"
+                 " AND deleted = 0 AND status = 'disputed' AND id != ?")
+            args = (row["trial_id"], row["arm"], row["outcome"], row["timepoint_weeks"], row["id"])
+        else:
+            q = ("SELECT 1 FROM adverse_events WHERE trial_id = ? AND arm = ? AND event = ? AND deleted = 0"
+                 " AND status = 'disputed' AND id != ?")
+            args = (row["trial_id"], row["arm"], row["event"], row["id"])
+        return tx.execute(q, args).fetchone() is not None
 
     def adopt_review(self, kind: str, trial_id: str, rid: int, version: int, review_id: int, resolver: str,
                      actor: str) -> dict:
@@ -819,10 +1022,13 @@ class Store:
                 raise NotFound(f"no open disputed reading {review_id} for this value")
             if rv["reviewer"] == resolver:
                 raise Forbidden("the two-person rule: your own reading must be accepted by someone else")
+            if _role(tx, resolver) not in ("reviewer", "admin"):
+                raise Forbidden("resolving a dispute needs role 'reviewer'")
+            check_verifier(tx, resolver, _authors(row) + [rv["reviewer"]], "value")
             proposed = json.loads(rv["proposed"])
             sets = ", ".join(f"{f}=?" for f in fields)
             tx.execute(f"UPDATE {table} SET {sets}, version = version + 1, updated_at=?, status='verified',"
-                       f" entered_by=?, verified_by=?, verified_at=?, approved=NULL WHERE id = ?",
+                       f" entered_by=?, verified_by=?, verified_at=?, approved=NULL, authors=NULL WHERE id = ?",
                        (*self._db_values(kind, proposed), now(), rv["reviewer"], resolver, now(), rid))
             tx.execute("UPDATE reviews SET open = 0 WHERE kind = ? AND record_id = ?", (kind, rid))
             after = self._rec(kind, tx.execute(f"SELECT * FROM {table} WHERE id = ?", (rid,)).fetchone())
@@ -901,6 +1107,7 @@ class Store:
             if r["entered_by"] == reviewer:
                 raise Forbidden("the two-person rule: a trial must be verified by someone other than the curator "
                                 f"who entered it ({reviewer})")
+            check_verifier(tx, reviewer, [r["entered_by"]] if r["entered_by"] else [], "trial")
             tx.execute("UPDATE studies SET status='verified', verified_by=?, verified_at=? WHERE id = ?",
                        (reviewer, now(), trial_id))
             self._audit(tx, actor, "verify trial", trial_id, None, {"status": "pending"}, {"status": "verified"},
@@ -942,7 +1149,11 @@ class Store:
                        " VALUES (?,?,NULL,1,?,'system')", (name, role, now()))
 
     def update_user(self, name: str, actor: str, role: Optional[str] = None, password_hash: Optional[str] = None,
-                    active: Optional[bool] = None) -> dict:
+                    active: Optional[bool] = None, keep_session: Optional[str] = None,
+                    keep_token: Optional[str] = None) -> dict:
+        """Change a user's role, password or activity.  A new password or a deactivation ends every session
+        and API token of the user (a role change ends the sessions), except ``keep_session`` /
+        ``keep_token`` (digests): the credential of a user who changes her own password herself."""
         if role is not None and role not in ROLES:
             raise ValueError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
         with self._tx() as tx:
@@ -955,10 +1166,10 @@ class Store:
             if active is not None:
                 tx.execute("UPDATE users SET active = ? WHERE name = ?", (int(active), name))
             if password_hash is not None or active is False or role is not None:
-                tx.execute("DELETE FROM sessions WHERE user = ?", (name,))  # re-login with the new rights
+                tx.execute("DELETE FROM sessions WHERE user = ? AND id_hash != ?", (name, keep_session or ""))
             if active is False or password_hash is not None:
                 # a reset password means the old credentials may be known: every API token goes too
-                tx.execute("DELETE FROM api_tokens WHERE user = ?", (name,))
+                tx.execute("DELETE FROM api_tokens WHERE user = ? AND hash != ?", (name, keep_token or ""))
             self._audit(tx, actor, "update user", None, None, None,
                         {"name": name, "role": role, "password_changed": password_hash is not None,
                          "active": active}, actor)
@@ -985,6 +1196,27 @@ class Store:
                        (token_hash, user, label, now()))
             self._audit(tx, actor, "add api token", None, None, None, {"user": user, "label": label}, actor)
 
+    def api_tokens_of(self, user: str) -> list[dict]:
+        """The user's API tokens: ``id`` (the first 16 hex digits of the stored SHA-256, which reveals
+        nothing of the token), label, created and last used (never the token)."""
+        return [{"id": r[0][:16], "label": r[1], "created_at": r[2], "last_used": r[3]} for r in self._conn().execute(
+            "SELECT hash, label, created_at, last_used FROM api_tokens WHERE user = ? ORDER BY created_at, hash",
+            (user,))]
+
+    def revoke_api_token(self, user: str, token_id: str, actor: str) -> dict:
+        """Delete the user's token ``token_id`` (as :meth:`api_tokens_of` lists it); audited."""
+        if not re.fullmatch(r"[0-9a-f]{16}", token_id or ""):
+            raise NotFound(f"user {user!r} has no token {token_id[:40]!r}")
+        with self._tx() as tx:
+            r = tx.execute("SELECT hash, label, created_at FROM api_tokens WHERE user = ? AND substr(hash, 1, 16) = ?",
+                           (user, token_id)).fetchone()
+            if r is None:
+                raise NotFound(f"user {user!r} has no token {token_id!r}")
+            tx.execute("DELETE FROM api_tokens WHERE hash = ?", (r[0],))
+            info = {"user": user, "token": token_id, "label": r[1], "created_at": r[2]}
+            self._audit(tx, actor, "revoke api token", None, None, info, None, actor)
+        return info
+
     def user_for_token(self, token_hash: str) -> Optional[dict]:
         r = self._conn().execute(
             "SELECT u.name, u.role FROM api_tokens t JOIN users u ON u.name = t.user WHERE t.hash = ? AND u.active = 1",
@@ -998,16 +1230,26 @@ class Store:
         t = _t.time()
         with self._tx() as tx:
             tx.execute("DELETE FROM sessions WHERE expires_at < ?", (t,))
-            tx.execute("INSERT INTO sessions(id_hash, user, csrf, created_at, expires_at, ip) VALUES (?,?,?,?,?,?)",
-                       (id_hash, user, csrf, t, t + ttl_s, ip))
+            tx.execute("INSERT INTO sessions(id_hash, user, csrf, created_at, expires_at, ip, last_seen)"
+                       " VALUES (?,?,?,?,?,?,?)", (id_hash, user, csrf, t, t + ttl_s, ip, t))
 
-    def session(self, id_hash: str) -> Optional[dict]:
+    def session(self, id_hash: str, idle_s: Optional[float] = None) -> Optional[dict]:
+        """The live session ``id_hash`` (``None`` when expired, idle longer than ``idle_s``, or its user inactive)."""
         import time as _t
 
+        t = _t.time()
         r = self._conn().execute(
-            "SELECT s.user, s.csrf, s.expires_at, u.role FROM sessions s JOIN users u ON u.name = s.user"
-            " WHERE s.id_hash = ? AND s.expires_at > ? AND u.active = 1", (id_hash, _t.time())).fetchone()
-        return dict(r) if r else None
+            "SELECT s.user, s.csrf, s.expires_at, COALESCE(s.last_seen, s.created_at) AS last_seen, u.role"
+            " FROM sessions s JOIN users u ON u.name = s.user"
+            " WHERE s.id_hash = ? AND s.expires_at > ? AND u.active = 1", (id_hash, t)).fetchone()
+        if r is None or (idle_s is not None and t - r["last_seen"] > idle_s):
+            return None
+        return dict(r)
+
+    def touch_session(self, id_hash: str, t: float) -> None:
+        """Record activity on a session (the idle timeout slides)."""
+        with self._tx() as tx:
+            tx.execute("UPDATE sessions SET last_seen = ? WHERE id_hash = ?", (t, id_hash))
 
     def delete_session(self, id_hash: str) -> bool:
         with self._tx() as tx:
@@ -1051,9 +1293,76 @@ class Store:
                        " VALUES (?,?,?,?,?)", (scope, key, failures, t, t + lock))
         return lock
 
+    def login_failures(self, scope: str, key: str, t: float, forget_s: float) -> int:
+        """Failures counted for (scope, key) that are not yet forgotten."""
+        r = self._conn().execute("SELECT failures, last_at FROM login_failures WHERE scope = ? AND key = ?",
+                                 (scope, key)).fetchone()
+        return 0 if r is None or t - r[1] > forget_s else int(r[0])
+
+    def login_clear_account(self, user: str) -> None:
+        """Lift every lock of ``user`` (the account and each address+account pair): a correct API token
+        -- a second, unguessable credential -- proves the holder is at the keyboard."""
+        with self._tx() as tx:
+            prefix = user + "|"  # pair keys are "user|address" (a user name never holds "|")
+            tx.execute("DELETE FROM login_failures WHERE (scope = 'user' AND key = ?) OR (scope = 'pair' AND"
+                       " substr(key, 1, ?) = ?)", (user, len(prefix), prefix))
+
     def login_succeeded(self, scope: str, key: str) -> None:
         with self._tx() as tx:
             tx.execute("DELETE FROM login_failures WHERE scope = ? AND key = ?", (scope, key))
+
+    # ------------------------------------------------- records in, answer snapshots (issue 22)
+    SCREENING_FIELDS = ("pmid", "doi", "nct", "url", "registration", "title", "year", "abstract", "has_results",
+                        "kind")
+
+    def screening_records(self) -> list[dict]:
+        """Every record queued by ``lnsynth records import`` (oldest first)."""
+        return [dict(r) for r in self._conn().execute("SELECT * FROM screening_records ORDER BY id")]
+
+    def queue_screening(self, records: list[dict], source_file: str, fmt: str, actor: str = "cli:records") -> list[int]:
+        """Queue new records for title/abstract screening, all in ONE transaction (all or nothing).
+
+        ``records`` are mappings with ``number`` (record number in the file) and any of
+        :attr:`SCREENING_FIELDS`.  Returns the new row ids.  The evidence is unchanged (no
+        generation bump); an audit row names the file and the ids.
+        """
+        ids: list[int] = []
+        with self._tx() as tx:
+            ts = now()
+            for r in records:
+                hr = r.get("has_results")
+                cur = tx.execute(
+                    "INSERT INTO screening_records(source_file, format, record_number, pmid, doi, nct, url,"
+                    " registration, title, year, abstract, has_results, kind, imported_at, imported_by)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (source_file, fmt, int(r["number"]), *(r.get(f) for f in self.SCREENING_FIELDS[:8]),
+                     None if hr is None else int(bool(hr)), r.get("kind"), ts, actor))
+                ids.append(int(cur.lastrowid))
+            if ids:
+                self._audit(tx, actor, "records import", None, None, None,
+                            {"file": source_file, "format": fmt, "screening_records": ids})
+        return ids
+
+    def latest_answer_snapshot(self) -> Optional[dict]:
+        """The last stored answers: ``{run, snapshot, created_at, rows}`` or ``None`` before the first update."""
+        c = self._conn()
+        r = c.execute("SELECT MAX(run) FROM answer_snapshots").fetchone()
+        if r is None or r[0] is None:
+            return None
+        rows = c.execute("SELECT snapshot, created_at, row FROM answer_snapshots WHERE run = ? ORDER BY question,"
+                         " outcome", (r[0],)).fetchall()
+        return {"run": int(r[0]), "snapshot": rows[0][0], "created_at": rows[0][1],
+                "rows": [json.loads(x[2]) for x in rows]}
+
+    def save_answer_snapshot(self, snapshot: str, rows: list[dict]) -> int:
+        """Store every question's answer rows (``question``, ``outcome`` keys) under ``snapshot``; returns the run."""
+        with self._tx() as tx:
+            run = int(tx.execute("SELECT COALESCE(MAX(run), 0) + 1 FROM answer_snapshots").fetchone()[0])
+            ts = now()
+            for row in rows:
+                tx.execute("INSERT INTO answer_snapshots(run, snapshot, created_at, question, outcome, row)"
+                           " VALUES (?,?,?,?,?,?)", (run, snapshot, ts, row["question"], row["outcome"], _dumps(row)))
+        return run
 
     # -------------------------------------------------------------- evidence
     def evidence(self) -> EvidenceBase:

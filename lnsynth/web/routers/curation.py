@@ -38,6 +38,16 @@ PATH_OF = {v: k for k, v in KIND_PATH.items()}
 LABEL = {"outcome": "outcome", "adverse_event": "adverse event"}
 
 
+def delete_answer(rec: dict):
+    """200 with the deleted record, or 202 when the deletion awaits a second person."""
+    state = rec.pop("delete", "deleted")
+    if state == "pending deletion":
+        return JSONResponse({"deleted": None, "status": state, "version": rec["version"], "record": rec,
+                             "note": "the value stays in the analyses until a second person confirms the "
+                                     "deletion (DELETE again with this version, or verify it)"}, status_code=202)
+    return {"deleted": rec["id"], "status": "deleted", "version": rec["version"], "record": rec}
+
+
 def make_router(store: Store, auth: Auth, page: Callable, api_error: Callable[..., Exception],
                 json_body: Callable) -> APIRouter:
     """The curation router. ``page(request, template, ctx, status)`` renders HTML; ``api_error(status, detail,
@@ -158,8 +168,53 @@ def make_router(store: Store, auth: Auth, page: Callable, api_error: Callable[..
             await run_in_threadpool(store.add_api_token, name, digest(tok), label, p.name)
         except NotFound as e:
             raise api_error(404, str(e)) from None
-        return JSONResponse({"user": name, "token": tok, "label": label,
+        return JSONResponse({"user": name, "token": tok, "label": label, "id": digest(tok)[:16],
                              "note": "shown once; only its SHA-256 is stored"}, status_code=201)
+
+    def token_owner(request: Request, name: str) -> Principal:
+        p = api_user(request, "viewer")
+        if p.name != name and not p.has("admin"):
+            raise api_error(403, "only an admin can see or revoke another user's tokens")
+        if store.user(name) is None:
+            raise api_error(404, f"unknown user {name[:40]!r}")
+        return p
+
+    @router.get("/api/users/{name}/tokens")
+    def api_tokens(name: str, request: Request):
+        """The user's API tokens: id, label, created_at, last_used (never the token itself)."""
+        token_owner(request, name)
+        return store.api_tokens_of(name)
+
+    @router.delete("/api/users/{name}/tokens/{token_id}")
+    async def api_revoke_token(name: str, token_id: str, request: Request):
+        p = token_owner(request, name)
+        try:
+            return {"revoked": await run_in_threadpool(store.revoke_api_token, name, token_id, p.name)}
+        except NotFound as e:
+            raise api_error(404, str(e)) from None
+
+    @router.post("/api/me/password")
+    async def api_change_password(request: Request):
+        """Body ``{"current": "...", "new": "..."}``: change your own password; your other sessions and
+        API tokens end (the token of this request is kept)."""
+        p = api_user(request, "viewer")
+        body = await json_body(request)
+        if not isinstance(body, dict):
+            raise api_error(422, [dict(BODY_NOT_OBJECT)])
+        cur, new = body.get("current"), body.get("new")
+        errors = [] if isinstance(cur, str) and cur else [err("current", "current password is required", "missing")]
+        if password_problem(new):
+            errors.append(err("new", password_problem(new), "value_error"))
+        if errors:
+            raise api_error(422, errors)
+        h = digest(request.headers.get("authorization", "").strip().partition(" ")[2].strip())  # kept
+        try:
+            await run_in_threadpool(auth.change_password, p, client(request), cur, new, None, h)
+        except AuthError as e:
+            raise api_error(e.status, e.message, headers=e.headers) from None
+        except ValueError as e:
+            raise api_error(422, [err("new", str(e), "value_error")]) from None
+        return {"name": p.name, "password_changed": True, "other_sessions_and_tokens": "ended"}
 
     # ================================================================ API: two-person rule
     @router.get("/api/verification")
@@ -203,7 +258,9 @@ def make_router(store: Store, auth: Auth, page: Callable, api_error: Callable[..
             errors.append(err("note", "note must be text of at most 2000 characters", "string_type"))
         if errors:
             raise api_error(422, errors)
-        if "decision" in body and body.get("decision") == "adopt":
+        if body.get("decision") == "keep":  # withdraw a proposed deletion (restores the approved value)
+            call = lambda: store.keep_record(kind, trial_id, oid, version, p.name, actor(p, request))  # noqa
+        elif "decision" in body and body.get("decision") == "adopt":
             if not p.has("reviewer"):
                 raise api_error(403, "resolving a dispute needs role 'reviewer'")
             rv = body.get("review_id")
@@ -285,13 +342,15 @@ def make_router(store: Store, auth: Auth, page: Callable, api_error: Callable[..
         if errors:
             raise api_error(422, errors)
         try:
-            before = await run_in_threadpool(store.delete_record, "adverse_event", trial_id, oid, version,
-                                             actor(p, request), p.name)
+            rec = await run_in_threadpool(store.delete_record, "adverse_event", trial_id, oid, version,
+                                          actor(p, request), p.name)
         except NotFound as e:
             raise api_error(404, str(e)) from None
+        except Forbidden as e:
+            raise api_error(403, str(e)) from None
         except Conflict as c:
             raise conflict(version, c) from None
-        return {"deleted": before["id"], "version": before["version"], "record": before}
+        return delete_answer(rec)
 
     @router.post("/api/trials", status_code=201)
     async def api_trial_create(request: Request):
@@ -401,8 +460,8 @@ def make_router(store: Store, auth: Auth, page: Callable, api_error: Callable[..
             merged.update({k: v for k, v in typed.items() if k in fields and v not in ("", None)})
             reading, verrs = validate(kind, merged, arms)
             errors += conv + verrs
-        elif decision not in ("verify", "adopt"):
-            errors.append(err("decision", "choose verify, dispute or adopt", "value_error"))
+        elif decision not in ("verify", "adopt", "keep"):
+            errors.append(err("decision", "choose verify, dispute, adopt or keep", "value_error"))
         if errors:
             ctx = queue_context()
             return page(request, "review.html", {**ctx, "summary": counts_sentence(ctx["counts"]), "done": None,
@@ -416,6 +475,8 @@ def make_router(store: Store, auth: Auth, page: Callable, api_error: Callable[..
                 if not (rv.isascii() and rv.isdigit() and len(rv) <= 12):
                     return refuse(request, 400, "review_id: expected a whole number")
                 store.adopt_review(kind, trial_id, oid, version, int(rv), p.name, actor(p, request))
+            elif decision == "keep":
+                store.keep_record(kind, trial_id, oid, version, p.name, actor(p, request))
             else:
                 store.verify_record(kind, trial_id, oid, version, p.name, actor(p, request), reading, note)
         except Forbidden as e:
@@ -542,18 +603,56 @@ def make_router(store: Store, auth: Auth, page: Callable, api_error: Callable[..
         if errors:
             return refuse(request, 400, "version: " + errors[0]["msg"])
         try:
-            store.delete_record(kind, trial_id, rid_of(rid), version, actor(p, request), p.name)
+            rec = store.delete_record(kind, trial_id, rid_of(rid), version, actor(p, request), p.name)
         except NotFound as e:
             return refuse(request, 404, str(e))
+        except Forbidden as e:
+            return refuse(request, 403, str(e))
         except Conflict:
             return refuse(request, 409, "the record changed since you opened the page: reload and try again")
+        if rec.get("delete") == "pending deletion":  # a value in the analyses: a second person must confirm
+            anchor = "outcome" if kind == "outcome" else "ae"
+            return RedirectResponse(f"/trials/{trial_id}?{urlencode({'deletion_proposed': rid})}#{anchor}-{rid}",
+                                    status_code=303)
         return RedirectResponse(f"/trials/{trial_id}?{urlencode({'deleted': rid})}", status_code=303)
 
     # ---------------------------------------------------------------- account and users
     def account_page_ctx(request: Request, **extra) -> dict:
         p = auth.user(request)
         return {"users": store.users() if p is not None and p.has("admin") else None, "roles": ROLES,
+                "tokens": store.api_tokens_of(p.name) if p is not None else [], "done": None,
                 "new_token": None, "errors": {}, "values": {}, "title": "Account", **extra}
+
+    @router.post("/account/tokens/{token_id}/revoke", response_class=HTMLResponse, include_in_schema=False)
+    async def account_revoke_token(request: Request, token_id: str):
+        data, p, bad = await form_user(request, "viewer")
+        if bad is not None:
+            return bad
+        try:
+            store.revoke_api_token(p.name, token_id, p.name)
+        except NotFound as e:
+            return refuse(request, 404, str(e))
+        return page(request, "account.html", account_page_ctx(request, done=f"token {token_id} revoked"))
+
+    @router.post("/account/password", response_class=HTMLResponse, include_in_schema=False)
+    async def account_password(request: Request):
+        data, p, bad = await form_user(request, "viewer")
+        if bad is not None:
+            return bad
+        sid = request.cookies.get("lnsynth_session", "")
+        try:
+            await run_in_threadpool(auth.change_password, p, client(request), data.get("current", ""),
+                                    data.get("new", ""), digest(sid), None)
+        except AuthError as e:
+            resp = page(request, "account.html", account_page_ctx(request, errors={"current": e.message}),
+                        status=e.status)
+            if e.headers:
+                resp.headers.update(e.headers)
+            return resp
+        except ValueError as e:
+            return page(request, "account.html", account_page_ctx(request, errors={"new": str(e)}), status=400)
+        return page(request, "account.html", account_page_ctx(
+            request, done="password changed; your other sessions and all your API tokens were ended"))
 
     @router.get("/account", response_class=HTMLResponse, include_in_schema=False)
     def account(request: Request):
@@ -598,4 +697,4 @@ def make_router(store: Store, auth: Auth, page: Callable, api_error: Callable[..
     return router
 
 
-__all__ = ["make_router", "KINDS"]
+__all__ = ["make_router", "KINDS", "delete_answer"]

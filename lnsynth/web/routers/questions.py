@@ -9,16 +9,37 @@ from __future__ import annotations
 
 from typing import Callable
 
+from typing import Optional
+
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from markupsafe import Markup
+from starlette.exceptions import HTTPException
 
 from lnsynth.analyses.answer import answer
+from lnsynth.analyses.baselines import BaselineRiskError, add_user_baseline, check_user_risk
 from lnsynth.analyses.questions import QuestionError, get_question, load_questions
 from lnsynth.evidence.load import currency
 from lnsynth.report.sof import answer_html
 
 from ..curation import superseded
+from ..validation import ascii_number
+
+BASELINE_HELP = "baseline_risk must be a plain decimal number strictly between 0 and 1 (e.g. 0.35)"
+
+
+def user_baseline(request: Request) -> tuple[Optional[float], Optional[str]]:
+    """``?baseline_risk=R`` as (risk, None), (None, None) when absent or empty, (None, error) when invalid."""
+    raw = request.query_params.get("baseline_risk")
+    if raw is None or not raw.strip():
+        return None, None
+    num = ascii_number(raw[:64]) if len(raw) <= 64 else None
+    if num is None:
+        return None, f"{BASELINE_HELP}; got {raw[:40]!r}"
+    try:
+        return check_user_risk(num), None
+    except BaselineRiskError:
+        return None, f"{BASELINE_HELP}; got {raw[:40]!r}"
 
 
 def make_router(store, page: Callable, not_found: Callable[[str], Exception]) -> APIRouter:
@@ -40,9 +61,13 @@ def make_router(store, page: Callable, not_found: Callable[[str], Exception]) ->
         return superseded(store.evidence())[0]  # the store's curation rule, as on every analysis page
 
     @router.get("/api/questions/{qid}")
-    def api_question(qid: str):
+    def api_question(qid: str, request: Request):
         _question(qid)
-        return answer(_evidence(), qid).to_dict()
+        risk, bad = user_baseline(request)
+        if bad:
+            raise HTTPException(422, bad)
+        d = answer(_evidence(), qid).to_dict()
+        return add_user_baseline(d, risk) if risk is not None else d
 
     @router.get("/questions", response_class=HTMLResponse, include_in_schema=False)
     def questions_page(request: Request):
@@ -54,8 +79,14 @@ def make_router(store, page: Callable, not_found: Callable[[str], Exception]) ->
     def question_page(request: Request, qid: str):
         q = _question(qid)
         ev = _evidence()
-        a = answer(ev, qid)
-        return page(request, "question.html", {"q": q.summary_dict(), "sof": Markup(answer_html(a)),
-                                               "currency": currency(ev), "title": q.title})
+        risk, bad = user_baseline(request)
+        d = answer(ev, qid).to_dict()
+        if risk is not None:
+            d = add_user_baseline(d, risk)
+        raw = request.query_params.get("baseline_risk", "")
+        return page(request, "question.html", {"q": q.summary_dict(), "sof": Markup(answer_html(d)),
+                                               "currency": currency(ev), "title": q.title,
+                                               "baseline_risk": risk, "baseline_raw": raw[:40], "baseline_error": bad},
+                    status=422 if bad else 200)
 
     return router
