@@ -1290,12 +1290,13 @@ def users_token(
 def export_cmd(
     db: Path = typer.Option(..., "--db", help="SQLite store written by 'lnsynth serve'."),
     out: Path = typer.Option(Path("evidence-export"), "--out", help="Directory for the YAML layout (studies/, syntheses/, sources.yaml)."),
+    audit: bool = typer.Option(False, "--audit", help="Also write the audit trail (who entered, changed, verified, deleted; logins) as audit.jsonl."),
 ) -> None:
     """Write the web app's store back to the YAML layout that 'load_evidence(dir)' reads."""
     from lnsynth.web import export as _export
 
     try:
-        _export(db, out)
+        _export(db, out, audit=audit)
     except FileNotFoundError as exc:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(2)

@@ -442,3 +442,27 @@ def test_a_dispute_cannot_be_routed_around_by_deleting_or_re_entering(client):
     assert r.status_code == 403 and "disputed" in r.json()["error"]
     assert ("mt", 12, 39) not in counts(client) and ("mt", 12, 39.0) not in counts(client)
     assert client.delete(f"{url}?version={rec['version']}", headers=heads["carol"]).status_code == 200  # a reviewer
+
+
+def test_audit_is_exportable_with_the_evidence(tmp_path):
+    from typer.testing import CliRunner
+
+    from lnsynth.cli import app as cli_app
+
+    db = tmp_path / "store.db"
+    with TestClient(create_app(db, TOKEN)) as c:
+        heads = make_users(c)
+        rec = c.post(f"/api/trials/{TRIAL}/outcomes", headers=heads["alice"],
+                     json={"arm": "mt", "outcome": "complete remission", "events": 14, "n": 20, "timepoint_weeks": 39,
+                           "source": "peleg2020", "location": "Table 1", "quote": "14 of 20"}).json()
+        assert c.post(f"/api/trials/{TRIAL}/outcomes/{rec['id']}/verify", json={"version": 1},
+                      headers=heads["carol"]).status_code == 200
+    out = tmp_path / "export"
+    r = CliRunner().invoke(cli_app, ["export", "--db", str(db), "--out", str(out), "--audit"])
+    assert r.exit_code == 0, r.output
+    import json as _json
+
+    rows = [_json.loads(line) for line in (out / "audit.jsonl").read_text().splitlines()]
+    acts = [(x["user"], x["action"]) for x in rows]  # user: the authenticated name; actor: how it came
+    assert ("alice", "create") in acts and any(a == "carol" and act.startswith("verify") for a, act in acts)
+    assert (out / "studies" / f"{TRIAL}.yaml").exists()

@@ -63,8 +63,16 @@ def serve(host: str, port: int, db: Path, token: str | None, allowed_hosts=None,
     serve_app(app, host, int(port), forwarded_allow_ips=forwarded_allow_ips)
 
 
-def export(db: Path, out: Path) -> None:
-    """Write the store at ``db`` to ``out`` (``sources.yaml``, ``studies/``, ``syntheses/``)."""
+def export(db: Path, out: Path, audit: bool = False) -> None:
+    """Write the store at ``db`` to ``out`` (``sources.yaml``, ``studies/``, ``syntheses/``).
+
+    With ``audit``, the whole audit trail goes beside the evidence as ``audit.jsonl`` (one JSON object a
+    line, oldest first: when, who, action, trial, record, before, after), so a review team can keep who
+    entered, changed, verified and deleted each value with the values themselves.  It is a separate file,
+    so ``lnsynth import`` of the evidence layout is unchanged.
+    """
+    import json
+
     from .store import Store, export_store
 
     db = Path(db)
@@ -73,5 +81,9 @@ def export(db: Path, out: Path) -> None:
     store = Store(db)
     try:
         export_store(store, Path(out))
+        if audit:
+            with open(Path(out) / "audit.jsonl", "w", encoding="utf-8") as fh:
+                for row in store.audit():
+                    fh.write(json.dumps(row, ensure_ascii=False, sort_keys=True, default=str) + "\n")
     finally:
         store.close()
