@@ -58,6 +58,7 @@ from lnsynth.analyses.selection import COUNT_POLICY, SelectionWarning, adverse_e
 
 from .baselines import absolute_rows, baseline_rows
 from .grade import Certainty, grade_outcome, intervention_risk
+from .profiles import profile_rows
 from .outcome_rules import SPARSE_RULE, choose_method, continuous_rows, efficacy_calls, map_arms, parent_link, reported_row
 from .questions import COMPONENTS, CNI_DRUGS, OutcomeSpec, Question, get_question, load_questions, relation_between
 
@@ -255,6 +256,7 @@ class Answer:
     outcomes: tuple[OutcomeAnswer, ...]
     evidence: dict = field(default_factory=dict)
     _arm_regimens: dict = field(default_factory=dict, repr=False, compare=False)  # (study, arm id) -> (regimen,)
+    profiles: tuple = ()  # patient-profile rows (:func:`lnsynth.analyses.profiles.profile_rows`)
 
     @property
     def id(self) -> str:
@@ -321,6 +323,8 @@ class Answer:
             "excluded": [{"study": s, "reason": w} for s, w in self.excluded],
             "inclusion": [d.to_dict() for d in self.decisions],
             "evidence": dict(self.evidence),
+            "profiles": [{k: r.get(k) for k in ("profile", "kind", "statement", "trials", "source", "location", "quote")}
+                         for r in self.profiles],
             "disclaimer": "lnsynth summarises published evidence; it does not prescribe.",
         })
 
@@ -696,7 +700,8 @@ def answer(ev: EvidenceBase, question_id: str) -> Answer:
     sub = _subset(ev, decisions)
     outs = tuple(_outcome(ev, sub, q, spec, decisions) for spec in q.outcomes)
     arm_regs = {(st.id, a_.id): (a_.regimen,) for st in ev.studies for a_ in st.arms}
-    a = Answer(q, decisions, outs, currency(ev), arm_regs)
+    included = tuple(d.study for d in decisions if d.included)
+    a = Answer(q, decisions, outs, currency(ev), arm_regs, profile_rows(ev, q.id, included))
     if len(_CACHE) > 64:
         _CACHE.clear()
     _CACHE[key] = (ev, a)

@@ -109,6 +109,27 @@ def _baseline_sources(d: dict) -> list[str]:
     return out
 
 
+def profiles_markdown(rows: list) -> list[str]:
+    """The "Patient profiles" list (issue 21, item 6): review statements and the included trials' subgroup records."""
+    out = ["", "### Patient profiles", ""]
+    for r in rows:
+        src = f" [{r['source']}, {r['location']}: \"{r['quote']}\"]" if r.get("source") else ""
+        out.append(f"- **{r['profile']}** ({r['kind']}): {r['statement']}{src}")
+    return out if rows else []
+
+
+def profiles_html(rows: list) -> str:
+    """HTML "Patient profiles" list under the summary of findings."""
+    if not rows:
+        return ""
+    e = html.escape
+    items = "".join(
+        f"<li><strong>{e(r['profile'])}</strong> <span class='meta'>({e(r['kind'])})</span>: {e(r['statement'])}"
+        + (f" <span class='meta'>[{e(r['source'])}, {e(r['location'] or '')}: &ldquo;{e(r['quote'] or '')}&rdquo;]</span>"
+           if r.get("source") else "") + "</li>" for r in rows)
+    return f"<details class='profiles'><summary>Patient profiles ({len(rows)} rows)</summary><ul>{items}</ul></details>"
+
+
 def answer_markdown(a: Any) -> str:
     """Markdown summary of findings with footnotes, inclusion table and notes."""
     d = a.to_dict() if hasattr(a, "to_dict") else a
@@ -134,6 +155,7 @@ def answer_markdown(a: Any) -> str:
     src = _baseline_sources(d)
     if src:
         out += ["", "### Baseline risks (assumed control risks) and their sources", ""] + [f"- {s}" for s in src]
+    out += profiles_markdown(d.get("profiles") or [])
     out += ["", "### Trials", "", "| Trial | Included | Reason |", "|---|---|---|"]
     for r in d["inclusion"]:
         out.append(f"| {r['study']} | {'yes' if r['included'] else 'no'} | {r['reason']} |")
@@ -191,6 +213,7 @@ def answer_html(a: Any, anchor: Optional[str] = None) -> str:
         + f"<th>Certainty</th></tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
         f"<ol class='footnotes'>{''.join(f'<li>{e(f)}</li>' for f in foot)}</ol>"
         + (f"<details><summary>Baseline risks and their sources</summary><ul>{src}</ul></details>" if src else "")
+        + profiles_html(d.get("profiles") or [])
         + f"<details><summary>Trials included and excluded, with reasons ({sum(r['included'] for r in d['inclusion'])} included)</summary>"
         f"<table><thead><tr><th>Trial</th><th>Decision</th><th>Reason</th></tr></thead><tbody>{inc}</tbody></table></details>"
         + (f"<details><summary>Left out of single outcomes</summary><ul>{per_x}</ul></details>" if per_x else "")
