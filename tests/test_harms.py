@@ -182,3 +182,19 @@ def test_aurora2_egfr_slope_as_a_mean_difference(answers):
     assert diff["ci_low"] == pytest.approx(5.2 - 1.959963984540054 * se)
     # not in the short-term rows, and the question of its parent only
     assert "saxena2024" not in {x["study"] for x in answers["tac-vs-mmf"].outcome("egfr_slope_long").to_dict()["reported"]}
+
+
+def test_relapse_rates_after_stopping_a_cni_are_shown_side_by_side_in_the_long_term_row():
+    """Austin 2009 reports relapses per 100 patient-months (review): a rate has no count of patients, so it is
+    shown beside the comparator, never pooled, and only in the long-term row (the rate spans the follow-up)."""
+    from lnsynth.analyses.answer import answer
+    from lnsynth.evidence import load_evidence
+
+    d = answer(load_evidence(), "class-v-cni").to_dict()
+    rows = {o["outcome_id"]: o for o in d["outcomes"]}
+    long_rep = rows["kidney_flare_long"]["reported"]
+    assert [r["study"] for r in long_rep] == ["austin2009"]
+    assert "2 per 100 patient months" in long_rep[0]["intervention"]
+    assert "0.2 per 100 patient months" in long_rep[0]["comparator"]
+    assert "rates" in long_rep[0]["reason"] and rows["kidney_flare_long"]["estimate"] is None
+    assert not any(r["study"] == "austin2009" for r in rows["kidney_flare"]["reported"])

@@ -614,7 +614,7 @@ def _outcome(ev: EvidenceBase, sub: EvidenceBase, q: Question, spec: OutcomeSpec
         if other and not trials:
             why += " (" + "; ".join(f"{s}: {w}" for s, w in other.items()) + ")"
         if reported:
-            why = "reported as percentages only, side by side: " + "; ".join(
+            why = "reported side by side (percentages or rates only, not pooled): " + "; ".join(
                 f"{x['study']} {x['intervention']} vs {x['comparator']}" for x in reported)
         return OutcomeAnswer(spec, plan.measure, tuple(trials), tuple(excluded.items()), tuple(notes), not_estimable=why,
                              method="none", method_reason=why, **common)

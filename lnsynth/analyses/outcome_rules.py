@@ -148,7 +148,9 @@ def choose_method(rows: list, plan_method: str) -> tuple[str, str]:
 
 def reported_row(one: Any, what: str, tspec: str, cspec: str, calls: list[dict]) -> Optional[dict]:
     """A trial that reports ``what`` as percentages only in both arms (a cumulative incidence, or
-    sub-types): its latest pair of percentages in the row's window, to show side by side (never pooled)."""
+    sub-types), or as event rates per patient-time (e.g. Austin 2009's relapses per 100 patient-months):
+    its latest pair in the row's window, to show side by side (never pooled: a rate has no count of
+    patients, a cumulative incidence no denominator at risk)."""
     import pandas as pd
 
     from .selection import _matches, _spec
@@ -156,7 +158,7 @@ def reported_row(one: Any, what: str, tspec: str, cspec: str, calls: list[dict])
     of = one.outcomes_frame()
     if of.empty:
         return None
-    of = of[(of["endpoint"] == what) & of["percent"].notna()]
+    of = of[(of["endpoint"] == what) & (of["percent"].notna() | of["rate"].notna())]
     ts, cs = _spec(tspec), _spec(cspec)
     best = None
     for kw in calls:
@@ -167,6 +169,9 @@ def reported_row(one: Any, what: str, tspec: str, cspec: str, calls: list[dict])
             f = f[f["timepoint_weeks"].isna() | (f["timepoint_weeks"] >= kw["min_weeks"])]
         if kw.get("max_weeks") is not None:
             f = f[f["timepoint_weeks"].isna() | (f["timepoint_weeks"] <= kw["max_weeks"])]
+        if kw.get("min_weeks") is None:
+            # a rate over the whole follow-up with no stated timepoint belongs to the long-term row only
+            f = f[~(f["percent"].isna() & f["timepoint_weeks"].isna())]
         for tp, g in f.groupby(f["timepoint_weeks"].fillna(-1.0)):
             t = g[g.apply(lambda r: _matches(r, ts), axis=1)]
             c = g[g.apply(lambda r: _matches(r, cs), axis=1)]
@@ -177,13 +182,20 @@ def reported_row(one: Any, what: str, tspec: str, cspec: str, calls: list[dict])
     if best is None:
         return None
     tp, t, c = best
-    fmt = (lambda d: "; ".join(f"{r.arm_label}: {r.percent:g}%" + (f" ({r.label})" if isinstance(r.label, str) and r.label else "")
+    def _value(r) -> str:
+        if r.percent is not None and r.percent == r.percent:
+            return f"{r.percent:g}%"
+        return f"{r.rate:g} {r.rate_unit or 'per patient-time'}".rstrip()
+
+    fmt = (lambda d: "; ".join(f"{r.arm_label}: {_value(r)}" + (f" ({r.label})" if isinstance(r.label, str) and r.label else "")
                                for r in d.itertuples()))
+    rates = bool(pd.concat([t, c])["percent"].isna().any())
     return {"study": t["study"].iloc[0], "label": t["study_label"].iloc[0], "endpoint": what,
             "timepoint_weeks": None if tp < 0 else float(tp), "intervention": fmt(t), "comparator": fmt(c),
             "records": list(pd.concat([t, c])["outcome_id"]), "sources": sorted(set(pd.concat([t, c])["source"].dropna())),
-            "reason": "percentages only (no count is derived from a cumulative incidence or from sub-types of the "
-                      "endpoint): shown side by side, not pooled"}
+            "reason": ("event rates per patient-time only (no count of patients): shown side by side, not pooled"
+                       if rates else "percentages only (no count is derived from a cumulative incidence or from "
+                       "sub-types of the endpoint): shown side by side, not pooled")}
 
 
 def continuous_rows(sub: Any, spec: Any, decisions: Any) -> tuple[dict, list[dict]]:
