@@ -34,3 +34,24 @@ def source_text_path() -> Path:
     if not p.exists():
         pytest.skip(f"source text not present at {p}")
     return p
+
+
+@pytest.fixture(scope="session")
+def packaged_answers():
+    """The package evidence and every clinical question's answer, computed once per test session (the
+    answers take seconds; several test files read them): ``(ev, {question id: Answer})``."""
+    from lnsynth.analyses.answer import answer_all
+    from lnsynth.evidence import load_evidence
+
+    ev = load_evidence()
+    return ev, {a.id: a for a in answer_all(ev)}
+
+
+@pytest.fixture(scope="session")
+def ev(packaged_answers):
+    return packaged_answers[0]
+
+
+@pytest.fixture(scope="session")
+def answers(packaged_answers):
+    return packaged_answers[1]

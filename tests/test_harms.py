@@ -10,25 +10,13 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
-from lnsynth.analyses.answer import answer, answer_all
 from lnsynth.analyses.outcome_rules import METHODS, SPARSE_EVENTS, choose_method, map_arms
 from lnsynth.analyses.questions import load_questions
 from lnsynth.analyses.selection import SelectionWarning, adverse_event_data, approximate_counts
 from lnsynth.cli import app
-from lnsynth.evidence import load_evidence
 
 HARMS = ["serious_adverse_events", "infection", "serious_infection", "pneumonia", "egfr_decrease", "hypertension",
          "diabetes", "tremor", "discontinuation_ae", "death", "malignancy"]
-
-
-@pytest.fixture(scope="module")
-def ev():
-    return load_evidence()
-
-
-@pytest.fixture(scope="module")
-def answers(ev):
-    return {a.id: a for a in answer_all(ev)}
 
 
 def _rows(o):
@@ -184,13 +172,10 @@ def test_aurora2_egfr_slope_as_a_mean_difference(answers):
     assert "saxena2024" not in {x["study"] for x in answers["tac-vs-mmf"].outcome("egfr_slope_long").to_dict()["reported"]}
 
 
-def test_relapse_rates_after_stopping_a_cni_are_shown_side_by_side_in_the_long_term_row():
+def test_relapse_rates_after_stopping_a_cni_are_shown_side_by_side_in_the_long_term_row(answers):
     """Austin 2009 reports relapses per 100 patient-months (review): a rate has no count of patients, so it is
     shown beside the comparator, never pooled, and only in the long-term row (the rate spans the follow-up)."""
-    from lnsynth.analyses.answer import answer
-    from lnsynth.evidence import load_evidence
-
-    d = answer(load_evidence(), "class-v-cni").to_dict()
+    d = answers["class-v-cni"].to_dict()
     rows = {o["outcome_id"]: o for o in d["outcomes"]}
     long_rep = rows["kidney_flare_long"]["reported"]
     assert [r["study"] for r in long_rep] == ["austin2009"]

@@ -8,25 +8,13 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from lnsynth.analyses.answer import answer_all
 from lnsynth.analyses.profiles import NONE_STATEMENT, SUBGROUP_PROFILES, ProfileError, load_profiles, profile_rows
 from lnsynth.analyses.questions import load_questions
 from lnsynth.cli import app
-from lnsynth.evidence import load_evidence
 from lnsynth.report.sof import answer_html, answer_markdown
 
 runner = CliRunner()
 PREGNANCY = "pregnancy and lactation"
-
-
-@pytest.fixture(scope="module")
-def ev():
-    return load_evidence()
-
-
-@pytest.fixture(scope="module")
-def answers(ev):
-    return {a.id: a for a in answer_all(ev)}
 
 
 def test_every_quote_is_verbatim_in_the_review(source_text_path):

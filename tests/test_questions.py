@@ -10,26 +10,15 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from lnsynth.analyses.answer import answer, answer_all, is_class_v_only
+from lnsynth.analyses.answer import is_class_v_only
 from lnsynth.analyses.grade import absolute_effect, intervention_risk, optimal_information_size
 from lnsynth.analyses.questions import RELATIONS, QuestionError, get_question, load_questions, relation_between
 from lnsynth.cli import app
-from lnsynth.evidence import load_evidence
 
 runner = CliRunner()
 
 OUTCOME_KEYS = {"outcome", "k", "studies", "patients", "events_int", "events_ctrl", "measure", "estimate", "ci_low",
                 "ci_high", "control_risk", "per1000", "per1000_low", "per1000_high", "certainty", "reasons"}
-
-
-@pytest.fixture(scope="module")
-def ev():
-    return load_evidence()
-
-
-@pytest.fixture(scope="module")
-def answers(ev):
-    return {a.id: a for a in answer_all(ev)}
 
 
 def test_catalogue_covers_the_review_questions():

@@ -111,6 +111,7 @@ import numpy as np
 from scipy import optimize, special, stats
 
 from lnsynth import registry
+from .results import _fmtp
 
 __all__ = ["glmm_meta_analysis", "profile_loglik", "GLMMResult", "GLMM_MODELS", "GLMM_METHODS", "GLMMWarning"]
 
@@ -237,12 +238,6 @@ class GLMMResult:
 
     def __str__(self) -> str:  # pragma: no cover - convenience
         return self.summary()
-
-
-def _fmtp(p: float) -> str:
-    if not np.isfinite(p):
-        return "NA"
-    return "<.0001" if p < 1e-4 else f"{p:.4f}"
 
 
 def _check_level(level: float) -> float:

@@ -21,6 +21,7 @@ import numpy as np
 from scipy import special
 
 from .api import MetaAnalysisWarning, _idx_list, _level, _validate
+from .results import _fmtp
 
 MULTILEVEL_METHODS = ("REML", "ML")
 MULTILEVEL_TESTS = ("z", "t")
@@ -255,12 +256,6 @@ def _crit(level: float, test: str, df):
     if test == "t":
         return special.stdtrit(df, q)
     return special.ndtri(q) + 0.0 * np.asarray(df, dtype=np.float64)
-
-
-def _fmtp(p: float) -> str:
-    if not np.isfinite(p):
-        return "NA"
-    return "<.0001" if p < 1e-4 else f"{p:.4f}"
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ from typing import Any, Sequence
 
 import numpy as np
 from scipy import optimize, special
+from .results import _fmtp
 
 __all__ = ["selection_model", "SelectionModelResult", "SELECTION_TYPES"]
 
@@ -396,12 +397,6 @@ class SelectionModelResult:
 
     def __str__(self) -> str:  # pragma: no cover - convenience
         return self.summary()
-
-
-def _fmtp(p: float) -> str:
-    if not np.isfinite(p):
-        return "NA"
-    return "<.0001" if p < 1e-4 else f"{p:.4f}"
 
 
 def _input(result):

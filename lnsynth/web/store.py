@@ -792,14 +792,19 @@ class Store:
             raise NotFound(f"trial {trial_id!r} has no {what} {rid}")
         return row
 
+    def _versioned_row(self, tx, kind: str, trial_id: str, rid: int, version: int):
+        """The live row and its record, or :class:`Conflict` when ``version`` is not the current one."""
+        row = self._live_row(tx, kind, trial_id, rid)
+        before = self._rec(kind, row)
+        if before["version"] != version:
+            raise Conflict(before)
+        return row, before
+
     def update_record(self, kind: str, trial_id: str, rid: int, version: int, values: dict[str, Any], actor: str,
                       user: Optional[str] = None) -> dict:
         table, fields = KINDS[kind]
         with self._tx() as tx:
-            row = self._live_row(tx, kind, trial_id, rid)
-            before = self._rec(kind, row)
-            if before["version"] != version:
-                raise Conflict(before)
+            row, before = self._versioned_row(tx, kind, trial_id, rid, version)
             approved = row["approved"]
             if row["status"] in APPROVED:  # keep what analyses use until the change is verified
                 approved = _dumps({"status": row["status"], "verified_by": row["verified_by"],
@@ -855,10 +860,7 @@ class Store:
         table = KINDS[kind][0]
         who = user or actor
         with self._tx() as tx:
-            row = self._live_row(tx, kind, trial_id, rid)
-            before = self._rec(kind, row)
-            if before["version"] != version:
-                raise Conflict(before)
+            row, before = self._versioned_row(tx, kind, trial_id, rid, version)
             if row["deletion"]:
                 check_verifier(tx, who, _authors(row), "deletion")
                 self._confirm_deletion(tx, kind, trial_id, row, who, actor)
@@ -906,10 +908,7 @@ class Store:
         it brings back only what two people approved)."""
         table, fields = KINDS[kind]
         with self._tx() as tx:
-            row = self._live_row(tx, kind, trial_id, rid)
-            before = self._rec(kind, row)
-            if before["version"] != version:
-                raise Conflict(before)
+            row, before = self._versioned_row(tx, kind, trial_id, rid, version)
             if not row["deletion"] or not row["approved"]:
                 raise NotFound("no deletion of this value awaits confirmation")
             snap = json.loads(row["approved"])
@@ -955,10 +954,7 @@ class Store:
         """
         table, fields = KINDS[kind]
         with self._tx() as tx:
-            row = self._live_row(tx, kind, trial_id, rid)
-            before = self._rec(kind, row)
-            if before["version"] != version:
-                raise Conflict(before)
+            row, before = self._versioned_row(tx, kind, trial_id, rid, version)
             if row["status"] not in ("pending", "disputed"):
                 raise Forbidden(f"nothing to verify: the value is {row['status']}")
             check_verifier(tx, reviewer, _authors(row), "deletion" if row["deletion"] else "value")
@@ -1012,10 +1008,7 @@ class Store:
         verified by ``resolver`` (who must not be that reviewer)."""
         table, fields = KINDS[kind]
         with self._tx() as tx:
-            row = self._live_row(tx, kind, trial_id, rid)
-            before = self._rec(kind, row)
-            if before["version"] != version:
-                raise Conflict(before)
+            row, before = self._versioned_row(tx, kind, trial_id, rid, version)
             rv = tx.execute("SELECT * FROM reviews WHERE id = ? AND kind = ? AND record_id = ? AND open = 1",
                             (review_id, kind, rid)).fetchone()
             if row["status"] != "disputed" or rv is None or not rv["proposed"]:
