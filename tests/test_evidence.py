@@ -17,7 +17,6 @@ from lnsynth.cli import app
 from lnsynth.evidence import EvidenceError, load_evidence, load_study_file
 from lnsynth.evidence.checks import check_consistency, check_quotes, normalise
 from lnsynth.evidence.derive import count_candidates, nearest_count, percent_of
-from lnsynth.evidence.load import _walk_quantities
 from lnsynth.evidence.schema import Outcome, Provenance, Quantity
 from lnsynth.evidence.tables import build_table, cell_refs
 

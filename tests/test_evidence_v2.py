@@ -110,7 +110,7 @@ def test_cli_trials_contract_and_since():
     recs = json.loads(res.stdout[res.stdout.index("["):res.stdout.rindex("]") + 1])
     assert all({"id", "publications", "links"} <= set(t) for t in recs)
     assert all({"source", "year"} <= set(p) for t in recs for p in t["publications"])
-    assert "Evidence searched 2026-12-07" in res.output
+    assert "Evidence searched 2026-12-08" in res.output
     new = runner.invoke(app, ["trials", "--since", "2021", "--format", "json"])
     ids = {t["id"] for t in json.loads(new.stdout[new.stdout.index("["):new.stdout.rindex("]") + 1])}
     assert {"rovin2021", "saxena2024", "zheng2022"} <= ids and "bao2008" not in ids
@@ -128,7 +128,7 @@ def test_cli_provenance_keeps_columns_and_adds_url_type_accessed():
 
 def test_currency_is_stated(ev):
     c = currency(ev)
-    assert c["searched"] == "2026-12-07" and c["sources_searched"] and "rovin2021" in c["new_since_review"]
+    assert c["searched"] == "2026-12-08" and c["sources_searched"] and "rovin2021" in c["new_since_review"]
 
 
 def test_curation_lists_every_new_source(ev):

@@ -169,3 +169,191 @@ def test_unknown_conflict_record_is_a_clear_error(tmp_path):
     )
     with pytest.raises(EvidenceError, match=r"demo2001.yaml.*conflict_with.*no_such_record"):
         load_study_file(y)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Second pass (2026-12-08): every value whose only source is the review is either restated by a primary
+# record (``same_as`` / ``conflict_with`` from a non-review source) or registered in
+# ``search/review_only.yaml`` with what was searched (``not_shown``) or the primary quote that shows a
+# descriptive value no record can restate (``shown``). ``python tests/test_primary_sources.py [DATA_DIR]``
+# prints the count per trial (the before/after of the closing note).
+# ---------------------------------------------------------------------------------------------------------
+import re  # noqa: E402
+import sys  # noqa: E402
+from collections import Counter  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Iterator, Optional  # noqa: E402
+
+import yaml  # noqa: E402
+
+from lnsynth.evidence.load import EvidenceBase, _walk_quantities, data_dir  # noqa: E402
+from lnsynth.evidence.schema import MAX_EXTERNAL_QUOTE, Study  # noqa: E402
+
+REGISTER = "search/review_only.yaml"
+_RECORD = re.compile(r"^(outcomes|adverse_events|facts|contrasts|baseline)\[([a-z0-9_]+)\]\.?(\w*)")
+_ARM = re.compile(r"^arms\[(\w+)\]\.(\w+)")
+
+
+def _main_source(rec) -> Optional[str]:
+    """Source of a record's main number (fact/baseline quantity, contrast estimate, else the count)."""
+    for f in ("quantity", "estimate", "events", "percent", "rate", "mean", "median", "n"):
+        q = getattr(rec, f, None)
+        if q is not None and hasattr(q, "provenance"):
+            return q.provenance.source
+    return None
+
+
+def _norm(ref: str, facts: set[str]) -> str:
+    """A ``same_as`` reference as a coverage key: ``fact.value`` is the fact's ``quantity``."""
+    rid, _, fld = ref.partition(".")
+    if rid in facts and fld == "value":
+        return f"{rid}.quantity"
+    return ref
+
+
+def _covered_keys(study: Study, review: set[str]) -> set[str]:
+    """Keys (``record``, ``record.field``, ``n_randomised``, ``arm.<id>.n``, ``follow_up``) that a
+    non-review record restates (``same_as``) or contradicts (``conflict_with``), closed over
+    review-to-review ``same_as`` chains."""
+    recs = {r.id: r for r in [*study.outcomes, *study.adverse_events, *study.facts, *study.contrasts, *study.baseline]}
+    facts = {f.id for f in study.facts}
+    cov: set[str] = set()
+    for r in recs.values():
+        src = _main_source(r)
+        sa = getattr(r, "same_as", None)
+        if src is not None and src not in review:
+            if sa:
+                cov.add(_norm(sa, facts))
+            cov.update(getattr(r, "conflict_with", None) or [])
+        else:
+            if sa and sa.split(".")[0] in recs and _main_source(recs[sa.split(".")[0]]) not in review:
+                cov.add(r.id)
+            for o in getattr(r, "conflict_with", None) or []:
+                if o in recs and _main_source(recs[o]) not in review:
+                    cov.add(r.id)
+    changed = True
+    while changed:
+        changed = False
+        for r in recs.values():
+            sa = getattr(r, "same_as", None)
+            if sa and r.id not in cov:
+                key = _norm(sa, facts)
+                if key in cov or key.split(".")[0] in cov:
+                    cov.add(r.id)
+                    changed = True
+    return cov
+
+
+def _keys(path: str) -> list[str]:
+    m = _RECORD.match(path)
+    if m:
+        return [m.group(2), f"{m.group(2)}.{m.group(3)}"]
+    m = _ARM.match(path)
+    if m:
+        return [f"arm.{m.group(1)}.{m.group(2)}"]
+    return [path.split(".")[0]]
+
+
+def review_only_values(ev: EvidenceBase) -> Iterator[tuple[str, str, object]]:
+    """Every (study, field path, value) sourced to a review and restated by no primary record.
+
+    RoB 2 quotes (``rob.*``) are judgements' bases, not values, and are left out; published syntheses
+    (Hannah 2016, Palmer 2017) are secondary by nature and are not studies."""
+    review = {s.id for s in ev.sources if s.type == "review"}
+    for st in ev.studies:
+        cov = _covered_keys(st, review)
+        for path, value, prov in _walk_quantities(st, ""):
+            if prov.source not in review or path.startswith("rob."):
+                continue
+            if any(k in cov for k in _keys(path)):
+                continue
+            yield st.id, path, value
+
+
+def load_register(root: Optional[Path] = None) -> list[dict]:
+    """Entries of ``search/review_only.yaml`` (a list under ``entries``)."""
+    p = (root or data_dir()) / REGISTER
+    raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    return list(raw.get("entries", []))
+
+
+def registered(entries: list[dict]) -> dict[tuple[str, str], dict]:
+    """(study, field path) -> its register entry."""
+    out: dict[tuple[str, str], dict] = {}
+    for e in entries:
+        for f in e.get("fields", []):
+            out[(e["study"], f)] = e
+    return out
+
+
+@pytest.fixture(scope="module")
+def entries() -> list[dict]:
+    return load_register()
+
+
+def test_every_review_only_value_is_registered(ev, entries):
+    reg = registered(entries)
+    missing = [(s, f) for s, f, _v in review_only_values(ev) if (s, f) not in reg]
+    assert not missing, f"{len(missing)} review-only values neither restated by a primary source nor registered: {missing[:10]}"
+
+
+def test_register_is_not_stale(ev, entries):
+    """A registered field exists, is sourced to the review, and (for not_shown) is still review-only."""
+    ro = {(s, f) for s, f, _v in review_only_values(ev)}
+    review = {s.id for s in ev.sources if s.type == "review"}
+    paths = {(st.id, p) for st in ev.studies for p, _v, prov in _walk_quantities(st, "") if prov.source in review}
+    for (study, field), e in registered(entries).items():
+        assert (study, field) in paths, f"register: {study} {field} is not a review-sourced value"
+        if e["status"] == "not_shown":
+            assert (study, field) in ro, f"register: {study} {field} is restated by a primary record now; drop it"
+
+
+def test_register_entries_are_complete(ev, entries):
+    known = {s.id: s for s in ev.sources}
+    studies = {s.id for s in ev.studies}
+    assert entries, "empty register"
+    for e in entries:
+        assert e.get("study") in studies, e
+        assert e.get("status") in ("not_shown", "shown"), e
+        assert e.get("fields"), e
+        assert str(e.get("date", "")) == "2026-12-08" or str(e.get("date", "")).startswith("2026-12"), e
+        if e["status"] == "not_shown":
+            assert e.get("searched") and len(e["searched"]) > 20, f"{e['study']}: say what was searched"
+            for sid in e.get("looked_in", []):
+                assert sid in known or sid.startswith("http"), f"{e['study']}: looked_in {sid!r} is neither a source id nor a URL"
+        else:
+            src = known.get(e.get("source"))
+            assert src is not None and src.type != "review", f"{e['study']}: 'shown' needs a non-review source id"
+            assert e.get("location") and e.get("quote"), e
+            assert len(" ".join(e["quote"].split())) <= MAX_EXTERNAL_QUOTE, f"{e['study']}: quote too long"
+
+
+def test_primary_records_outrank_the_review(ev):
+    """Where a primary record restates a review value, selection keeps the primary (source rank)."""
+    df = ev.outcomes_frame()
+    row = df[(df["study"] == "mok2013") & (df["outcome_id"] == "resp12_mt_pm")]
+    assert len(row) == 1 and int(row.iloc[0]["events"]) == 14
+    review_rank = int(df[df["source"] == "peleg2020"]["source_rank"].iloc[0])
+    assert int(row.iloc[0]["source_rank"]) < review_rank
+
+
+def test_conflicts_found_in_this_pass_are_flagged(ev):
+    """Mok 2013's 'infection not requiring hospitalization (12/21)' disagrees with the article (27% of 33 events)."""
+    st = ev.study("mok2013")
+    rec = next(a for a in st.adverse_events if a.id == "ae_minor_infection_pm")
+    assert rec.conflict_with == ["ae_infection_mt"] and rec.events.value == 9
+    ae = ev.adverse_events_frame()
+    assert "ae_infection_mt" not in set(ae[ae["study"] == "mok2013"]["ae_id"])  # superseded by the primary
+
+
+if __name__ == "__main__":  # pragma: no cover - the count for the closing note
+    root = Path(sys.argv[1]) if len(sys.argv) > 1 else None
+    ev = load_evidence(root)
+    vals = list(review_only_values(ev))
+    reg = registered(load_register(root)) if (root or data_dir()).joinpath(REGISTER).exists() else {}
+    c = Counter(s for s, _f, _v in vals)
+    print(f"review-only values: {len(vals)} in {len(c)} trials; registered not_shown "
+          f"{sum(1 for s, f, _ in vals if reg.get((s, f), {}).get('status') == 'not_shown')}, shown "
+          f"{sum(1 for s, f, _ in vals if reg.get((s, f), {}).get('status') == 'shown')}")
+    for s, n in sorted(c.items(), key=lambda x: -x[1]):
+        print(f"  {s}: {n}")

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import html
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported inside the function at run time (build imports the sections)
+    from .markup import Section
 
 
 def _rows(head: list[str], rows: list[list]) -> str:
@@ -15,7 +19,7 @@ def section_prisma(ev, ctx) -> "Section":
     from lnsynth.evidence.search import load_search, prisma
     from lnsynth.plots.prisma import prisma_figure
 
-    from .build import Section, figure_html
+    from .markup import Section, figure_html
 
     data = load_search()
     flow = prisma(data)
@@ -34,7 +38,7 @@ def section_prisma(ev, ctx) -> "Section":
                     [[q.id, q.query, q.source, q.date, q.hits] for q in data.queries])
     trials = _rows(["trial", "reports included"], [[t, ", ".join(ids)] for t, ids in sorted(flow.trials.items())])
     waiting = [[r.trial or "", r.reason, r.title] for r in data.unique()
-               if r.full == "exclude" and r.reason in ("awaiting_extraction", "awaiting_classification")]
+               if r.full == "exclude" and r.reason in ("awaiting_extraction", "awaiting_classification", "no_usable_data")]
     body = (
         f"<p>Searched {p.date_searched} with {sum(1 for q in data.queries if q.method == 'search')} queries "
         f"and {sum(1 for q in data.queries if q.method == 'citation')} citation-searching steps. "
@@ -44,7 +48,7 @@ def section_prisma(ev, ctx) -> "Section":
         "and results.</p>"
         f"<ul>{pico}</ul>{fig}"
         f"<h3>Included trials and their reports</h3>{trials}"
-        + (f"<h3>Eligible trials awaiting extraction or classification</h3>"
+        + (f"<h3>Eligible trials not in the base (awaiting extraction or classification, or no arm-level numbers reachable)</h3>"
            f"{_rows(['trial', 'reason', 'record'], waiting)}" if waiting else "")
         + f"<details><summary>Search log ({len(data.queries)} queries and steps)</summary>{queries}</details>"
     )
