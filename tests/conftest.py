@@ -4,6 +4,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest_pg import pg_server, pg_url  # noqa: F401 (PostgreSQL fixtures of the store's tests)
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"

@@ -9,11 +9,9 @@ timeouts, export of distinct typed sources, import round trip and the analysis c
 from __future__ import annotations
 
 import json
-import os
 import select
 import socket
 import tempfile
-import time
 from pathlib import Path
 
 import pytest

@@ -60,6 +60,6 @@ def test_network_page_names_every_trial_left_out_and_the_reference(client):
 
 def test_evidence_currency_on_the_web(client):
     cur = client.get("/api/evidence").json()
-    assert cur["searched"] == "2026-12-07" and "rovin2021" in cur["new_since_review"]
-    assert "Evidence searched 2026-12-07" in client.get("/trials").text
-    assert "Evidence searched 2026-12-07" in client.get("/questions").text
+    assert cur["searched"] == "2026-12-08" and "rovin2021" in cur["new_since_review"]
+    assert "Evidence searched 2026-12-08" in client.get("/trials").text
+    assert "Evidence searched 2026-12-08" in client.get("/questions").text

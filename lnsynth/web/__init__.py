@@ -73,12 +73,13 @@ def export(db: Path, out: Path, audit: bool = False) -> None:
     """
     import json
 
-    from .store import Store, export_store
+    from .store import export_store, open_cli_store, uses_server
 
-    db = Path(db)
-    if not db.exists():
-        raise FileNotFoundError(f"no store at {db} (start `lnsynth serve --db {db}` once to create it)")
-    store = Store(db)
+    if not uses_server():  # $LNSYNTH_DATABASE_URL unset: the SQLite file db
+        db = Path(db)
+        if not db.exists():
+            raise FileNotFoundError(f"no store at {db} (start `lnsynth serve --db {db}` once to create it)")
+    store = open_cli_store(db)
     try:
         export_store(store, Path(out))
         if audit:

@@ -24,6 +24,7 @@ from markupsafe import Markup, escape
 from lnsynth.evidence.schema import REGIMEN_CLASS
 
 from lnsynth import registry
+from lnsynth.stats import Z95
 
 _log = logging.getLogger("lnsynth.web")
 
@@ -136,7 +137,7 @@ def run_pairwise(ev, outcome: str, treatment: str, control: str, measure: str,
         wts = np.asarray(res.weights, dtype=float)
         for i, r in enumerate(rows):
             if i < len(yi) and np.isfinite(yi[i]) and np.isfinite(vi[i]):
-                half = 1.959963984540054 * math.sqrt(vi[i])
+                half = Z95 * math.sqrt(vi[i])
                 r.update(est=f(yi[i]), lo=f(yi[i] - half), hi=f(yi[i] + half),
                          weight=float(wts[i]) if i < len(wts) and np.isfinite(wts[i]) else None)
             else:
@@ -451,7 +452,15 @@ def network_arms(ev, outcome: str, node: str = "class") -> tuple[list[dict], lis
 
     Returns rows, studies left out with the reason, notes and the reference node.
     """
-    from lnsynth.analyses.network_data import INDUCTION_NODES, REFERENCE_NODE, arm_level_data
+    rows, excluded, notes, ref, _ = _network_evidence(ev, outcome, node, fit=False)
+    return rows, excluded, notes, ref
+
+
+def _network_evidence(ev, outcome: str, node: str = "class", fit: bool = False, measure: str = "OR",
+                      method: str = "REML") -> tuple[list[dict], list[tuple[str, str]], list[str], str, Any]:
+    """:func:`network_arms` plus the :class:`~lnsynth.analyses.network_evidence.EvidenceNetwork` it came from."""
+    from lnsynth.analyses.network_data import INDUCTION_NODES, REFERENCE_NODE
+    from lnsynth.analyses.network_evidence import evidence_network
 
     from .curation import superseded
 
@@ -460,11 +469,13 @@ def network_arms(ev, outcome: str, node: str = "class") -> tuple[list[dict], lis
         nodes, ref = INDUCTION_NODES, REFERENCE_NODE
     else:
         nodes, ref = {k: k for k in INDUCTION_NODES}, "IVCYC"
-    d = arm_level_data(ev, outcome, nodes=nodes, approximate=True, warn=False, reference=ref)
+    net = evidence_network(ev, outcome, nodes=nodes, reference=ref, fit=fit, measure=measure, method=method,
+                           min_studies=1)
+    d = net.data
     rows = [{"study": r.study, "label": r.label, "node": r.treatment, "events": int(r.events), "n": int(r.n),
              "timepoint_weeks": None if pd.isna(r.timepoint_weeks) else float(r.timepoint_weeks),
              "approximate": bool(r.approximate)} for r in d.frame.itertuples()]
-    return rows, list(d.excluded), [f"{s}: {w}" for s, w in dropped] + list(d.notes), ref
+    return rows, list(d.excluded), [f"{s}: {w}" for s, w in dropped] + list(d.notes), ref, net
 
 
 def run_network(ev, outcome: str, measure: str, method: str, node: str = "class") -> NetworkRun:
@@ -474,7 +485,8 @@ def run_network(ev, outcome: str, measure: str, method: str, node: str = "class"
             raise ValueError(f"measure: choose one of {', '.join(NETWORK_MEASURES)}")
         if method not in NETWORK_METHODS:
             raise ValueError(f"method: choose one of {', '.join(NETWORK_METHODS)}")
-        run.arms, run.excluded, run.notes, ref = network_arms(ev, outcome, node)
+        run.arms, run.excluded, run.notes, ref, net = _network_evidence(ev, outcome, node, fit=True, measure=measure,
+                                                                        method=method)
         by_study: dict[str, list[str]] = {}
         for a in run.arms:
             by_study.setdefault(a["study"], []).append(a["node"])
@@ -489,14 +501,10 @@ def run_network(ev, outcome: str, measure: str, method: str, node: str = "class"
         run.svg = network_svg(run.nodes, run.edges)
         if not run.arms:
             raise ValueError("no study has counts for two or more treatments on this outcome")
-        from lnsynth.network import network_meta_analysis
-
-        df = pd.DataFrame(run.arms)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            res = network_meta_analysis(df, study="study", treatment="node", events="events", n="n",
-                                        measure=measure, method=method, reference=ref)
-        run.warnings = sorted({str(w.message) for w in caught})
+        if net.error is not None:
+            raise ValueError(net.error)
+        res = net.fit
+        run.warnings = sorted(set(net.fit_warnings))
         lt = res.league_table(exponentiate=measure in RATIO)
         run.league = [[""] + list(lt.columns)] + [[str(i)] + [str(v) for v in row] for i, row in
                                                    zip(lt.index, lt.values.tolist())]

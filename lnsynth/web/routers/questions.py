@@ -19,8 +19,10 @@ from starlette.exceptions import HTTPException
 from lnsynth.analyses.answer import answer
 from lnsynth.analyses.baselines import BaselineRiskError, add_user_baseline, check_user_risk
 from lnsynth.analyses.questions import QuestionError, get_question, load_questions
+from lnsynth.analyses.updates import latest_notices, notices_for
 from lnsynth.evidence.load import currency
 from lnsynth.report.sof import answer_html
+from lnsynth.report.thresholds import cached_thresholds, notice_html, thresholds_html
 
 from ..curation import superseded
 from ..validation import ascii_number
@@ -46,6 +48,7 @@ def make_router(store, page: Callable, not_found: Callable[[str], Exception]) ->
     """The questions router on ``store``; ``page(request, template, ctx)`` renders HTML and
     ``not_found(detail)`` builds the app's 404 error."""
     router = APIRouter()
+    threshold_cache: dict = {}  # {store generation: {question: new_trial_thresholds}}: it refits, so once per evidence
 
     def _question(qid: str):
         try:
@@ -84,7 +87,13 @@ def make_router(store, page: Callable, not_found: Callable[[str], Exception]) ->
         if risk is not None:
             d = add_user_baseline(d, risk)
         raw = request.query_params.get("baseline_risk", "")
+        gen = store.generation()
+        if gen not in threshold_cache:
+            threshold_cache.clear()  # the evidence changed: every question's threshold analysis is stale
+        th = cached_thresholds(ev, qid, threshold_cache.setdefault(gen, {}))
+        notice = notice_html(notices_for(latest_notices(store), qid), qid)
         return page(request, "question.html", {"q": q.summary_dict(), "sof": Markup(answer_html(d)),
+                                               "thresholds": Markup(thresholds_html(th, q, d)), "notice": Markup(notice),
                                                "currency": currency(ev), "title": q.title,
                                                "baseline_risk": risk, "baseline_raw": raw[:40], "baseline_error": bad},
                     status=422 if bad else 200)
