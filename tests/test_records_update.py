@@ -174,7 +174,8 @@ def test_cli_user_errors(db, tmp_path):
         assert res.stderr.startswith("lnsynth: error:") and "Traceback" not in res.output
     res = runner.invoke(app, ["records", "import", str(DATA / "records.ris"), "--db", str(db)],
                         env={"LNSYNTH_DATABASE_URL": "postgresql://panel@localhost/lnsynth"})
-    assert res.exit_code == 2 and "only the SQLite store" in res.stderr  # refused, never silently ignored
+    assert res.exit_code == 2 and "LNSYNTH_DATABASE_URL" in res.stderr  # a server that is not there: a clear error
+    assert "Traceback" not in res.output
     (tmp_path / "notdb.sqlite").write_text("not a database\n")
     res = runner.invoke(app, ["records", "import", str(DATA / "records.ris"), "--db", str(tmp_path / "notdb.sqlite")])
     assert res.exit_code == 2 and "not an lnsynth SQLite store" in res.stderr
@@ -206,6 +207,24 @@ def test_compare_first_run_changes_and_thresholds():
 
     assert crossed(_row(lo=1.3), _row(lo=1.2), Q()) == ["ci_low 1.25: 1.3 -> 1.2"]
     assert crossed(_row(cert="low"), _row(cert="moderate"), Q()) == []  # two levels asked
+
+
+def test_compare_uses_each_questions_declared_thresholds():
+    """The catalogue's declared thresholds (issue 22, item 4) are named in ``crossed``; a row of an older
+    snapshot without the watched field (``per1000_low``) crosses nothing on it."""
+    from lnsynth.analyses.questions import load_questions
+
+    qmap = {q.id: q for q in load_questions()}
+    q = qmap["voclosporin-addon-mmf"]
+    mid = next(t for t in q.thresholds if t.field == "per1000_low")
+    b = {**_row(q=q.id, o="complete_remission", lo=1.4), "per1000_low": mid.value + 40}
+    a = {**_row(q=q.id, o="complete_remission", lo=1.1, k=3, trials=("a", "b", "c")), "per1000_low": mid.value - 20}
+    ch = compare([b], [a], qmap)
+    assert ch[0]["added_trials"] == ["c"]
+    assert ch[0]["crossed"] == [f"{mid.label} (per1000_low {mid.value:g}): {mid.value + 40:.4g} -> {mid.value - 20:.4g}"]
+    old = {k: v for k, v in b.items() if k != "per1000_low"}  # stored before the field existed
+    assert compare([old], [a], qmap)[0]["crossed"] == []
+    assert compare([b], [a], {})[0]["crossed"] == []  # without the question: the defaults only
 
 
 def test_state_dir_round_trip(tmp_path):

@@ -86,6 +86,9 @@ from typing import Any, Mapping, Optional, Sequence
 
 from scipy.stats import norm
 
+from lnsynth import registry
+from lnsynth.stats import Z95
+
 MULTI_CONCERNS = 3
 """Domains at "some concerns" (or worse) from which a trial counts with those at high risk (RoB 2 guidance:
 "some concerns for multiple domains in a way that substantially lowers confidence in the result")."""
@@ -278,7 +281,7 @@ def _rob_domain(trials: Sequence[TrialFacts]) -> Domain:
 
 
 def _no_overlap(trials: Sequence[TrialFacts]) -> list[tuple[str, str]]:
-    z = 1.959963984540054
+    z = Z95
     ci = [(t.study, t.estimate - z * t.se, t.estimate + z * t.se) for t in trials
           if t.estimate is not None and t.se is not None and math.isfinite(t.se)]
     out = []
@@ -428,7 +431,7 @@ def _indirectness(trials: Sequence[TrialFacts], endpoints: Sequence[str], relati
 
 def _imprecision(measure: str, ci: tuple[float, float], patients: int, events: int, control_risk: Optional[float],
                  thresholds: tuple[float, float]) -> Domain:
-    ratio = measure in ("RR", "OR", "HR", "IRR")
+    ratio = registry.is_ratio(measure)
     lo, hi = (math.exp(ci[0]), math.exp(ci[1])) if ratio else (float(ci[0]), float(ci[1]))
     null = 1.0 if ratio else 0.0
     cis = f"95% CI {lo:.2f} to {hi:.2f}"
@@ -574,7 +577,7 @@ def grade_outcome(ev: Any, question: Any, spec: Any, analysed: Sequence[Any], de
     from .questions import CNI_DRUGS, COMPONENTS
 
     measure = question.plan.measure
-    ratio = measure in ("RR", "OR")
+    ratio = registry.is_ratio(measure)
     dec = {d.study: d for d in decisions}
     yi = [float(x) for x in (getattr(result, "yi", None) if getattr(result, "yi", None) is not None else [])]
     vi = [float(x) for x in (getattr(result, "vi", None) if getattr(result, "vi", None) is not None else [])]

@@ -28,6 +28,8 @@ import math
 import re
 from typing import Any, Optional
 
+from lnsynth.stats import Z95
+
 #: Links that make a report a later part of another randomised trial.
 LONG_TERM_LINKS = ("continuation_of", "maintenance_phase_of", "extension_of", "follow_up_of")
 
@@ -232,10 +234,10 @@ def continuous_rows(sub: Any, spec: Any, decisions: Any) -> tuple[dict, list[dic
                  "sources": sorted({fi.quantity.provenance.source, fc.quantity.provenance.source}),
                  "reason": "arm-level summaries with their CIs: shown side by side with the mean difference, not pooled"}
         if all(ci.get((a, x)) is not None for a in (a_i, a_c) for x in ("lo", "hi")):
-            se = math.sqrt(sum(((ci[(a, "hi")] - ci[(a, "lo")]) / 3.919927969080108) ** 2 for a in (a_i, a_c)))
+            se = math.sqrt(sum(((ci[(a, "hi")] - ci[(a, "lo")]) / (2 * Z95)) ** 2 for a in (a_i, a_c)))
             md = float(fi.quantity.value) - float(fc.quantity.value)
-            entry["difference"] = {"measure": "MD", "estimate": md, "ci_low": md - 1.959963984540054 * se,
-                                   "ci_high": md + 1.959963984540054 * se, "unit": unit,
+            entry["difference"] = {"measure": "MD", "estimate": md, "ci_low": md - Z95 * se,
+                                   "ci_high": md + Z95 * se, "unit": unit,
                                    "rule": "difference of arm means; SE from each arm's 95% CI ((hi - lo) / 3.92), arms independent"}
         reported.append(entry)
     return excluded, reported

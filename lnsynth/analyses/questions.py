@@ -287,6 +287,57 @@ class PanelOverride(_Frozen):
     judgement: Optional[str] = None
 
 
+#: the fields of a summary-of-findings row a declared threshold may watch (ratio scale for RR/OR;
+#: ``per1000*``: intervention minus control events per 1000 at the answer's assumed control risk).
+THRESHOLD_FIELDS = ("estimate", "ci_low", "ci_high", "per1000", "per1000_low", "per1000_high")
+
+
+class Threshold(_Frozen):
+    """A decision threshold set in advance (issue 22, item 4): ``lnsynth update`` names it when crossed.
+
+    Either ``field`` + ``value`` (crossed when the row's field moves from one side of ``value`` to
+    the other) or ``certainty_levels`` (crossed when the GRADE certainty changes by at least that
+    many levels).  ``outcome`` omitted: every outcome of the question.  ``headline: true`` marks
+    the outcome ``lnsynth threshold`` analyses.  ``assumption`` says why the value was chosen
+    (a panel's choice, shown with the threshold).
+    """
+
+    outcome: Optional[str] = None
+    field: Optional[Literal[THRESHOLD_FIELDS]] = None  # type: ignore[valid-type]
+    value: Optional[float] = None
+    certainty_levels: Optional[int] = Field(default=None, ge=1, le=3)
+    label: Optional[str] = None
+    headline: bool = False
+    assumption: Optional[str] = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "Threshold":
+        if (self.field is None) != (self.value is None):
+            raise ValueError("a threshold on a field needs both 'field' and 'value'")
+        if self.field is None and self.certainty_levels is None:
+            raise ValueError("a threshold needs 'field' and 'value', or 'certainty_levels'")
+        if self.field is not None and self.certainty_levels is not None:
+            raise ValueError("one threshold is either 'field'/'value' or 'certainty_levels', not both")
+        if self.value is not None and self.value != self.value:
+            raise ValueError("'value' is not a number")
+        return self
+
+    def name(self) -> str:
+        """How the threshold is named where it is crossed."""
+        if self.label:
+            return self.label
+        if self.field is not None:
+            return f"{self.field} {self.value:g}"
+        return f"certainty by {self.certainty_levels} level(s)"
+
+
+#: applied to every outcome whatever a question declares (lnsynth.analyses.updates): the CI's position
+#: against the null (1 for ratios), and the GRADE certainty changing by one level (a question's
+#: ``certainty_levels`` threshold replaces the one level).
+DEFAULT_THRESHOLDS = ("ci_null: the 95% CI's position against the null (1 for RR/OR) changes",
+                      "certainty: the GRADE certainty changes by at least one level")
+
+
 class Question(_Frozen):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     title: str
@@ -306,6 +357,8 @@ class Question(_Frozen):
     baseline_risks: list[BaselineRiskSpec] = Field(default_factory=list)
     #: a panel's GRADE overrides: ``{outcome_id: {domain: {downgrade, reason}}}`` (shown with the rule's judgement).
     overrides: dict[str, dict[str, PanelOverride]] = Field(default_factory=dict)
+    #: decision thresholds set in advance (:class:`Threshold`); the defaults (:data:`DEFAULT_THRESHOLDS`) always apply.
+    thresholds: list[Threshold] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _overrides_known(self) -> "Question":
@@ -320,6 +373,12 @@ class Question(_Frozen):
             bad = [x for x in (b.outcomes or []) if x not in ids]
             if bad:
                 raise ValueError(f"baseline_risks {b.label!r}: no outcome(s) {bad} in this question")
+        for i, t in enumerate(self.thresholds):
+            if t.outcome is not None and t.outcome not in ids:
+                raise ValueError(f"thresholds[{i}].outcome: no outcome {t.outcome!r} in this question; outcomes: {sorted(ids)}")
+        heads = {t.outcome for t in self.thresholds if t.headline}
+        if None in heads or len(heads) > 1:
+            raise ValueError("thresholds: 'headline: true' must name one outcome (give 'outcome')")
         return self
 
     @model_validator(mode="after")
@@ -333,6 +392,21 @@ class Question(_Frozen):
                 if rel != self.relation:
                     raise ValueError(f"intervention {i} vs comparator {c} is {rel!r}, not {self.relation!r}")
         return self
+
+    def thresholds_for(self, outcome_id: str) -> list[Threshold]:
+        """The declared thresholds that apply to one outcome (those naming it and those naming none)."""
+        return [t for t in self.thresholds if t.outcome in (None, outcome_id)]
+
+    @property
+    def headline_outcome(self) -> OutcomeSpec:
+        """The outcome ``lnsynth threshold`` analyses: the one a threshold marks ``headline``, else the
+        first benefit outcome (not a harm) that is not long term, else the first outcome."""
+        marked = next((t.outcome for t in self.thresholds if t.headline), None)
+        for o in self.outcomes:
+            if o.id == marked:
+                return o
+        return next((o for o in self.outcomes if not o.harm and o.kind == "efficacy" and o.timing != "long term"),
+                    self.outcomes[0])
 
     def summary_dict(self) -> dict:
         """The catalogue entry (``lnsynth questions --format json``)."""
@@ -410,7 +484,8 @@ def _load(root_s: str) -> tuple[Question, ...]:
             q = Question.model_validate(raw)
         except ValidationError as exc:
             e = exc.errors()[0]
-            raise QuestionError(f"{p.name}: question {raw.get('id')!r}: field {'.'.join(map(str, e['loc']))}: {e['msg']}") from None
+            loc = '.'.join(map(str, e['loc'])) or "(question)"
+            raise QuestionError(f"{p.name}: question {raw.get('id')!r}: field {loc}: {e['msg']}") from None
         if q.id != p.stem:
             raise QuestionError(f"{p.name}: id {q.id!r} differs from the file name")
         out.append(q)
@@ -425,5 +500,5 @@ def get_question(qid: str, path: Union[str, Path, None] = None) -> Question:
     raise QuestionError(f"no question {qid!r}; known: {[q.id for q in load_questions(path)]}")
 
 
-__all__ = ["COMPONENTS", "RELATIONS", "Question", "OutcomeSpec", "QuestionError", "get_question",
-           "load_questions", "relation_between"]
+__all__ = ["COMPONENTS", "DEFAULT_THRESHOLDS", "RELATIONS", "THRESHOLD_FIELDS", "Question", "OutcomeSpec", "QuestionError",
+           "Threshold", "get_question", "load_questions", "relation_between"]

@@ -27,7 +27,7 @@ import pandas as pd
 
 from lnsynth.analyses.selection import SelectionWarning, pairwise_data
 
-from .network_data import REFERENCE_NODE, arm_level_data
+from .network_data import REFERENCE_NODE
 
 # Published comparison -> how we select it from the evidence base.
 PAIRWISE_SPECS = {
@@ -264,17 +264,9 @@ def _primary_note(ev, synth, est) -> str:
 
 
 def _nma(ev, outcome, approximate):
-    from lnsynth.network import network_meta_analysis
+    from .network_evidence import evidence_network
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        data = arm_level_data(ev, outcome, approximate=approximate, warn=False)
-        if data.k < 2 or REFERENCE_NODE not in set(data.frame["treatment"]):
-            return None, data
-        try:
-            fit = network_meta_analysis(data.frame, study="study", treatment="treatment", events="events", n="n", measure="OR", reference=REFERENCE_NODE, method="REML")
-        except ValueError:
-            return None, data
+    data, fit, _ = evidence_network(ev, outcome, approximate=approximate)
     return fit, data
 
 

@@ -22,10 +22,12 @@ Default rules, for every outcome:
                 other side (a not-estimable row that becomes significant counts as well);
 ``certainty``   the GRADE certainty changed by at least one level.
 
-A question may declare more (``question.thresholds``, read defensively): a list of mappings
-(or objects) with ``outcome`` (optional: every outcome), ``field`` (``estimate``, ``ci_low``,
-``ci_high`` or ``per1000``) and ``value``: crossed when the field moves from one side of
-``value`` to the other; or ``certainty_levels: n`` to require n levels for the certainty rule.
+A question declares more in its catalogue file (``thresholds:``, validated by
+:class:`lnsynth.analyses.questions.Threshold`; read here defensively): ``outcome`` (optional:
+every outcome), ``field`` (``estimate``, ``ci_low``, ``ci_high``, ``per1000``, ``per1000_low`` or
+``per1000_high``) and ``value``: crossed when the field moves from one side of ``value`` to the
+other, named by its ``label``; or ``certainty_levels: n`` to require n levels for the certainty
+rule.  A row stored by an older snapshot without a field (``per1000_low``) crosses nothing there.
 """
 from __future__ import annotations
 
@@ -36,15 +38,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Optional, Protocol
 
+from lnsynth import registry
 from lnsynth.evidence.load import EvidenceBase
 
 from .grade import LEVELS
 
-__all__ = ["FIELDS", "StateDir", "UpdateError", "answer_rows", "compare", "crossed", "run_update", "snapshot_id"]
+__all__ = ["FIELDS", "WATCHED", "StateDir", "UpdateError", "answer_rows", "compare", "crossed", "latest_notices", "notices_for",
+           "previous_answer_snapshot", "run_update", "snapshot_id"]
 
 #: the fields of a summary-of-findings row compared between snapshots (the ``before``/``after`` contract)
 FIELDS = ("k", "estimate", "ci_low", "ci_high", "certainty")
-RATIO = ("RR", "OR", "HR", "IRR", "ROM")
 REL_TOL = 1e-9
 
 
@@ -105,6 +108,8 @@ def answer_rows(ev: EvidenceBase) -> list[dict]:
                 "ci_high": _num(d.get("ci_high")),
                 "certainty": d.get("certainty"),
                 "per1000": _num(d.get("per1000")),
+                "per1000_low": _num(d.get("per1000_low")),
+                "per1000_high": _num(d.get("per1000_high")),
                 "trials": sorted(str(s) for s in (d.get("studies") or [])),
             })
     return rows
@@ -112,7 +117,7 @@ def answer_rows(ev: EvidenceBase) -> list[dict]:
 
 # ----------------------------------------------------------------------------- thresholds
 def _null(measure: Optional[str]) -> float:
-    return 1.0 if (measure or "").upper() in RATIO else 0.0
+    return 1.0 if registry.is_ratio((measure or "").upper()) else 0.0
 
 
 def _side(row: Optional[dict]) -> Optional[str]:
@@ -147,8 +152,15 @@ def _declared(question: Any) -> list[dict]:
     return out
 
 
+WATCHED = ("estimate", "ci_low", "ci_high", "per1000", "per1000_low", "per1000_high")
+
+
 def crossed(before: Optional[dict], after: Optional[dict], question: Any = None) -> list[str]:
-    """The decision thresholds crossed between two rows of one outcome (``[]`` when none or no ``before``)."""
+    """The decision thresholds crossed between two rows of one outcome (``[]`` when none or no ``before``).
+
+    Each entry names the threshold: ``ci_null: ...`` and ``certainty: ...`` for the defaults, and
+    for a declared one its ``label`` and ``(field value)`` followed by the values before and after.
+    """
     if before is None or after is None:
         return []
     out = []
@@ -159,17 +171,20 @@ def crossed(before: Optional[dict], after: Optional[dict], question: Any = None)
                 "includes": f"CI includes the null ({null:g})", None: "not estimable"}
         out.append(f"ci_null: {what[sb]} -> {what[sa]}")
     decl = [t for t in _declared(question) if t.get("outcome") in (None, after.get("outcome"))]
-    need = next((int(t["certainty_levels"]) for t in decl if t.get("certainty_levels") is not None), 1)
+    levels = [t for t in decl if t.get("certainty_levels") is not None]
+    need = min((int(t["certainty_levels"]) for t in levels), default=1)
     lb, la = _level(before.get("certainty")), _level(after.get("certainty"))
     if lb is not None and la is not None and abs(la - lb) >= need:
-        out.append(f"certainty: {before['certainty']} -> {after['certainty']}")
+        names = "; ".join(str(t["label"]) for t in levels if t.get("label") and abs(la - lb) >= int(t["certainty_levels"]))
+        out.append(f"certainty: {before['certainty']} -> {after['certainty']}" + (f" ({names})" if names else ""))
     for t in decl:
         f, v = t.get("field"), _num(t.get("value"))
-        if f not in ("estimate", "ci_low", "ci_high", "per1000") or v is None:
+        if f not in WATCHED or v is None:
             continue
-        xb, xa = before.get(f), after.get(f)
+        xb, xa = _num(before.get(f)), _num(after.get(f))
         if xb is not None and xa is not None and (xb < v) != (xa < v):
-            out.append(f"{f} {v:g}: {xb:.4g} -> {xa:.4g}")
+            name = f"{t['label']} ({f} {v:g})" if t.get("label") else f"{f} {v:g}"
+            out.append(f"{name}: {xb:.4g} -> {xa:.4g}")
     return out
 
 
@@ -274,3 +289,76 @@ def run_update(ev: EvidenceBase, backend: SnapshotBackend, questions: Optional[I
         backend.save_answer_snapshot(snap, rows)
     return {"snapshot": snap, "previous": last["snapshot"] if last else None, "changed": changed,
             "crossed_any": any(c["crossed"] for c in changed)}
+
+
+# ----------------------------------------------------------------------------- notices (report and web app)
+def previous_answer_snapshot(backend: Any, run: Optional[int] = None) -> Optional[dict]:
+    """The stored answers of the run before ``run`` (default: before the latest), or ``None``.
+
+    Uses the backend's ``answer_snapshot(run)`` where it has one; reads a :class:`StateDir`'s
+    files, or the store's ``answer_snapshots`` table, otherwise.
+    """
+    if run is None:
+        last = backend.latest_answer_snapshot()
+        if not last or last.get("run") is None:
+            return None
+        run = int(last["run"])
+    want = int(run) - 1
+    if want < 1:
+        return None
+    get = getattr(backend, "answer_snapshot", None)
+    if callable(get):
+        return get(want)
+    if isinstance(backend, StateDir):
+        hits = sorted(backend.root.glob(f"answers-{want:04d}-*.json"))
+        if not hits:
+            return None
+        try:
+            doc = json.loads(hits[-1].read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UpdateError(f"--state {backend.root}: {hits[-1].name} is unreadable ({exc})") from None
+        return doc if isinstance(doc.get("rows"), list) else None
+    conn = getattr(backend, "_conn", None)
+    if not callable(conn):
+        return None
+    rows = conn().execute('SELECT snapshot, created_at, "row" FROM answer_snapshots WHERE run = ? ORDER BY question,'
+                          " outcome", (want,)).fetchall()
+    if not rows:
+        return None
+    return {"run": want, "snapshot": rows[0][0], "created_at": rows[0][1], "rows": [json.loads(x[2]) for x in rows]}
+
+
+def latest_notices(backend: Any, questions: Optional[Iterable[Any]] = None) -> Optional[dict]:
+    """What the latest ``lnsynth update`` run changed: its stored answers against the run before.
+
+    No refit: the two stored snapshots are compared by :func:`compare` (thresholds as the
+    questions declare them now).
+
+    Returns
+    -------
+    dict or None
+        ``None`` when nothing is stored; else ``{run, snapshot, created_at, previous,
+        previous_run, changed, crossed_any}`` (``previous`` ``None`` and ``changed`` empty after
+        the first run: there is nothing to compare with).
+    """
+    last = backend.latest_answer_snapshot()
+    if not last:
+        return None
+    prev = previous_answer_snapshot(backend, last.get("run"))
+    if questions is None:
+        from .questions import load_questions
+
+        questions = load_questions()
+    qmap = {getattr(q, "id", None): q for q in questions}
+    changed = compare(prev["rows"], last["rows"], qmap) if prev else []
+    return {"run": last.get("run"), "snapshot": last.get("snapshot"), "created_at": last.get("created_at"),
+            "previous": prev.get("snapshot") if prev else None, "previous_run": prev.get("run") if prev else None,
+            "changed": changed, "crossed_any": any(c["crossed"] for c in changed)}
+
+
+def notices_for(notices: Optional[dict], question_id: str) -> Optional[dict]:
+    """:func:`latest_notices` narrowed to one question (``None`` when nothing is stored)."""
+    if notices is None:
+        return None
+    rows = [c for c in notices["changed"] if c["question"] == question_id]
+    return {**notices, "changed": rows, "crossed_any": any(c["crossed"] for c in rows)}

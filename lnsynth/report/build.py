@@ -7,12 +7,9 @@ progress bar; each returns an HTML fragment and the figures it drew.
 
 from __future__ import annotations
 
-import base64
 import datetime as _dt
 import hashlib
 import html
-import io
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -20,27 +17,10 @@ import jinja2
 
 from lnsynth import DISCLAIMER, __version__
 
-
-@dataclass
-class Section:
-    id: str
-    title: str
-    html: str
-    figures: list[str] = field(default_factory=list)
-
-
-def figure_html(fig, alt: str, caption: str) -> str:
-    """Embed a matplotlib figure as an inline SVG data URI with alt text."""
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
-    plt.close(fig)
-    data = base64.b64encode(buf.getvalue()).decode("ascii")
-    return (
-        f'<figure><img src="data:image/svg+xml;base64,{data}" alt="{html.escape(alt, quote=True)}">'
-        f"<figcaption>{caption}</figcaption></figure>"
-    )
+from .markup import Section, figure_html  # noqa: F401  (re-exported: lnsynth.report.build.Section)
+from .prisma import section_prisma
+from .questions import section_questions
+from .sections import section_network, section_sensitivity, section_simulator
 
 
 def data_version(root: Path) -> str:
@@ -165,10 +145,6 @@ def section_evidence_figures(ev, ctx) -> Section:
     return Section("evidence", "The evidence at a glance", "".join(figs), figures=figs)
 
 
-from .questions import section_questions  # noqa: E402
-from .sections import section_network, section_sensitivity, section_simulator  # noqa: E402
-from .prisma import section_prisma  # noqa: E402
-
 SECTION_BUILDERS: list[tuple[str, Callable]] = [
     ("Overview", section_overview),
     ("Clinical questions", section_questions),
@@ -181,17 +157,24 @@ SECTION_BUILDERS: list[tuple[str, Callable]] = [
 ]
 
 
-def build_report(out: Path | str, data: Optional[Path] = None, progress: bool = True) -> Path:
-    """Write ``<out>/index.html``; returns its path."""
+def build_report(out: Path | str, data: Optional[Path] = None, progress: bool = True, snapshots=None,
+                 ev=None) -> Path:
+    """Write ``<out>/index.html``; returns its path.
+
+    ``snapshots`` (optional): a store or :class:`lnsynth.analyses.updates.StateDir` whose latest
+    ``lnsynth update`` run is shown as each question's update notice.  ``ev`` (optional): the evidence
+    to report (e.g. a curation store's ``store.evidence()``); by default the YAML evidence under ``data``.
+    """
     from rich.progress import Progress
 
     from lnsynth.evidence import load_evidence
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ev = load_evidence(data)
+    if ev is None:
+        ev = load_evidence(data)
     sections: list[Section] = []
-    ctx: dict = {}
+    ctx: dict = {} if snapshots is None else {"snapshots": snapshots}
     with Progress(disable=not progress, transient=False) as prog:
         task = prog.add_task("building report", total=len(SECTION_BUILDERS))
         for name, fn in SECTION_BUILDERS:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import html
 import json
 
+from lnsynth import registry
+
 
 def answers(ev, ctx) -> list:
     """Every question answered once per report, in clinical order (the catalogue's ``order``: add-on first)."""
@@ -57,8 +59,9 @@ def headline(a) -> str:
 def section_questions(ev, ctx):
     from lnsynth.analyses.grade import __doc__ as grade_doc
 
-    from .build import Section, figure_html
+    from .markup import Section, figure_html
     from .sof import answer_html
+    from .thresholds import report_block
 
     parts = [
         "<p>Each clinical question is answered by one pipeline: study selection (every stored trial is listed as "
@@ -80,6 +83,7 @@ def section_questions(ev, ctx):
         d = a.to_dict()
         payload.append(d)
         parts.append(answer_html(a))
+        parts.append(report_block(ev, ctx, a, d))  # decision thresholds, what would change the answer, update notice
         main = next((o for o in a.outcomes if o.result is not None and o.k >= 2), None)
         if main is not None:
             from lnsynth.plots.forest import forest_plot
@@ -89,9 +93,11 @@ def section_questions(ev, ctx):
                     "events_ctrl": [t.events_ctrl for t in main.analysed], "n_ctrl": [t.n_ctrl for t in main.analysed]}
             fav = ("favours comparator", "favours intervention") if main.spec.benefit == "higher" else (
                 "favours intervention", "favours comparator")
+            robs = [getattr(ev.study(t.study), "rob", None) for t in main.analysed]  # RoB 2 traffic lights where stored
             fig = forest_plot(main.result, labels=[t.label for t in main.analysed], title=f"{a.question.title}: {main.spec.label}",
-                              transf="exp" if main.measure in ("RR", "OR") else None, arm_data=arms,
-                              arm_labels=("Intervention", "Comparator"), favours=fav)
+                              transf="exp" if registry.is_ratio(main.measure) else None, arm_data=arms,
+                              arm_labels=("Intervention", "Comparator"), favours=fav,
+                              rob=robs if any(r is not None and r.assessed for r in robs) else None)
             fh = figure_html(fig, f"Forest plot of {main.spec.label} for {a.question.title}: {od['k']} trials, pooled "
                                   f"{od['measure']} {od['estimate']:.2f} (95% CI {od['ci_low']:.2f} to {od['ci_high']:.2f}).",
                              f"{html.escape(main.spec.label)}: {od['measure']} {od['estimate']:.2f} [{od['ci_low']:.2f}, "
