@@ -23,6 +23,8 @@ Inconsistency, evidence flow, ranking and small-study effects (all take an ``NMA
 ``direct_evidence_proportions``, ``net_heat``, ``contribution_matrix`` / ``hat_matrix``,
 ``rank_probabilities`` / ``sucra_from_probabilities`` / ``cumulative_rank_probabilities``,
 ``comparison_adjusted_funnel``; ``network_meta_regression`` fits one study-level covariate.
+``cinema(res, rob, indirectness, roe=...)`` rates every estimate on CINeMA's six domains
+(:mod:`lnsynth.network.cinema`).
 
 Batched fits (bootstrap / simulation replicates): ``fit_batch(list_of_NetworkData)`` and
 ``fit_arrays(y, V, X, q)`` return :class:`NMABatchResult`; ``fit_design_by_treatment`` fits the
@@ -37,10 +39,18 @@ zero-cell correction), :mod:`lnsynth.network.ranking` and
 
 Example
 -------
+>>> import pandas as pd
+>>> arms = pd.DataFrame({"study": ["s1", "s1", "s2", "s2", "s3", "s3"],
+...                      "arm": ["CYC", "TAC", "CYC", "MMF", "TAC", "MMF"],
+...                      "remission": [10, 18, 12, 15, 20, 16], "n": [40, 40, 50, 50, 45, 45]})
 >>> res = network_meta_analysis(arms, study="study", treatment="arm", events="remission",
 ...                             n="n", measure="OR", reference="CYC", method="REML")
->>> res.relative_effects()          # log OR vs CYC
->>> res.ranking(small_values="bad")  # remission: larger is better
+>>> res.relative_effects()[["treatment", "estimate", "ci_low", "ci_high"]].round(2)  # log OR vs CYC
+  treatment  estimate  ci_low  ci_high
+0       MMF      0.38   -0.35     1.11
+1       TAC      0.82    0.06     1.57
+>>> res.pscores(small_values="bad").round(2).to_dict()  # remission: larger is better
+{'CYC': 0.09, 'MMF': 0.48, 'TAC': 0.93}
 """
 
 from .data import MEASURES, NetworkData, StudyContrasts, prepare
@@ -54,6 +64,9 @@ from .ranking import (cumulative_rank_probabilities, mean_rank, pscores, rank_pr
                       sucra_from_probabilities)
 from .regression import NMRResult, network_meta_regression
 from .bayes import BayesNMAResult, bayesian_nma  # NumPyro/JAX are imported only when a model is fitted
+from .cinema import CinemaResult, cinema, roe_from_ratio, study_contributions
+from .rare import RareNMAResult, netmetabin  # noqa: E402  (MH / NCH rare-event NMA, netmeta netmetabin)
+from .component import CNMAResult, combination_matrix, component_nma, discomb, netcomb  # component NMA
 
 __all__ = [
     "MEASURES", "NMAResult", "NetworkData", "StudyContrasts", "design_by_treatment", "fit",
@@ -64,4 +77,7 @@ __all__ = [
     "tau2_within",
     "NMABatchResult", "fit_arrays", "fit_batch", "fit_design_by_treatment", "heterogeneity_stats",
     "BayesNMAResult", "bayesian_nma",
+    "CinemaResult", "cinema", "roe_from_ratio", "study_contributions",
+    "RareNMAResult", "netmetabin",
+    "CNMAResult", "combination_matrix", "component_nma", "discomb", "netcomb",
 ]

@@ -74,6 +74,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..stats import normalize_level
+
 __all__ = ["bayesian_nma", "BayesNMAResult", "BayesNetwork", "prepare_arms", "EFFECTS"]
 
 EFFECTS = ("fixed", "random")
@@ -360,7 +362,7 @@ class BayesNMAResult:
         import arviz as az
         import pandas as pd
 
-        level = self.level if level is None else float(level)
+        level = normalize_level(level, self.level)
         lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
         T = self.treatments
         pairs = ([(T[0], t) for t in T[1:]] if not all_contrasts
@@ -388,13 +390,13 @@ class BayesNMAResult:
             if t not in self.treatments:
                 raise ValueError(f"unknown treatment {t!r}; treatments are {list(self.treatments)}")
         ia, ib = self.treatments.index(base), self.treatments.index(trt)
-        return _summarise(self.d[..., ib] - self.d[..., ia], self.level if level is None else float(level))
+        return _summarise(self.d[..., ib] - self.d[..., ia], normalize_level(level, self.level))
 
     def tau_summary(self, level: float | None = None) -> dict[str, float]:
         """Posterior mean, sd, median and equal-tailed interval of tau, with MCSEs (random effects only)."""
         if self.tau is None:
             raise ValueError("tau is only estimated by the random-effects model (effects='random')")
-        return _summarise(self.tau, self.level if level is None else float(level))
+        return _summarise(self.tau, normalize_level(level, self.level))
 
     def rank_probabilities(self, larger_is_better: bool = True):
         """P(treatment has rank j) from the joint posterior; rank 1 = best.  DataFrame (T x T)."""
@@ -416,8 +418,11 @@ class BayesNMAResult:
         vals = cum.sum(1) / (T - 1) if T > 1 else np.ones(p.shape[0])
         return {t: float(v) for t, v in zip(self.treatments, vals)}
 
-    def conf_int(self, level: float = 0.95):
-        """Equal-tailed credible intervals of every effect against the reference: {trt: (lower, upper)}."""
+    def conf_int(self, level: float | None = None) -> dict[str, tuple[float, float]]:
+        """Equal-tailed credible intervals of every effect against the reference: {trt: (lower, upper)}.
+
+        ``level`` (0.95 or 95) defaults to the fit's level."""
+        level = normalize_level(level, self.level)
         df = self.relative_effects(level=level)
         return {row.trt: (row.lower, row.upper) for row in df.itertuples()}
 
@@ -554,8 +559,7 @@ def bayesian_nma(
         raise ValueError(f"prior_tau_max must be a positive number, got {prior_tau_max!r}")
     if not 0 < target_accept < 1:
         raise ValueError(f"target_accept must be in (0, 1), got {target_accept!r}")
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    level = normalize_level(level)
     net = prepare_arms(df, study=study, treatment=treatment, events=events, n=n, reference=reference,
                        treatments=treatments)
     try:

@@ -56,6 +56,7 @@ import numpy as np
 import pandas as pd
 from scipy import linalg, optimize, stats
 
+from ..stats import normalize_level
 from .data import NetworkData, prepare
 
 _LOG2PI = float(np.log(2.0 * np.pi))
@@ -173,7 +174,7 @@ class NMRResult:
 
     def conf_int(self, level: float | None = None) -> pd.DataFrame:
         """Normal-theory confidence intervals of all coefficients."""
-        level = self.level if level is None else float(level)
+        level = normalize_level(level, self.level)
         z = float(stats.norm.ppf(0.5 + level / 2.0))
         se = np.sqrt(np.diag(self.vcov))
         return pd.DataFrame({"ci_low": self.estimate - z * se, "ci_high": self.estimate + z * se},
@@ -300,8 +301,7 @@ def network_meta_regression(
         raise ValueError(f"method must be one of {REG_METHODS}, got {method!r}")
     if assumption not in ("common", "independent"):
         raise ValueError(f"assumption must be 'common' or 'independent', got {assumption!r}")
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    level = normalize_level(level)
     data = prepare(df, study=study, treatment=treatment, events=events, n=n, mean=mean, sd=sd, yi=yi, vi=vi,
                    treat1=treat1, treat2=treat2, cov=cov, measure=measure, reference=reference)
     x = _covariate_values(df, study, covariate, data)

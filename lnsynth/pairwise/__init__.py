@@ -7,6 +7,8 @@ scipy.optimize-heavy ones (bias, regression, subgroup) lazily, so ``meta_analysi
 Model follow-ups (metafor ``confint``, ``anova``, ``fitstats``, ``residuals``, ``rstandard``,
 ``blup``, ``ranef``): :func:`tau2_conf_int`, :func:`anova`, :func:`fit_stats`, :func:`residuals`,
 :func:`rstandard`, :func:`blup`, :func:`ranef`; :func:`breslow_day` (``rma.mh``'s BD/Tarone).
+metafor's ``robust``, ``permutest``, ``rma.ls`` and the HS/HSk/GENQ estimators: :func:`robust`,
+:func:`permutation_test`, :func:`location_scale`, :func:`meta_analysis_tau2` / :func:`estimate_tau2`.
 """
 from .api import METHODS, TESTS, MetaAnalysisWarning, meta_analysis
 from .results import DICT_KEYS, MetaBatchResult, MetaResult
@@ -17,6 +19,8 @@ from .results import DICT_KEYS, MetaBatchResult, MetaResult
 from .gosh import gosh  # noqa: E402
 from .influence import baujat, cumulative, influence, leave_one_out  # noqa: E402
 from .residuals import blup, ranef, residuals, rstandard  # noqa: E402
+from .robust import robust  # noqa: E402  (cluster-robust CR1/CR2; numpy + scipy.special only)
+from .location_scale import location_scale  # noqa: E402  (rma.ls; numpy + scipy.special at import)
 
 # name -> (module, attribute): imported on first access (module ``__getattr__``)
 _LAZY: dict[str, tuple[str, str]] = {
@@ -29,13 +33,18 @@ _LAZY: dict[str, tuple[str, str]] = {
     "glmm_meta_analysis": ("lnsynth.pairwise.glmm", "glmm_meta_analysis"),
     "multilevel_meta_analysis": ("lnsynth.pairwise.multilevel", "multilevel_meta_analysis"),
     "selection_model": ("lnsynth.pairwise.selection", "selection_model"),
+    "firth_meta_analysis": ("lnsynth.pairwise.firth", "firth_meta_analysis"),
     "GLMMResult": ("lnsynth.pairwise.glmm", "GLMMResult"),
     "anova": ("lnsynth.pairwise.modeltests", "anova"),
     "fit_stats": ("lnsynth.pairwise.modeltests", "fit_stats"),
     "tau2_conf_int": ("lnsynth.pairwise.confint", "tau2_conf_int"),
     "breslow_day": ("lnsynth.pairwise.mh", "breslow_day"),
+    "permutation_test": ("lnsynth.pairwise.permutation", "permutation_test"),
+    "meta_analysis_tau2": ("lnsynth.pairwise.tau2", "meta_analysis_tau2"),
+    "estimate_tau2": ("lnsynth.pairwise.tau2", "estimate_tau2"),
 }
-_EAGER = ["gosh", "baujat", "cumulative", "influence", "leave_one_out", "blup", "ranef", "residuals", "rstandard"]
+_EAGER = ["gosh", "baujat", "cumulative", "influence", "leave_one_out", "blup", "ranef", "residuals", "rstandard",
+          "robust", "location_scale"]
 
 __all__ = ["meta_analysis", "effect_sizes", *_EAGER, *sorted(_LAZY), "MetaResult", "MetaBatchResult", "MetaAnalysisWarning",
            "DICT_KEYS", "METHODS", "TESTS"]

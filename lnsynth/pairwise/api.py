@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 
 from .. import registry
+from ..stats import normalize_level
 from .results import MetaBatchResult
 
 METHODS = registry.methods("pairwise")  # FE, MH, PETO, DL, REML, ML, PM, SJ, HE, EB
@@ -86,12 +87,8 @@ def _validate(yi, vi, labels):
 
 
 def _level(level) -> float:
-    level = float(level)
-    if 1.0 < level < 100.0:
-        level /= 100.0
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be in (0, 1) (or a percentage), got {level}")
-    return level
+    """0.95 or 95 -> 0.95 (:func:`lnsynth.stats.normalize_level`)."""
+    return normalize_level(level)
 
 
 def meta_analysis(es=None, *, yi=None, vi=None, sei=None, method: str = "REML", test: str = "z",

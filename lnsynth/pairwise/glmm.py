@@ -111,6 +111,7 @@ import numpy as np
 from scipy import optimize, special, stats
 
 from lnsynth import registry
+from lnsynth.stats import ConfidenceInterval, normalize_level
 from .results import _fmtp
 
 __all__ = ["glmm_meta_analysis", "profile_loglik", "GLMMResult", "GLMM_MODELS", "GLMM_METHODS", "GLMMWarning"]
@@ -174,11 +175,11 @@ class GLMMResult:
         """Degrees of freedom of the t test (``test="t"``: k - 1), else None."""
         return self.k - 1 if self.test == "t" else None
 
-    def conf_int(self, level: float = 0.95) -> tuple[float, float]:
-        """Wald confidence interval for the log odds ratio at ``level`` (z or t as ``test``)."""
-        level = _check_level(level)
+    def conf_int(self, level: float | None = None) -> ConfidenceInterval:
+        """Wald confidence interval for the log odds ratio at ``level`` (z or t as ``test``; default: the fit's level)."""
+        level = _check_level(self.level if level is None else level)
         crit = _crit(level, self.test, self.k)
-        return (float(self.estimate - crit * self.se), float(self.estimate + crit * self.se))
+        return ConfidenceInterval(float(self.estimate - crit * self.se), float(self.estimate + crit * self.se))
 
     def to_dict(self) -> dict[str, Any]:
         """Statistics as Python scalars (log-OR scale)."""
@@ -241,12 +242,7 @@ class GLMMResult:
 
 
 def _check_level(level: float) -> float:
-    level = float(level)
-    if level > 1 and level < 100:  # metafor style 95
-        level = level / 100
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1) (e.g. 0.95), got {level}")
-    return level
+    return normalize_level(level)  # 0.95 or metafor's 95
 
 
 def _crit(level: float, test: str, k: int) -> float:

@@ -51,6 +51,20 @@ class GoshResult:
     def __len__(self) -> int:
         return int(self.k.shape[0])
 
+    def to_dict(self) -> dict:
+        """Plain Python: the settings and, per subset, k, Q, I², H², tau² and the estimate (lists)."""
+        return {"k_total": int(self.k_total), "n_subsets": len(self), "exact": bool(self.exact), "method": self.method,
+                "labels": list(self.labels) if self.labels is not None else None,
+                "converged": [bool(x) for x in self.converged],
+                **{key: [float(x) for x in getattr(self, key)] for key in ("k", "qe", "i2", "h2", "tau2", "estimate")}}
+
+    def summary(self, digits: int = 4) -> str:
+        """One line on the subsets and the spread of the estimate and I² across them."""
+        est, i2 = np.asarray(self.estimate, dtype=float), np.asarray(self.i2, dtype=float)
+        return (f"GOSH: {len(self)} subsets of {self.k_total} studies ({'all' if self.exact else 'sampled'}; "
+                f"method {self.method}); estimate from {np.nanmin(est):.{digits}g} to {np.nanmax(est):.{digits}g}, "
+                f"I^2 from {np.nanmin(i2):.{digits}g} to {np.nanmax(i2):.{digits}g}%")
+
     @property
     def mask(self) -> np.ndarray:
         """Subset as an integer bit mask (bit j = study j), for k <= 62."""

@@ -49,6 +49,7 @@ import numpy as np
 from scipy.stats import chi2, norm
 
 from lnsynth import registry
+from lnsynth.stats import normalize_level
 from lnsynth.effects import EffectSizeWarning, _binary_yi_vi, _prepare
 
 __all__ = ["mh_core", "mh_rate_core", "peto_core", "breslow_day", "MH_MEASURES", "MH_RATE_MEASURES"]
@@ -66,9 +67,7 @@ def _inputs(ai: Any, bi: Any, ci: Any, di: Any, add: float, to: str, level: floa
     add = float(add)
     if not np.isfinite(add) or add < 0:
         raise ValueError(f"add must be a finite number >= 0, got {add}")
-    level = float(level)
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1) (e.g. 0.95), got {level}")
+    level = normalize_level(level)
     arrs, present, _, one_d = _prepare(
         dict(ai=ai, bi=bi, ci=ci, di=di), ("ai", "bi", "ci", "di"), None, "pooling"
     )
@@ -341,13 +340,13 @@ def mh_rate_core(
     With events :math:`x_{1i}, x_{2i}`, person-times :math:`t_{1i}, t_{2i}` and
     :math:`T_i = t_{1i} + t_{2i}` (uncorrected counts):
 
-    * IRR: :math:`\hat\psi = \sum x_{1i}t_{2i}/T_i ig/ \sum x_{2i}t_{1i}/T_i`, variance of
-      :math:`\log\hat\psi` :math:`\sum t_{1i}t_{2i}(x_{1i}+x_{2i})/T_i^2 ig/ (RS)`
+    * IRR: :math:`\hat\psi = \sum x_{1i}t_{2i}/T_i \big/ \sum x_{2i}t_{1i}/T_i`, variance of
+      :math:`\log\hat\psi` :math:`\sum t_{1i}t_{2i}(x_{1i}+x_{2i})/T_i^2 \big/ (RS)`
       (Greenland & Robins 1985), and the Mantel-Haenszel test
-      :math:`(|\sum(x_{1i} - x_i t_{1i}/T_i)| - 0.5[	ext{correct}])^2 / \sum x_i t_{1i}t_{2i}/T_i^2`
+      :math:`(|\sum(x_{1i} - x_i t_{1i}/T_i)| - 0.5[\text{correct}])^2 / \sum x_i t_{1i}t_{2i}/T_i^2`
       on 1 df (``cmh``).  NaN when there are no events in one arm of every study.
-    * IRD: :math:`\hat\delta = \sum (x_{1i}t_{2i} - x_{2i}t_{1i})/T_i ig/ \sum t_{1i}t_{2i}/T_i`,
-      :math:`SE = \sqrt{\sum (t_{1i}t_{2i}/T_i)^2 (x_{1i}/t_{1i}^2 + x_{2i}/t_{2i}^2)} ig/
+    * IRD: :math:`\hat\delta = \sum (x_{1i}t_{2i} - x_{2i}t_{1i})/T_i \big/ \sum t_{1i}t_{2i}/T_i`,
+      :math:`SE = \sqrt{\sum (t_{1i}t_{2i}/T_i)^2 (x_{1i}/t_{1i}^2 + x_{2i}/t_{2i}^2)} \big/
       \sum t_{1i}t_{2i}/T_i` (Greenland & Robins 1985).
 
     Q, I² and H² come from the escalc IRR/IRD outcomes under ``add``/``to``/``drop00``
@@ -384,9 +383,7 @@ def mh_rate_core(
         raise ValueError(f"unknown measure {measure!r} for Mantel-Haenszel with person-time; "
                          f"valid: {', '.join(MH_RATE_MEASURES)}")
     measure = measure.upper()
-    level = float(level)
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1) (e.g. 0.95), got {level}")
+    level = normalize_level(level)
     if to not in _TO:
         raise ValueError(f"unknown to={to!r}; valid: {', '.join(_TO)}")
     arrs, present, _, one_d = _prepare(dict(events_treat=x1i, time_treat=t1i, events_ctrl=x2i, time_ctrl=t2i),

@@ -35,6 +35,7 @@ import numpy as np
 from scipy import optimize, special
 
 from .. import registry
+from ..stats import normalize_level
 
 REG_METHODS = registry.iv_methods()
 _EPS = np.finfo(float).eps
@@ -275,12 +276,7 @@ def _estimate_tau2(y, v, X, method):
 
 
 def _level(level) -> float:
-    level = float(level)
-    if 1.0 < level < 100.0:
-        level /= 100.0
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be in (0, 1) (or a percentage), got {level}")
-    return level
+    return normalize_level(level)  # 0.95 or 95
 
 
 def rma_fit(y, v, X, method="REML", test="z", level=0.95, tau2=None, btt=None, r2=True) -> dict:
@@ -465,12 +461,12 @@ class MetaRegressionResult:
                              "zval": self.zval, "pvalue": self.pvalue, "ci_low": self.ci_low,
                              "ci_high": self.ci_high})
 
-    def conf_int(self, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-        """Confidence limits of the coefficients at another ``level`` (z, or t(k-p) for test="knha").
+    def conf_int(self, level: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Confidence limits of the coefficients at ``level`` (z, or t(k-p) for test="knha"; default: the fit's level).
 
         For tau², I² and H² see :func:`lnsynth.pairwise.tau2_conf_int`.
         """
-        lev = _level(level)
+        lev = _level(self.level if level is None else level)
         q = 1.0 - (1.0 - lev) / 2.0
         kp = self.k - self.p
         crit = float(special.stdtrit(kp, q)) if (self.test == "knha" and kp > 0) else float(special.ndtri(q))

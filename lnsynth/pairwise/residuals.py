@@ -37,6 +37,8 @@ from typing import Any
 import numpy as np
 from scipy import special
 
+from ..stats import normalize_level
+
 __all__ = ["residuals", "rstandard", "blup", "ranef", "StudyValues", "model_view"]
 
 _RESID_TYPES = ("response", "pearson", "rstandard")
@@ -66,7 +68,7 @@ class _View:
         return int(self.X.shape[1])
 
     def crit(self, level: float | None = None) -> float:
-        alpha = 1.0 - (self.level if level is None else level)
+        alpha = 1.0 - normalize_level(level, self.level)
         if self.test == "knha" and self.k > self.p:
             return float(special.stdtrit(self.k - self.p, 1.0 - alpha / 2.0))
         return float(special.ndtri(1.0 - alpha / 2.0))
@@ -98,14 +100,7 @@ def model_view(res) -> _View:
 
 
 def _level(level, default):
-    if level is None:
-        return default
-    level = float(level)
-    if 1.0 < level < 100.0:
-        level /= 100.0
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be in (0, 1) (or a percentage), got {level}")
-    return level
+    return normalize_level(level, default)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from .. import registry
+from ..stats import ConfidenceInterval, normalize_level
 
 DICT_KEYS = ("estimate", "se", "ci_low", "ci_high", "pvalue", "tau2", "tau2_ci_low",
              "tau2_ci_high", "i2", "h2", "q", "q_pvalue", "pi_low", "pi_high", "k")
@@ -95,21 +96,18 @@ class MetaResult:
             d[key] = int(val) if key == "k" else float(val)
         return d
 
-    def conf_int(self, level: float = 0.95) -> tuple[float, float]:
-        """Confidence interval of the pooled estimate at another ``level`` (z, or t(k-1) for test="knha").
+    def conf_int(self, level: float | None = None) -> ConfidenceInterval:
+        """Confidence interval of the pooled estimate (z, or t(k-1) for test="knha") on the model scale.
 
-        For the tau², I² and H² intervals see :func:`lnsynth.pairwise.tau2_conf_int`.
+        ``level`` (0.95 or 95) defaults to the fit's level. For the tau², I² and H² intervals see
+        :func:`lnsynth.pairwise.tau2_conf_int`.
         """
         from scipy import special
 
-        level = float(level)
-        if 1.0 < level < 100.0:
-            level /= 100.0
-        if not 0.0 < level < 1.0:
-            raise ValueError(f"level must be in (0, 1) (or a percentage), got {level}")
+        level = normalize_level(level, self.level)
         q = 1.0 - (1.0 - level) / 2.0
         crit = float(special.stdtrit(self.k - 1, q)) if (self.test == "knha" and self.k > 1) else float(special.ndtri(q))
-        return float(self.estimate - crit * self.se), float(self.estimate + crit * self.se)
+        return ConfidenceInterval(float(self.estimate - crit * self.se), float(self.estimate + crit * self.se))
 
     def exp(self) -> dict[str, float]:
         """Back-transformed (exp) estimate, CI and PI; for ratio measures."""
@@ -287,6 +285,23 @@ class MetaBatchResult:
 
     def exp(self) -> dict[str, np.ndarray]:
         return {key: np.exp(getattr(self, key)) for key in ("estimate", "ci_low", "ci_high", "pi_low", "pi_high")}
+
+    def conf_int(self, level: float | None = None) -> ConfidenceInterval:
+        """Confidence limits of every pooled estimate, arrays (B,) (z, or t(k-1) for test="knha").
+
+        ``level`` (0.95 or 95) defaults to the fit's level; the same limits as ``res[i].conf_int(level)``.
+        """
+        from scipy import special
+
+        lev = normalize_level(level, self.level)
+        q = 1.0 - (1.0 - lev) / 2.0
+        k = np.asarray(self.k, dtype=float)
+        if self.test == "knha":
+            crit = np.where(k > 1, special.stdtrit(np.maximum(k - 1, 1), q), special.ndtri(q))
+        else:
+            crit = np.full(k.shape, float(special.ndtri(q)))
+        est, se = np.asarray(self.estimate, dtype=float), np.asarray(self.se, dtype=float)
+        return ConfidenceInterval(est - crit * se, est + crit * se)
 
     def summary(self, digits: int = 4) -> str:
         n_bad = int((~self.converged.astype(bool)).sum())

@@ -42,6 +42,8 @@ from typing import Any, Sequence
 
 import numpy as np
 from scipy import optimize, special
+
+from ..stats import normalize_level
 from .results import _fmtp
 
 __all__ = ["selection_model", "SelectionModelResult", "SELECTION_TYPES"]
@@ -345,11 +347,7 @@ class SelectionModelResult:
 
     def conf_int(self, level: float | None = None) -> tuple[float, float]:
         """Wald CI of mu at ``level`` (default: the fit's level)."""
-        lev = self.level if level is None else float(level)
-        if 1.0 < lev < 100.0:
-            lev /= 100.0
-        if not 0.0 < lev < 1.0:
-            raise ValueError(f"level must be in (0, 1) (or a percentage), got {level}")
+        lev = normalize_level(level, self.level)
         crit = float(special.ndtri(1.0 - (1.0 - lev) / 2.0))
         return float(self.estimate - crit * self.se), float(self.estimate + crit * self.se)
 
@@ -474,11 +472,7 @@ def selection_model(result, type: str = "step", steps: Sequence[float] | None = 
         raise ValueError(f"type: unknown selection model {type!r}; valid: {', '.join(SELECTION_TYPES)}")
     if alternative not in _ALTERNATIVES:
         raise ValueError(f"alternative: expected one of {', '.join(_ALTERNATIVES)}, got {alternative!r}")
-    lev = float(getattr(result, "level", 0.95)) if level is None else float(level)
-    if 1.0 < lev < 100.0:
-        lev /= 100.0
-    if not 0.0 < lev < 1.0:
-        raise ValueError(f"level must be in (0, 1) (or a percentage), got {level}")
+    lev = normalize_level(level, float(getattr(result, "level", 0.95)))
     given = steps is not _DEFAULT_STEPS
     st = None
     if steps is not None and (kind == "step" or given):

@@ -63,6 +63,17 @@ class SubgroupResult:
                          "i2": math.nan, "q": math.nan})
         return pd.DataFrame(rows)
 
+    def summary(self) -> str:
+        """The per-subgroup fits and the tests for subgroup differences as text."""
+        def test(t: dict) -> str:  # df is one number (Q test) or [df1, df2] (F test with knha)
+            df = t["df"] if not isinstance(t["df"], (list, tuple)) else ", ".join(str(x) for x in t["df"] if x is not None)
+            return f"Q = {float(t['q']):.4f}, df = {df}, p = {float(t['pvalue']):.4g}"
+
+        return (f"Subgroup analysis ({self.method}, test {self.test}): {len(self.groups)} subgroups\n"
+                + self.to_frame().to_string(index=False)
+                + f"\nTest for subgroup differences (separate tau2): {test(self.test_separate)}"
+                + f"\nTest for subgroup differences (common tau2): {test(self.test_common)}")
+
     def to_dict(self):
         return {"groups": list(self.groups), "k": [int(x) for x in self.k],
                 "separate": {k: [float(x) for x in v] for k, v in self.separate.items()},

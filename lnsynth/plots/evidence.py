@@ -14,6 +14,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from lnsynth.stats import Z95
+
 from .style import FONT_FAMILY, finalize
 from .style import OKABE_ITO as _OI
 
@@ -57,7 +59,7 @@ def apply_style() -> None:
     )
 
 
-def wilson(events: float, n: float, z: float = 1.959963984540054) -> tuple[float, float]:
+def wilson(events: float, n: float, z: float = Z95) -> tuple[float, float]:
     """Wilson score interval for one proportion (Wilson 1927)."""
     if n <= 0:
         raise ValueError("n must be positive")

@@ -124,11 +124,9 @@ def _scale(r, transf):
 
 
 def _crit(level):
-    if abs(level - 0.95) < 1e-12:
-        return 1.959963984540054
-    from scipy.special import ndtri
+    from lnsynth.stats import critical_value
 
-    return float(ndtri(1 - (1 - level) / 2))
+    return critical_value(level)
 
 
 def _het_text(r, random, digits):
@@ -167,7 +165,7 @@ def _draw(table, *, arm_cols, effect_header, xlabel, refline, favours, title, bo
     from matplotlib.patches import Polygon, Rectangle
     from matplotlib.transforms import ScaledTranslation, blended_transform_factory
 
-    f, logx, digits = table.f, table.logx, table.digits
+    logx = table.logx
     rows = table.rows
     n_head = 2 if arm_cols else 1
     n_rows = n_head + len(rows)
@@ -193,7 +191,6 @@ def _draw(table, *, arm_cols, effect_header, xlabel, refline, favours, title, bo
         y_head = top if not arm_cols else top - 1
         y_of = [top - n_head - i for i in range(len(rows))]
         # ---- left block: label column + arm columns -------------------------------------------
-        left_cols = []  # (texts, header texts, ha) per column, in order
         lab_texts = []
         for y, row in zip(y_of, rows):
             if row.get("label"):
@@ -430,7 +427,7 @@ def _effect_header(r, level):
 
 def forest_plot(result, labels=None, ax=None, transf=None, *, xlabel=None, refline=None, digits=2,
                 show_pi=True, show_het=True, title=None, figsize=None, arm_data=None,
-                arm_labels=("Intervention", "Control"), favours=None, show_weights=True, panel_width=None):
+                arm_labels=("Intervention", "Control"), favours=None, show_weights=True, panel_width=None, rob=None):
     """Draw a forest plot of a fitted :class:`~lnsynth.pairwise.MetaResult`.
 
     Parameters
@@ -454,6 +451,8 @@ def forest_plot(result, labels=None, ax=None, transf=None, *, xlabel=None, refli
     show_weights : bool; the weight column (percentage weights of the model).
     panel_width : float, optional; width of the plot panel in inches (default 3, wider when the
         favours labels need it).
+    rob : sequence, optional; one RoB 2 assessment per study (RiskOfBias, mapping or None), drawn
+        as a traffic-light panel right of the effect column (:func:`lnsynth.plots.rob.add_rob_panel`).
 
     A single study (k = 1) is drawn without model row, diamond or heterogeneity line.
 
@@ -488,9 +487,14 @@ def forest_plot(result, labels=None, ax=None, transf=None, *, xlabel=None, refli
         for row in table.rows:
             row.pop("weight", None)
     xl = xlabel or (_XLABELS.get(str(r.measure).upper(), "Observed Outcome") + (" (log scale)" if logx else ""))
-    return _draw(table, arm_cols=arm_cols, effect_header=_effect_header(r, r.level), xlabel=xl, refline=refline,
-                 favours=favours, title=title, bottom_lines=bottom, ax=ax, figsize=figsize,
-                 panel_width=panel_width)
+    fig = _draw(table, arm_cols=arm_cols, effect_header=_effect_header(r, r.level), xlabel=xl, refline=refline,
+                favours=favours, title=title, bottom_lines=bottom, ax=ax, figsize=figsize,
+                panel_width=panel_width)
+    if rob is not None:
+        from .rob import add_rob_panel
+
+        add_rob_panel(fig, labels, rob, ax=ax)
+    return fig
 
 
 def subgroup_forest_plot(result, groups, labels=None, ax=None, transf=None, *, measure=None, model="separate",

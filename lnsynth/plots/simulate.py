@@ -176,7 +176,6 @@ def question_figure(res) -> plt.Figure:
 def simulator_figures(bank=None, k: int = 20, n: int = 600) -> dict:
     """All simulator figures for the report: {name: (Figure, caption)}. Runs the (cached) calibration and
     the four questions with modest posterior draws (k) and virtual patients per arm (n)."""
-    from lnsynth.simulate.calibrate import calibrate
     from lnsynth.simulate.questions import (question_flares_after_taper, question_hard_endpoint_power,
                                             question_nonimmune_share, question_remission_horizon)
     from lnsynth.simulate.validate import scorecard
