@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 
 from .endpoints import evaluate
 from .engine import simulate_schedule

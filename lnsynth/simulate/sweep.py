@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 from typing import Any, Callable, Iterable
 
-import numpy as np
 import pandas as pd
 
 
