@@ -2,11 +2,12 @@
 #   make report   -> .venv, install .[web,distributed] (the simulator section fans out with dask.distributed),
 #                    build report/index.html from the embedded data
 #   make test     -> .venv, install .[dev], run the whole test suite
+#   make lint     -> ruff check, ruff format --check and mypy (pyproject.toml)
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: report test validate bench clean references
+.PHONY: report test lint validate bench clean references
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -26,6 +27,12 @@ report: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q
 
+# static checks (configured in pyproject.toml; the same as the pre-commit hooks)
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
 validate: $(VENV)/.installed
 	$(BIN)/python -m lnsynth validate
 
@@ -35,9 +42,11 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/startup.py
 	$(BIN)/python benchmarks/multilevel.py
 	$(BIN)/python benchmarks/selmodel.py
+	$(BIN)/python benchmarks/robust_permutest.py
 
 # regenerate every reference file with R (metafor; make_glmm.R also needs lme4, make_network_extra.R metadat,
-# make_selmodel.R metadat and numDeriv: apt-get install r-cran-lme4 r-cran-metadat r-cran-numderiv)
+# make_selmodel.R metadat and numDeriv, make_robust.R clubSandwich:
+# apt-get install r-cran-lme4 r-cran-metadat r-cran-numderiv r-cran-clubsandwich)
 references:
 	Rscript tests/reference/make_effects.R
 	Rscript tests/reference/make_pairwise.R
@@ -47,6 +56,11 @@ references:
 	Rscript tests/reference/make_glmm.R
 	Rscript tests/reference/make_selmodel.R
 	Rscript tests/reference/make_multilevel.R
+	Rscript tests/reference/make_tau2_estimators.R
+	Rscript tests/reference/make_robust.R
+	Rscript tests/reference/make_permutest.R
+	Rscript tests/reference/make_location_scale.R
+	Rscript tests/reference/make_firth.R
 
 clean:
 	rm -rf $(VENV) report build *.egg-info

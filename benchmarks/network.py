@@ -39,7 +39,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lnsynth.network import _core, network_meta_analysis, prepare  # noqa: E402
+from lnsynth.network import network_meta_analysis, prepare  # noqa: E402
 from lnsynth.network.model import fit, fit_batch  # noqa: E402
 
 

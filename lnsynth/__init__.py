@@ -4,7 +4,7 @@ lnsynth summarises published evidence and simulates hypotheses; it does not
 prescribe. Nothing it prints is treatment advice.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one version string: pyproject.toml reads it (dynamic), as do the CLI, report and web app
 
 DISCLAIMER = (
     "lnsynth summarises published evidence and simulates hypotheses; it does not "

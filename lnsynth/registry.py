@@ -2,8 +2,9 @@
 
 Every engine module (``effects``, ``pairwise``, ``network``) and every layer above it
 reads which measures exist, which are ratios, what each needs as input, how each is
-back-transformed, and which pooling methods exist (and where they are available) from
-here, so that these facts are stated once.  The module imports only the standard
+back-transformed, which kernel of :mod:`lnsynth.effects_kernels` computes it, and which
+pooling methods exist (and where they are available) from here, so that these facts are
+stated once.  The module imports only the standard
 library at import time (NumPy is imported inside the back-transform functions).
 
 Measure codes are metafor's ``escalc`` codes (plus ``HR``, a log hazard ratio given as
@@ -39,6 +40,7 @@ __all__ = [
     "method", "all_methods", "methods", "iv_methods", "random_effects_methods", "fixed_effect_methods",
     "method_measures", "measures_table", "methods_table",
     "LIKELIHOOD_MODELS", "likelihood_models", "likelihood_model",
+    "TAU2_ESTIMATORS", "tau2_estimators", "tau2_estimator",
 ]
 
 #: Kinds of outcome data a measure is computed from (see :func:`measures_for`).
@@ -110,6 +112,13 @@ class Measure:
         Available for network meta-analysis (:func:`lnsynth.network.network_meta_analysis`).
     escalc : bool
         Computed from raw data by :func:`lnsynth.effects.effect_sizes`.
+    kernel : str
+        The function of :mod:`lnsynth.effects_kernels` that computes ``yi``/``vi``
+        (:func:`lnsynth.effects.effect_sizes` looks it up here); empty for ``HR``.
+    vtypes : tuple of str
+        The variance types ``effect_sizes(vtype=)`` accepts (escalc's ``vtype``), the default first.
+    add_default : float
+        The zero-cell correction ``add`` when none is given (escalc: 0.5; 0 for AS, PAS, PFT).
     """
 
     code: str
@@ -124,6 +133,9 @@ class Measure:
     reference: str
     network: bool = False
     escalc: bool = True
+    kernel: str = ""
+    vtypes: tuple[str, ...] = ("LS",)
+    add_default: float = 0.5
 
     def null_value(self, scale: Literal["model", "back"] = "model") -> float | None:
         """See :func:`null_value`."""
@@ -173,66 +185,86 @@ _MEASURES: tuple[Measure, ...] = (
     Measure("RR", "Risk Ratio", "binary", 2, "log", "exp", _BINARY, True,
             "Log risk ratio of events, treatment vs control.",
             "Katz D, Baptista J, Azen SP, Pike MC (1978). Obtaining confidence intervals for the risk ratio "
-            "in cohort studies. Biometrics 34:469-474. " + _FLEISS, network=True),
+            "in cohort studies. Biometrics 34:469-474. " + _FLEISS, network=True,
+            kernel="binary"),
     Measure("OR", "Odds Ratio", "binary", 2, "log", "exp", _BINARY, True,
             "Log odds ratio of events, treatment vs control (Woolf variance).",
             "Woolf B (1955). On estimating the relation between blood group and disease. Ann Hum Genet "
-            "19:251-253. " + _FLEISS, network=True),
+            "19:251-253. " + _FLEISS, network=True,
+            kernel="binary"),
     Measure("RD", "Risk Difference", "binary", 2, "identity", "identity", _BINARY, False,
-            "Difference in event proportions, treatment minus control.", _FLEISS, network=True),
+            "Difference in event proportions, treatment minus control.", _FLEISS, network=True,
+            kernel="binary", vtypes=("LS", "UB", "AV")),
     Measure("PETO", "Odds Ratio (Peto)", "binary", 2, "log", "exp", _BINARY, True,
             "Peto's one-step log odds ratio (observed minus expected events over the hypergeometric variance).",
-            _YUSUF),
+            _YUSUF,
+            kernel="binary"),
     Measure("AS", "Arcsine Risk Difference", "binary", 2, "arcsine", "identity", _BINARY, False,
             "Difference of arcsine square-root transformed proportions (no zero-cell correction).",
             "Rücker G, Schwarzer G, Carpenter J, Olkin I (2009). Why add anything to nothing? The arcsine "
-            "difference as a measure of treatment effect in meta-analysis with zero cells. Stat Med 28:721-738."),
+            "difference as a measure of treatment effect in meta-analysis with zero cells. Stat Med 28:721-738.",
+            kernel="binary", add_default=0.0),
     Measure("MD", "Mean Difference", "continuous", 2, "identity", "identity", _CONTINUOUS, False,
             "Raw difference of means, treatment minus control.",
             "Borenstein M, Hedges LV, Higgins JPT, Rothstein HR (2009). Introduction to Meta-Analysis. Wiley.",
-            network=True),
+            network=True,
+            kernel="continuous", vtypes=("LS", "UB", "HO")),
     Measure("SMD", "Standardized Mean Difference", "continuous", 2, "identity", "identity", _CONTINUOUS, False,
             "Bias-corrected standardized mean difference (Hedges' g).",
             "Hedges LV (1981). Distribution theory for Glass's estimator of effect size and related "
-            "estimators. J Educ Stat 6:107-128.", network=True),
+            "estimators. J Educ Stat 6:107-128.", network=True,
+            kernel="continuous", vtypes=("LS", "UB", "LS2", "AV")),
     Measure("ROM", "Ratio of Means", "continuous", 2, "log", "exp", _CONTINUOUS, True,
             "Log ratio of means (response ratio), treatment over control.",
             "Hedges LV, Gurevitch J, Curtis PS (1999). The meta-analysis of response ratios in experimental "
-            "ecology. Ecology 80:1150-1156."),
+            "ecology. Ecology 80:1150-1156.",
+            kernel="continuous", vtypes=("LS", "HO", "AV", "AVHO")),
     Measure("PR", "Proportion", "proportion", 1, "identity", "identity", _PROPORTION, False,
-            "Raw proportion of events in one group.", _METAFOR),
+            "Raw proportion of events in one group.", _METAFOR,
+            kernel="proportion", vtypes=("LS", "UB", "AV")),
     Measure("PLO", "Proportion (logit)", "proportion", 1, "logit", "transf.ilogit", _PROPORTION, False,
-            "Logit-transformed proportion of events in one group.", _METAFOR),
+            "Logit-transformed proportion of events in one group.", _METAFOR,
+            kernel="proportion", vtypes=("LS", "AV")),
     Measure("PAS", "Proportion (arcsine)", "proportion", 1, "arcsine", "transf.iarcsin", _PROPORTION, False,
-            "Arcsine square-root transformed proportion of events in one group.", _METAFOR),
+            "Arcsine square-root transformed proportion of events in one group.", _METAFOR,
+            kernel="proportion", add_default=0.0),
     Measure("PFT", "Proportion (Freeman-Tukey)", "proportion", 1, "freeman-tukey", "transf.ipft.hm",
             _PROPORTION, False,
             "Freeman-Tukey double-arcsine transformed proportion; back-transformed with the harmonic mean n.",
             "Freeman MF, Tukey JW (1950). Transformations related to the angular and the square root. Ann Math "
             "Stat 21:607-611. Miller JJ (1978). The inverse of the Freeman-Tukey double arcsine "
-            "transformation. Am Stat 32:138."),
+            "transformation. Am Stat 32:138.",
+            kernel="proportion", add_default=0.0),
     Measure("IR", "Incidence Rate", "incidence", 1, "identity", "identity", ("events", "time"), False,
-            "Raw incidence rate (events per unit person-time) in one group.", _ROTHMAN),
+            "Raw incidence rate (events per unit person-time) in one group.", _ROTHMAN,
+            kernel="incidence_rate"),
     Measure("IRR", "Incidence Rate Ratio", "incidence", 2, "log", "exp",
             ("events_treat", "time_treat", "events_ctrl", "time_ctrl"), True,
-            "Log ratio of incidence rates, treatment over control.", _ROTHMAN),
+            "Log ratio of incidence rates, treatment over control.", _ROTHMAN,
+            kernel="rate_comparison"),
     Measure("IRD", "Incidence Rate Difference", "incidence", 2, "identity", "identity",
             ("events_treat", "time_treat", "events_ctrl", "time_ctrl"), False,
-            "Difference of incidence rates (events per unit person-time), treatment minus control.", _ROTHMAN),
+            "Difference of incidence rates (events per unit person-time), treatment minus control.", _ROTHMAN,
+            kernel="rate_comparison"),
     Measure("IRLN", "Incidence Rate (log)", "incidence", 1, "log-rate", "exp-rate", ("events", "time"), False,
-            "Log incidence rate in one group (a log rate, not a ratio: back-transformed with exp).", _ROTHMAN),
+            "Log incidence rate in one group (a log rate, not a ratio: back-transformed with exp).", _ROTHMAN,
+            kernel="log_incidence_rate"),
     Measure("COR", "Correlation", "correlation", 1, "identity", "identity", ("cor", "n"), False,
-            "Raw Pearson correlation coefficient, sampling variance (1 - r^2)^2 / (n - 1).", _OLKIN_PRATT),
+            "Raw Pearson correlation coefficient, sampling variance (1 - r^2)^2 / (n - 1).", _OLKIN_PRATT,
+            kernel="correlation", vtypes=("LS", "AV")),
     Measure("ZCOR", "Correlation (Fisher z)", "correlation", 1, "fisher-z", "transf.ztor", ("cor", "n"), False,
-            "Fisher r-to-z transformed correlation, sampling variance 1 / (n - 3).", _FISHER1921),
+            "Fisher r-to-z transformed correlation, sampling variance 1 / (n - 3).", _FISHER1921,
+            kernel="correlation"),
     Measure("SMCC", "Standardized Mean Change (change-score SD)", "change", 1, "identity", "identity",
             ("mean_time1", "mean_time2", "sd_time1", "sd_time2", "n", "cor"), False,
             "Bias-corrected standardized mean change, standardized by the SD of the change scores.",
-            _GIBBONS1993 + " " + _BECKER1988),
+            _GIBBONS1993 + " " + _BECKER1988,
+            kernel="standardized_mean_change", vtypes=("LS", "LS2")),
     Measure("SMCR", "Standardized Mean Change (raw-score SD)", "change", 1, "identity", "identity",
             ("mean_time1", "mean_time2", "sd_time1", "n", "cor"), False,
             "Bias-corrected standardized mean change, standardized by the SD at the first occasion.",
-            _BECKER1988 + " " + _MORRIS2000),
+            _BECKER1988 + " " + _MORRIS2000,
+            kernel="standardized_mean_change", vtypes=("LS", "LS2")),
     Measure("HR", "Hazard Ratio", "time-to-event", 2, "log", "exp", (), True,
             "Log hazard ratio, supplied as yi with its standard error (not computed from raw data).",
             "Parmar MKB, Torri V, Stewart L (1998). Extracting summary statistics to perform meta-analyses of "
@@ -279,7 +311,7 @@ _METHODS: tuple[Method, ...] = (
 _BY_METHOD = {m.code: m for m in _METHODS}
 
 
-def _key(code: Any, table: dict, what: str) -> str:
+def _key(code: Any, table: dict[str, Any], what: str) -> str:
     if not isinstance(code, str) or code.upper() not in table:
         raise ValueError(f"unknown {what} {code!r}; valid: {', '.join(table)}")
     return code.upper()
@@ -340,24 +372,24 @@ def required_fields(code: str) -> tuple[str, ...]:
     return measure(code).required
 
 
-def _identity(x, **_: Any):
+def _identity(x: Any, **_: Any) -> Any:
     return x
 
 
-def _exp(x, **_: Any):
+def _exp(x: Any, **_: Any) -> Any:
     import numpy as np
 
     return np.exp(x)
 
 
-def _ilogit(x, **_: Any):
+def _ilogit(x: Any, **_: Any) -> Any:
     """metafor ``transf.ilogit``: the logistic function."""
     import numpy as np
 
     return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=float)))
 
 
-def _iarcsin(x, **_: Any):
+def _iarcsin(x: Any, **_: Any) -> Any:
     """metafor ``transf.iarcsin``: ``sin(x)^2``, 0 below 0 and 1 above pi/2."""
     import numpy as np
 
@@ -367,14 +399,14 @@ def _iarcsin(x, **_: Any):
     return np.where(x > math.asin(1.0), 1.0, z)
 
 
-def _pft(p, n):
+def _pft(p: Any, n: Any) -> Any:
     import numpy as np
 
     x = p * n
     return 0.5 * (np.arcsin(np.sqrt(x / (n + 1))) + np.arcsin(np.sqrt((x + 1) / (n + 1))))
 
 
-def _ipft_hm(x, *, ni=None, **_: Any):
+def _ipft_hm(x: Any, *, ni: Any = None, **_: Any) -> Any:
     """metafor ``transf.ipft.hm``: inverse Freeman-Tukey with the harmonic mean of the study sizes ``ni``."""
     import numpy as np
 
@@ -390,7 +422,7 @@ def _ipft_hm(x, *, ni=None, **_: Any):
     return np.where(x < _pft(0.0, nhm), 0.0, z)
 
 
-def _ztor(x, **_: Any):
+def _ztor(x: Any, **_: Any) -> Any:
     """metafor ``transf.ztor``: Fisher z back to a correlation, ``tanh(z)``."""
     import numpy as np
 
@@ -542,3 +574,37 @@ def likelihood_models(kind: Literal["pairwise", "network"] | None = None) -> tup
 def likelihood_model(code: str) -> Method:
     """The registry entry of one exact-likelihood model (case-insensitive)."""
     return _BY_LIKELIHOOD[_key(code, _BY_LIKELIHOOD, "likelihood model")]
+
+
+# ----------------------------------------------------------------- further tau^2 estimators (rma.uni)
+# metafor's rma(method=) estimators that meta_analysis's compiled kernel does not run; each entry names its kernel
+# in lnsynth.pairwise.tau2 (dispatch by code there).  Kept apart from _METHODS so that meta_analysis, the CLI and
+# the web form keep their method list.
+_HUNTER_SCHMIDT = ("Hunter JE, Schmidt FL (2004). Methods of Meta-Analysis: Correcting Error and Bias in Research "
+                   "Findings, 2nd ed. Sage.")
+TAU2_ESTIMATORS: tuple[Method, ...] = (
+    Method("HS", "Hunter-Schmidt", True, True, False, None,
+           "Random effects; tau^2 = (Q_FE - k) / sum(1/vi) (kernel: lnsynth.pairwise.tau2.estimate_tau2).",
+           _HUNTER_SCHMIDT + " " + _VIECHTBAUER2005),
+    Method("HSk", "Hunter-Schmidt, small-sample corrected", True, True, False, None,
+           "Random effects; tau^2 = (k/(k-p) Q_FE - k) / sum(1/vi) (kernel: lnsynth.pairwise.tau2.estimate_tau2).",
+           _HUNTER_SCHMIDT + " Brannick MT, Potter SM, Benitez B, Morris SB (2019). Bias and precision of "
+           "alternate estimators in meta-analysis: benefits of blending Schmidt-Hunter and Hedges approaches. "
+           "Organ Res Methods 22:490-514."),
+    Method("GENQ", "Generalised Q-statistic estimator", True, True, False, None,
+           "Random effects; method of moments with user weights a_i, as rma(weights=, method='GENQ') "
+           "(kernel: lnsynth.pairwise.tau2.estimate_tau2).",
+           "DerSimonian R, Kacker R (2007). Random-effects model for meta-analysis of clinical trials: an update. "
+           "Contemp Clin Trials 28:105-114."),
+)
+_BY_TAU2 = {m.code.upper(): m for m in TAU2_ESTIMATORS}
+
+
+def tau2_estimators() -> tuple[str, ...]:
+    """Codes of the further tau^2 estimators (``HS``, ``HSk``, ``GENQ``; :mod:`lnsynth.pairwise.tau2`)."""
+    return tuple(m.code for m in TAU2_ESTIMATORS)
+
+
+def tau2_estimator(code: str) -> Method:
+    """The registry entry of one further tau^2 estimator (case-insensitive)."""
+    return _BY_TAU2[_key(code, _BY_TAU2, "tau^2 estimator")]

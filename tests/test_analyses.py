@@ -7,7 +7,6 @@ import json
 import math
 import warnings
 
-import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner

@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import warnings
 
 import numpy as np
 import pandas as pd

@@ -130,7 +130,7 @@ def test_bad_options():
     with pytest.raises(ValueError, match="unknown to"):
         mh_core([1], [2], [1], [2], "OR", to="x")
     with pytest.raises(ValueError, match="level"):
-        peto_core([1], [2], [1], [2], level=95)
+        peto_core([1], [2], [1], [2], level=150)  # 95 means 0.95 (lnsynth.stats.normalize_level)
 
 
 # --------------------------------------------------------------------------- properties

@@ -241,7 +241,7 @@ def test_errors_name_study_and_field():
     with pytest.raises(ValueError, match="measure"):
         fit(df, measure="HR")
     with pytest.raises(ValueError, match="level"):
-        fit(df, level=1.5)
+        fit(df, level=150)  # 1.5 would be 1.5%, as metafor's level = 95
     with pytest.raises(ValueError, match=r"s1.*'sd'.*positive"):
         cont = df.assign(m=1.0, sd=1.0)
         cont.loc[0, "sd"] = 0.0

@@ -349,7 +349,7 @@ def test_result_protocol_with_new_options():
     with pytest.raises(ValueError, match="dist"):
         r.prediction_intervals(dist="normal")
     with pytest.raises(ValueError, match="level"):
-        r.conf_int(95)
+        r.conf_int(0)
     one = pd.DataFrame({"study": ["a", "a", "b", "b"], "trt": ["A", "B", "B", "C"], "x": [3, 5, 4, 6],
                         "n": [30] * 4})
     with pytest.raises(ValueError, match="degrees of freedom"):

@@ -42,7 +42,7 @@ def test_report_parses_and_has_sections(report_html):
     assert {"overview", "questions", "tables", "evidence", "network", "sensitivity", "simulator"} <= set(p.sections)
     top = [x for x in p.sections if x and not x.startswith("q-")]
     assert top[:2] == ["overview", "questions"]  # the report leads with the per-question summaries of findings
-    assert "Evidence searched 2026-12-07" in report_html
+    assert "Evidence searched 2026-12-08" in report_html
     assert "could not be built" not in report_html
     assert "Not medical advice" in report_html
 
@@ -116,7 +116,6 @@ def test_summary_of_findings_tables_render_the_answers(report_html):
 
 
 def test_report_renders_in_chromium_without_console_errors(tmp_path_factory, report_html):
-    import os
     from pathlib import Path
 
     if not Path("/usr/bin/chromium").exists():

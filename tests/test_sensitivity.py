@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import warnings
 
 import pytest
@@ -11,7 +12,7 @@ from typer.testing import CliRunner
 
 from lnsynth.analyses.answer import answer
 from lnsynth.analyses.questions import QuestionError, load_questions
-from lnsynth.analyses.sensitivity import FRAME_COLUMNS, SensitivityReport, run_sensitivity
+from lnsynth.analyses.sensitivity import EARLY_WEEKS, FRAME_COLUMNS, SensitivityReport, run_sensitivity
 from lnsynth.effects import effect_sizes
 from lnsynth.evidence import load_evidence
 from lnsynth.pairwise import meta_analysis
@@ -168,7 +169,15 @@ def test_critique_analyses_present(rep):
     assert "rovin2019 24 wk" in early.description and early.k >= 1
     # every trial in a timepoint "as analysed" subset has its timepoint on the right side
     tp = f[(f.analysis == "timepoint") & f.subgroup.str.startswith("as analysed")]
-    assert len(tp) and (tp.k >= 0).all()
+    assert len(tp) and (tp.k > 0).any()
+    for r in tp.itertuples():
+        # the description lists every analysed trial's timepoint: "(timepoints: s1 24 wk; s2 52 wk)"
+        weeks = {s: float(w) for s, w in re.findall(r"(\S+) (\d+(?:\.\d+)?) wk", r.description.split("timepoints: ", 1)[1])}
+        studies = [s for s in str(r.studies).split(", ") if s]
+        assert len(studies) == r.k, (r.question, r.outcome, r.subgroup, studies)
+        for s in studies:
+            early = weeks[s] <= EARLY_WEEKS
+            assert early if "<=" in r.subgroup else not early, (r.question, r.outcome, r.subgroup, s, weeks[s])
 
 
 def test_count_policy_rows_follow_the_answer_flags(ev, rep):

@@ -213,7 +213,6 @@ def test_bank_cache_key_ignores_provenance_text():
 
 
 def test_protocol_drug_entries_have_provenance():
-    import glob
     from importlib import resources
 
     import yaml

@@ -33,11 +33,9 @@ from .schema import (
     REGIMEN_CLASS,
     REGIMENS,
     MAX_EXTERNAL_QUOTE,
-    AdverseEvent,
     Criterion,
     Fact,
     Publication,
-    Outcome,
     Provenance,
     Quantity,
     RiskOfBias,
@@ -621,7 +619,6 @@ def load_evidence(path: Union[str, Path, None] = None) -> EvidenceBase:
                 raise EvidenceError(f"{s.id}.yaml: study {s.id!r}: field links[{i}].trial: unknown trial {ln.trial!r}")
             if ln.trial == s.id:
                 raise EvidenceError(f"{s.id}.yaml: study {s.id!r}: field links[{i}].trial: a trial cannot link to itself")
-    synth_ids = {sy.id for sy in syntheses}
     for sy in syntheses:
         for i, t in enumerate(sy.included_trials):
             if t not in trial_ids:
