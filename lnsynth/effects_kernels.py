@@ -390,33 +390,29 @@ def proportion(inp: KernelInput) -> KernelOutput:
     return KernelOutput(yi, vi, dropped, raw)
 
 
-def incidence_rate(inp: KernelInput) -> KernelOutput:
-    """IR: one group's events per unit person-time."""
+def _one_group_rate(inp: KernelInput) -> tuple[np.ndarray, np.ndarray]:
+    """Checked, zero-corrected events and person-time of one group (IR, IRLN)."""
     arrs, present, one_d, lab = inp.arrs, inp.present, inp.one_d, inp.labels
-    add, to = inp.add, inp.to
-    raw: dict[str, np.ndarray] = {}
-    dropped = np.zeros_like(present)
     _check_count(arrs, "events", present, one_d, lab)
     _check_positive(arrs, "time", present, one_d, lab)
-    (xi,) = _zero_correct([arrs["events"]], present, add, to)
-    ti = arrs["time"]
+    (xi,) = _zero_correct([arrs["events"]], present, inp.add, inp.to)
+    return xi, arrs["time"]
+
+
+def incidence_rate(inp: KernelInput) -> KernelOutput:
+    """IR: one group's events per unit person-time."""
+    xi, ti = _one_group_rate(inp)
     yi = xi / ti
     vi = yi / ti
-    return KernelOutput(yi, vi, dropped, raw)
+    return KernelOutput(yi, vi, np.zeros_like(inp.present), {})
 
 
 def log_incidence_rate(inp: KernelInput) -> KernelOutput:
     """IRLN: one group's log incidence rate."""
-    arrs, present, one_d, lab = inp.arrs, inp.present, inp.one_d, inp.labels
-    add, to = inp.add, inp.to
-    raw: dict[str, np.ndarray] = {}
-    dropped = np.zeros_like(present)
-    _check_count(arrs, "events", present, one_d, lab)
-    _check_positive(arrs, "time", present, one_d, lab)
-    (xi,) = _zero_correct([arrs["events"]], present, add, to)
-    yi = np.log(xi / arrs["time"])
+    xi, ti = _one_group_rate(inp)
+    yi = np.log(xi / ti)
     vi = 1 / xi
-    return KernelOutput(yi, vi, dropped, raw)
+    return KernelOutput(yi, vi, np.zeros_like(inp.present), {})
 
 
 def correlation(inp: KernelInput) -> KernelOutput:

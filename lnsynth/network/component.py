@@ -74,7 +74,7 @@ from scipy import stats
 from .. import registry
 from ..stats import normalize_level
 from . import _core
-from .data import MEASURES, NetworkData, check_labels, components as _graph_components
+from .data import NetworkData, components as _graph_components
 from .model import NMAResult, _check_method
 
 __all__ = ["CNMAResult", "combination_matrix", "component_nma", "discomb", "netcomb"]
@@ -611,35 +611,17 @@ def discomb(
     >>> len(res.subnetworks), res.components
     (2, ('B', 'C', 'D'))
     """
-    from .data import _prepare_arms, _prepare_contrasts
+    from dataclasses import replace
 
-    if not isinstance(df, pd.DataFrame):
-        raise ValueError("df must be a pandas DataFrame")
-    measure = str(measure).upper()
-    if measure not in MEASURES:
-        raise ValueError(f"measure must be one of {MEASURES}, got {measure!r}")
-    if study is None or study not in df.columns:
-        raise ValueError(f"column '{study}' (given as study=) not found in data")
-    if len(df) == 0:
-        raise ValueError("no data rows")
+    from .data import prepare
+
     method = _check_method(method)
     lv = normalize_level(level)
-    ref = str(reference) if reference is not None else None
-    if ref is None and inactive is not None:
-        ref = str(inactive)
-    if yi is not None or vi is not None:
-        studies, dropped = _prepare_contrasts(df, study, yi, vi, treat1, treat2, cov, ref), []
-    else:
-        studies, dropped = _prepare_arms(df, study, treatment, events, n, mean, sd, measure, ref)
-    if not studies:
-        raise ValueError("no studies with information left")
-    check_labels(studies, treatment if treatment is not None else f"{treat1}/{treat2}")
-    treatments = tuple(sorted({t for s in studies for t in s.treatments}))
-    if ref is None or ref not in treatments:
-        if reference is not None:
-            raise ValueError(f"unknown reference treatment {reference!r}; treatments are {list(treatments)}")
-        ref = treatments[0]
-    data = NetworkData(tuple(studies), treatments, ref, measure, tuple(dropped))
+    data = prepare(df, study=study, treatment=treatment, events=events, n=n, mean=mean, sd=sd, yi=yi, vi=vi,
+                   treat1=treat1, treat2=treat2, cov=cov, measure=measure, reference=reference, connected=False)
+    if reference is None and inactive is not None and str(inactive) in data.treatments:
+        data = replace(data, reference=str(inactive))
+    treatments = data.treatments
     Cmat = (
         combination_matrix(treatments, sep=sep, inactive=inactive, interactions=interactions)
         if C is None

@@ -224,8 +224,13 @@ def prepare(
     cov: str | None = None,
     measure: str = "OR",
     reference: str | None = None,
+    connected: bool = True,
 ) -> NetworkData:
-    """Validate input and build :class:`NetworkData` (see module docstring)."""
+    """Validate input and build :class:`NetworkData` (see module docstring).
+
+    ``connected=False`` accepts a network that falls apart into sub-networks (component NMA,
+    :func:`lnsynth.network.component.discomb`, connects them through shared components).
+    """
     if not isinstance(df, pd.DataFrame):
         raise ValueError("df must be a pandas DataFrame")
     measure = str(measure).upper()
@@ -255,7 +260,7 @@ def prepare(
     elif reference not in treatments:
         raise ValueError(f"unknown reference treatment {reference!r}; treatments are {list(treatments)}")
     comps = components(studies, treatments)
-    if len(comps) > 1:
+    if connected and len(comps) > 1:
         desc = "; ".join(f"component {i + 1}: {', '.join(c)}" for i, c in enumerate(comps))
         raise ValueError(f"network is disconnected ({len(comps)} components) - {desc}")
     return NetworkData(tuple(studies), treatments, reference, measure, tuple(dropped))

@@ -35,9 +35,9 @@ from lnsynth.evidence.schema import REGIMENS
 
 from .auth import Auth
 from .curation import counts_sentence, status_label
-from .deps import MAX_BODY, ApiError, json_body, page
+from .deps import MAX_BODY, ApiError, page
 from .deps import api_error_body as _api_error_body
-from .routers import accounts, curation, records, trials
+from .routers import accounts, curation, records, screening, trials
 from .routers.analysis import make_router as _analysis_router
 from .routers.questions import make_router as _questions_router
 from .security import CSP, GuardConfig, protect  # noqa: F401  (CSP re-exported)
@@ -96,11 +96,7 @@ def create_app(db_path: Path | str, token: Optional[str] = None, *, allowed_host
     app.include_router(_questions_router(store, page, lambda detail: ApiError(404, detail)))
     app.include_router(curation.router)
     app.include_router(accounts.router)
-    app.include_router(
-        __import__("lnsynth.web.routers.screening", fromlist=["make_router"]).make_router(
-            store, auth, page, ApiError, json_body
-        )
-    )  # two-person screening (issue 22)
+    app.include_router(screening.router)  # two-person screening (issue 22)
     app.include_router(trials.router)
     app.include_router(records.outcomes_router)  # one router per record kind, the same contract
     app.include_router(records.adverse_events_router)
